@@ -1,0 +1,230 @@
+//! Identifiers on the wire: peer ids, room codes, connection ids.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use crate::ValidationError;
+
+/// A peer's id: the first 16 bytes of SHA-256 over its Ed25519 public key,
+/// written as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId([u8; 16]);
+
+impl PeerId {
+    /// Length of a peer id in bytes (as used in binary relay frames).
+    pub const LEN: usize = 16;
+
+    /// Derives the id that belongs to an Ed25519 public key.
+    pub fn from_public_key(public_key: &[u8; 32]) -> Self {
+        let digest = Sha256::digest(public_key);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        Self(id)
+    }
+
+    /// Builds an id from its raw 16 bytes.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw 16 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({self})")
+    }
+}
+
+impl FromStr for PeerId {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 32 {
+            return Err(ValidationError::new("peer id must be 32 lowercase hex digits"));
+        }
+        let mut id = [0u8; 16];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let hi = hex_value(pair[0]);
+            let lo = hex_value(pair[1]);
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => id[i] = hi << 4 | lo,
+                _ => return Err(ValidationError::new("peer id must be 32 lowercase hex digits")),
+            }
+        }
+        Ok(Self(id))
+    }
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// A room code: exactly 6 characters from `[A-Z0-9]`.
+///
+/// Parsing upper-cases its input, so users may type codes in any case.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomCode([u8; 6]);
+
+impl RoomCode {
+    /// Number of characters in a code.
+    pub const LEN: usize = 6;
+    /// The characters a code is made of.
+    pub const ALPHABET: &'static [u8; 36] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+    /// Builds a code from six indices into [`RoomCode::ALPHABET`] (each taken modulo 36).
+    pub fn from_indices(indices: [u8; 6]) -> Self {
+        Self(indices.map(|i| Self::ALPHABET[usize::from(i % 36)]))
+    }
+
+    /// The code as a string slice.
+    pub fn as_str(&self) -> &str {
+        // The bytes are always ASCII from ALPHABET (checked on construction).
+        std::str::from_utf8(&self.0).unwrap_or("??????")
+    }
+}
+
+impl FromStr for RoomCode {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = s.as_bytes();
+        if bytes.len() != Self::LEN {
+            return Err(ValidationError::new("room code must be 6 characters from A-Z and 0-9"));
+        }
+        let mut code = [0u8; 6];
+        for (slot, &c) in code.iter_mut().zip(bytes) {
+            let c = c.to_ascii_uppercase();
+            if !c.is_ascii_uppercase() && !c.is_ascii_digit() {
+                return Err(ValidationError::new("room code must be 6 characters from A-Z and 0-9"));
+            }
+            *slot = c;
+        }
+        Ok(Self(code))
+    }
+}
+
+impl fmt::Display for RoomCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RoomCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RoomCode({self})")
+    }
+}
+
+/// Names one negotiation between two peers (for example one peer connection
+/// and its ICE restarts): 1 to 64 characters from `[A-Za-z0-9_.-]`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(String);
+
+impl ConnId {
+    /// Longest allowed connection id.
+    pub const MAX_LEN: usize = 64;
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ConnId {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ValidationError::new("conn must be 1-64 characters from A-Z a-z 0-9 _ - ."))
+        }
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({})", self.0)
+    }
+}
+
+macro_rules! string_serde {
+    ($($ty:ty),*) => {$(
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+string_serde!(PeerId, RoomCode, ConnId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_id_round_trips_through_hex() {
+        let id = PeerId::from_public_key(&[7u8; 32]);
+        let text = id.to_string();
+        assert_eq!(text.len(), 32);
+        assert_eq!(text.parse::<PeerId>().ok(), Some(id));
+        assert!("ABCDEF0123456789abcdef0123456789".parse::<PeerId>().is_err());
+        assert!("abc".parse::<PeerId>().is_err());
+    }
+
+    #[test]
+    fn room_codes_are_normalised_and_checked() {
+        assert_eq!("ab12cd".parse::<RoomCode>().map(|c| c.to_string()).ok().as_deref(), Some("AB12CD"));
+        assert!("AB12C".parse::<RoomCode>().is_err());
+        assert!("AB12C!".parse::<RoomCode>().is_err());
+        assert!("ÄB12CD".parse::<RoomCode>().is_err());
+        assert_eq!(RoomCode::from_indices([0, 1, 25, 26, 35, 36]).as_str(), "ABZ09A");
+    }
+
+    #[test]
+    fn conn_ids_are_bounded() {
+        assert!("c1".parse::<ConnId>().is_ok());
+        assert!("".parse::<ConnId>().is_err());
+        assert!("a b".parse::<ConnId>().is_err());
+        assert!("x".repeat(65).parse::<ConnId>().is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Server configuration: every setting with its default, loadable from TOML.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use switchboard_proto::Limits;
+
+/// A secret string whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// A STUN or TURN server handed to every peer in `welcome`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerConfig {
+    /// `stun:`, `turn:` or `turns:` URLs.
+    pub urls: Vec<String>,
+    /// Fixed TURN username, if any.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Fixed TURN password, if any.
+    #[serde(default)]
+    pub credential: Option<Secret>,
+}
+
+/// Everything the server can be told. `Default` is a local, open server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for HTTP and WebSocket.
+    pub bind: SocketAddr,
+    /// SQLite file of the mailbox; `None` keeps mail in memory (lost on exit).
+    pub mailbox_path: Option<PathBuf>,
+    /// Most simultaneous WebSocket connections.
+    pub max_connections: usize,
+    /// Most rooms at once.
+    pub max_rooms: usize,
+    /// How long an empty room lives, in seconds.
+    pub room_ttl_secs: u64,
+    /// Signals held for one absent peer.
+    pub max_pending_signals: usize,
+    /// Peers one session may watch.
+    pub max_watch: usize,
+    /// Error answers a connection may earn in a burst before it is closed.
+    pub abuse_burst: u32,
+    /// Error answers forgiven per second.
+    pub abuse_per_sec: u32,
+    /// Bytes queued towards one slow client before it is closed.
+    pub max_outbound_bytes: usize,
+    /// Limits announced to clients and enforced.
+    pub limits: Limits,
+    /// When set, `hello` must carry an auth token signed with this secret.
+    pub auth_secret: Option<Secret>,
+    /// STUN/TURN servers with fixed credentials.
+    pub ice_servers: Vec<IceServerConfig>,
+    /// TURN REST shared secret: mint time-limited credentials for `turn_urls`.
+    pub turn_secret: Option<Secret>,
+    /// TURN URLs that take credentials minted with `turn_secret`.
+    pub turn_urls: Vec<String>,
+    /// Lifetime of minted TURN credentials, in seconds.
+    pub turn_credential_ttl_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 7600)),
+            mailbox_path: None,
+            max_connections: 10_000,
+            max_rooms: 100_000,
+            room_ttl_secs: 3600,
+            max_pending_signals: 256,
+            max_watch: 1024,
+            abuse_burst: 30,
+            abuse_per_sec: 1,
+            max_outbound_bytes: 4 * 1024 * 1024,
+            limits: Limits::default(),
+            auth_secret: None,
+            ice_servers: Vec::new(),
+            turn_secret: None,
+            turn_urls: Vec::new(),
+            turn_credential_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {field}: {reason}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ServerConfig {
+    /// Checks values that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| Err(ConfigError::Invalid { field, reason: reason.into() });
+        let l = &self.limits;
+        if l.max_frame_bytes < 1024 {
+            return invalid("limits.max_frame_bytes", "must be at least 1024");
+        }
+        if l.max_frame_bytes > 16 * 1024 * 1024 {
+            return invalid("limits.max_frame_bytes", "must be at most 16 MiB");
+        }
+        if l.rate_per_sec == 0 || l.rate_burst == 0 {
+            return invalid("limits.rate_per_sec", "rate and burst must be at least 1");
+        }
+        if l.max_peers_per_room == 0 || l.max_rooms_per_peer == 0 {
+            return invalid("limits.max_peers_per_room", "room limits must be at least 1");
+        }
+        if l.idle_timeout_secs == 0 {
+            return invalid("limits.idle_timeout_secs", "must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if self.abuse_burst == 0 {
+            return invalid("abuse_burst", "must be at least 1");
+        }
+        if self.turn_secret.is_some() != !self.turn_urls.is_empty() {
+            return invalid("turn_secret", "turn_secret and turn_urls go together");
+        }
+        for url in self.turn_urls.iter().chain(self.ice_servers.iter().flat_map(|s| &s.urls)) {
+            if !(url.starts_with("stun:") || url.starts_with("turn:") || url.starts_with("turns:")) {
+                return invalid("ice_servers", &format!("{url:?} is not a stun:, turn: or turns: URL"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a TOML file; missing settings take their defaults.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    /// Parses TOML text; missing settings take their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,407 @@
+//! One WebSocket connection: the thin driver between the socket and the hub.
+//!
+//! A single task per connection reads frames, answers them through the
+//! connection's outbox, and writes whatever the outbox holds. Slow work
+//! (password hashing, the mailbox) runs on the blocking pool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
+use switchboard_proto::{
+    ClientMessage, ErrorCode, Hello, Join, PROTOCOL_VERSION, PeerId, ServerMessage, Welcome, encode_b64, verify_hello,
+};
+
+use crate::auth::verify_token;
+use crate::http::Slot;
+use crate::hub::{ConnKey, Grants, Refusal};
+use crate::ice::ice_servers_for;
+use crate::outbox::{Outbound, Outbox};
+use crate::rate::TokenBucket;
+use crate::shared::{Shared, mail_event, unix_ms};
+
+/// Close code for policy violations (RFC 6455).
+const POLICY: u16 = 1008;
+/// Close code for a peer that is going away (server shutdown, idle).
+const GOING_AWAY: u16 = 1001;
+
+enum Phase {
+    AwaitHello { nonce: String },
+    Ready { peer: PeerId },
+}
+
+struct Conn {
+    key: ConnKey,
+    shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    phase: Phase,
+    frames: TokenBucket,
+    relay_bytes: TokenBucket,
+    abuse: TokenBucket,
+    closing: Option<(u16, &'static str)>,
+}
+
+/// Drives one upgraded connection until it ends.
+pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot) {
+    shared.metrics.connections_total.inc();
+    shared.metrics.connections.inc();
+    let outbox = Arc::new(Outbox::new(shared.config.max_outbound_bytes));
+    let key = shared.register(outbox.clone());
+    let now = Instant::now();
+    let limits = &shared.config.limits;
+    let nonce = encode_b64(&rand::random::<[u8; 24]>());
+    outbox.push(Outbound::Msg(ServerMessage::Challenge { v: PROTOCOL_VERSION, nonce: nonce.clone() }));
+    let mut conn = Conn {
+        key,
+        frames: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now),
+        relay_bytes: TokenBucket::new(limits.relay_bytes_per_sec, limits.relay_bytes_per_sec, now),
+        abuse: TokenBucket::new(shared.config.abuse_per_sec, shared.config.abuse_burst, now),
+        shared: shared.clone(),
+        outbox,
+        phase: Phase::AwaitHello { nonce },
+        closing: None,
+    };
+    let clean = conn.drive(socket).await;
+    shared.unregister(key, clean);
+    shared.metrics.connections.dec();
+    drop(slot);
+}
+
+impl Conn {
+    /// Returns whether the client closed cleanly (its session then ends at once).
+    async fn drive(&mut self, mut socket: WebSocket) -> bool {
+        let idle = Duration::from_secs(self.shared.config.limits.idle_timeout_secs);
+        let mut deadline = tokio::time::Instant::now() + idle;
+        let mut shutdown = self.shared.shutdown.clone();
+        let mut batch = Vec::new();
+        loop {
+            match self.write_pending(&mut socket, &mut batch).await {
+                Ok(None) => {}
+                Ok(Some((code, reason))) => return close(&mut socket, code, reason).await,
+                Err(()) => return false,
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    let _ = self.write_pending(&mut socket, &mut batch).await;
+                    return close(&mut socket, GOING_AWAY, "server shutting down").await;
+                }
+                () = self.outbox.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return close(&mut socket, GOING_AWAY, "idle timeout").await;
+                }
+                frame = socket.recv() => {
+                    deadline = tokio::time::Instant::now() + idle;
+                    match frame {
+                        None | Some(Err(_)) => return false,
+                        Some(Ok(Message::Close(_))) => return true,
+                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                        Some(Ok(Message::Binary(bytes))) => self.on_binary(bytes.to_vec()),
+                        Some(Ok(_)) => {}
+                    }
+                    if let Some((code, reason)) = self.closing.take() {
+                        let _ = self.write_pending(&mut socket, &mut batch).await;
+                        return close(&mut socket, code, reason).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the outbox; returns a close to perform, or `Err` if the socket failed.
+    async fn write_pending(
+        &self,
+        socket: &mut WebSocket,
+        batch: &mut Vec<Outbound>,
+    ) -> Result<Option<(u16, &'static str)>, ()> {
+        let overflowed = self.outbox.drain(batch);
+        if batch.is_empty() && !overflowed {
+            return Ok(None);
+        }
+        let mut close_with = None;
+        for item in batch.drain(..) {
+            let frame = match item {
+                Outbound::Msg(msg) => Message::Text(msg.encode().into()),
+                Outbound::Binary(bytes) => Message::Binary(bytes.into()),
+                Outbound::Close(code, reason) => {
+                    close_with = Some((code, reason));
+                    break;
+                }
+            };
+            socket.feed(frame).await.map_err(|_| ())?;
+        }
+        batch.clear();
+        socket.flush().await.map_err(|_| ())?;
+        if overflowed {
+            return Ok(Some((POLICY, "too slow: outbound queue full")));
+        }
+        Ok(close_with)
+    }
+
+    fn send(&self, msg: ServerMessage) {
+        self.outbox.push(Outbound::Msg(msg));
+    }
+
+    fn refuse(&mut self, re: Option<u64>, refusal: Refusal) {
+        self.shared.metrics.error(refusal.code.as_str());
+        self.send(ServerMessage::error(re, refusal.code, refusal.message));
+        if !self.abuse.try_take(1.0, Instant::now()) && self.closing.is_none() {
+            self.closing = Some((POLICY, "too many bad frames"));
+        }
+    }
+
+    fn fatal(&mut self, re: Option<u64>, code: ErrorCode, message: String, reason: &'static str) {
+        self.refuse(re, Refusal::new(code, message));
+        self.closing = Some((POLICY, reason));
+    }
+
+    fn peer(&self) -> Option<PeerId> {
+        match self.phase {
+            Phase::Ready { peer } => Some(peer),
+            Phase::AwaitHello { .. } => None,
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        if !self.frames.try_take(1.0, Instant::now()) {
+            self.refuse(None, Refusal::new(ErrorCode::RateLimited, "slow down: frame rate limit reached"));
+            return;
+        }
+        match ClientMessage::decode(text, &self.shared.config.limits) {
+            Err(failure) => self.refuse(failure.re, Refusal::new(failure.error.code(), failure.error.to_string())),
+            Ok(msg) => {
+                self.shared.metrics.message(msg.kind());
+                let re = msg.request_id();
+                if let Err(refusal) = self.handle(msg).await {
+                    self.refuse(re, refusal);
+                }
+            }
+        }
+    }
+
+    fn on_binary(&mut self, frame: Vec<u8>) {
+        let now = Instant::now();
+        if !self.frames.try_take(1.0, now) || !self.relay_bytes.try_take(frame.len() as f64, now) {
+            self.refuse(None, Refusal::new(ErrorCode::RateLimited, "slow down: relay rate limit reached"));
+            return;
+        }
+        if self.peer().is_none() {
+            self.refuse(None, Refusal::new(ErrorCode::Unauthorized, "send hello first"));
+            return;
+        }
+        self.shared.metrics.message("relay");
+        let len = frame.len() as u64;
+        match self.shared.with_hub(|hub| hub.relay(self.key, frame)) {
+            Ok(()) => {
+                self.shared.metrics.relay_bytes.inc_by(len);
+            }
+            Err(refusal) => self.refuse(None, refusal),
+        }
+    }
+
+    async fn handle(&mut self, msg: ClientMessage) -> Result<(), Refusal> {
+        let Some(peer) = self.peer() else {
+            return match msg {
+                ClientMessage::Hello(hello) => {
+                    self.hello(hello).await;
+                    Ok(())
+                }
+                _ => Err(Refusal::new(ErrorCode::Unauthorized, "send hello first")),
+            };
+        };
+        let key = self.key;
+        let now = Instant::now();
+        match msg {
+            ClientMessage::Hello(_) => Err(Refusal::new(ErrorCode::BadRequest, "hello was already sent")),
+            ClientMessage::CreateRoom(c) => {
+                let hash = match c.password {
+                    Some(pw) => Some(self.hash_password(pw).await?),
+                    None => None,
+                };
+                let room = self.shared.with_hub(|hub| hub.create_room(now, key, hash, c.max_peers))?;
+                self.send(ServerMessage::RoomCreated { re: c.id, room });
+                Ok(())
+            }
+            ClientMessage::Join(join) => self.join(join).await,
+            ClientMessage::Leave(l) => {
+                self.shared.with_hub(|hub| hub.leave(now, key, l.room))?;
+                self.send(ServerMessage::Ok { re: l.id });
+                Ok(())
+            }
+            ClientMessage::Signal(s) => {
+                self.shared.with_hub(|hub| hub.signal(now, key, s.to, s.conn, s.data))?;
+                if s.id.is_some() {
+                    self.send(ServerMessage::Ok { re: s.id });
+                }
+                Ok(())
+            }
+            ClientMessage::Mail(m) => {
+                let body = m.body.to_string();
+                let limits = &self.shared.config.limits;
+                let (ttl_ms, max) = (limits.mail_ttl_secs.saturating_mul(1000), limits.max_mailbox);
+                let store = self.shared.store.clone();
+                let sent_at = unix_ms();
+                let stored_body = body.clone();
+                let id = blocking(move || store.put(peer, m.to, &stored_body, sent_at, ttl_ms, max)).await?;
+                self.send(ServerMessage::MailAccepted { re: m.id, mail_id: id });
+                let mail = crate::store::StoredMail { id, from: peer, body, sent_at };
+                self.shared.deliver_mail(m.to, &mail);
+                Ok(())
+            }
+            ClientMessage::AckMail(a) => {
+                let store = self.shared.store.clone();
+                blocking(move || store.ack(peer, &a.mail_ids)).await?;
+                self.send(ServerMessage::Ok { re: a.id });
+                Ok(())
+            }
+            ClientMessage::Watch(w) => {
+                let states = self.shared.with_hub(|hub| hub.watch(key, &w.peers))?;
+                self.send(ServerMessage::Ok { re: w.id });
+                for (peer_id, online) in states {
+                    self.send(ServerMessage::Presence { peer_id, online });
+                }
+                Ok(())
+            }
+            ClientMessage::Unwatch(w) => {
+                self.shared.with_hub(|hub| hub.unwatch(key, &w.peers))?;
+                self.send(ServerMessage::Ok { re: w.id });
+                Ok(())
+            }
+            ClientMessage::IceServers(p) => {
+                let ice_servers = ice_servers_for(&self.shared.config, peer, unix_ms() / 1000);
+                self.send(ServerMessage::IceServers { re: p.id, ice_servers });
+                Ok(())
+            }
+            ClientMessage::Ping(p) => {
+                self.send(ServerMessage::Pong { re: p.id });
+                Ok(())
+            }
+            _ => Err(Refusal::new(ErrorCode::BadRequest, "message type not supported")),
+        }
+    }
+
+    async fn hello(&mut self, hello: Hello) {
+        let Phase::AwaitHello { nonce } = &self.phase else { return };
+        if hello.v != PROTOCOL_VERSION {
+            let message = format!("this server speaks protocol v{PROTOCOL_VERSION}, not v{}", hello.v);
+            return self.fatal(hello.id, ErrorCode::UnsupportedVersion, message, "unsupported protocol version");
+        }
+        let peer = match verify_hello(&hello.public_key, &hello.signature, nonce) {
+            Ok(peer) => peer,
+            Err(e) => return self.fatal(hello.id, ErrorCode::Unauthorized, e.to_string(), "identity proof failed"),
+        };
+        let grants = match &self.shared.config.auth_secret {
+            None => Grants::default(),
+            Some(secret) => {
+                let Some(token) = hello.auth_token.as_deref() else {
+                    let msg = "this server requires an auth_token".to_owned();
+                    return self.fatal(hello.id, ErrorCode::Unauthorized, msg, "auth token required");
+                };
+                match verify_token(secret.expose(), token, peer, unix_ms() / 1000) {
+                    Ok(claims) => Grants { rooms: Some(claims.rooms) },
+                    Err(e) => {
+                        return self.fatal(hello.id, ErrorCode::Unauthorized, e.to_string(), "auth token refused");
+                    }
+                }
+            }
+        };
+        let ice_servers = ice_servers_for(&self.shared.config, peer, unix_ms() / 1000);
+        let limits = self.shared.config.limits.clone();
+        let (key, outbox) = (self.key, self.outbox.clone());
+        self.shared.with_hub(|hub| {
+            let attached = hub.attach(Instant::now(), key, peer, hello.resume_token.as_deref(), grants);
+            // Queued before the hub's outputs, so `welcome` precedes held signals.
+            outbox.push(Outbound::Msg(ServerMessage::Welcome(Box::new(Welcome {
+                re: hello.id,
+                v: PROTOCOL_VERSION,
+                peer_id: peer,
+                resume_token: attached.resume_token,
+                resumed: attached.resumed,
+                rooms: attached.rooms,
+                ice_servers,
+                limits,
+            }))));
+        });
+        self.phase = Phase::Ready { peer };
+        let store = self.shared.store.clone();
+        match blocking(move || store.pending(peer, unix_ms(), 1000)).await {
+            Ok(mail) => mail.iter().for_each(|m| self.send(mail_event(m))),
+            Err(refusal) => self.refuse(None, refusal),
+        }
+    }
+
+    async fn join(&mut self, join: Join) -> Result<(), Refusal> {
+        let Join { id, room, password, meta } = join;
+        let verified = match self.shared.with_hub(|hub| hub.password_hash(room)) {
+            None => None,
+            Some(hash) => {
+                let Some(password) = password else {
+                    return Err(Refusal::new(ErrorCode::Forbidden, format!("room {room} needs a password")));
+                };
+                self.verify_password(password, hash.clone()).await?;
+                Some(hash)
+            }
+        };
+        let key = self.key;
+        let mut view = self.shared.with_hub(|hub| hub.join(key, room, verified.as_deref(), meta))?;
+        view.re = id;
+        self.send(ServerMessage::Joined(view));
+        Ok(())
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String, Refusal> {
+        let _permit = self.shared.hashing.acquire().await.map_err(|_| internal("hashing pool closed"))?;
+        blocking(move || {
+            argon2()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| crate::store::StoreError::Backend(e.to_string()))
+        })
+        .await
+    }
+
+    async fn verify_password(&self, password: String, hash: String) -> Result<(), Refusal> {
+        let _permit = self.shared.hashing.acquire().await.map_err(|_| internal("hashing pool closed"))?;
+        let ok =
+            tokio::task::spawn_blocking(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok())
+                .await
+                .map_err(|_| internal("password check failed"))?;
+        if ok { Ok(()) } else { Err(Refusal::new(ErrorCode::Forbidden, "wrong room password")) }
+    }
+}
+
+fn internal(message: &str) -> Refusal {
+    Refusal::new(ErrorCode::Internal, message)
+}
+
+/// Argon2id with 8 MiB and 2 passes: slow for guessing, quick enough for joins.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(8 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Runs a store call on the blocking pool and maps its error to an answer.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Refusal> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(crate::store::StoreError::MailboxFull)) => {
+            Err(Refusal::new(ErrorCode::LimitExceeded, "the recipient's mailbox is full"))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "storage failed");
+            Err(internal("storage failed"))
+        }
+        Err(_) => Err(internal("storage task failed")),
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> bool {
+    let frame = CloseFrame { code, reason: reason.into() };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+    false
+}

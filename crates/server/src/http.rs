@@ -1,0 +1,73 @@
+//! HTTP routes on the server's one port: `/ws`, `/healthz`, `/metrics`, `/`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::connection;
+use crate::shared::Shared;
+
+/// Bytes tungstenite reads from the socket at once: small, because an idle
+/// connection keeps this buffer (signaling frames are mostly under 1 KiB).
+const READ_BUFFER: usize = 2048;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/", get(index))
+        .with_state(shared)
+}
+
+/// A counted connection slot, released when dropped: when the connection
+/// ends, or when the upgrade never completes.
+pub(crate) struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.0.open_conns.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.all_closed.notify_waiters();
+        }
+    }
+}
+
+async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+    if *shared.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down").into_response();
+    }
+    let max = shared.config.max_connections;
+    if shared.open_conns.fetch_add(1, Ordering::AcqRel) >= max {
+        shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+        shared.metrics.error("server_full");
+        return (StatusCode::SERVICE_UNAVAILABLE, "server full: connection limit reached").into_response();
+    }
+    let slot = Slot(shared.clone());
+    let max_frame = shared.config.limits.max_frame_bytes as usize;
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(shared.config.max_outbound_bytes.max(max_frame * 2))
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |socket| connection::run(socket, shared, slot))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    shared.refresh_gauges();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], shared.metrics.render())
+        .into_response()
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}

@@ -1,0 +1,563 @@
+//! The room logic: sessions, rooms, hosts, signal relay with a TTL, presence
+//! and resume. Sans-IO: every call takes the time, answers the caller, and
+//! queues frames for other connections in [`Hub::poll_output`]. The driver in
+//! `connection.rs` does the I/O and the slow work (signatures, password
+//! hashing, the mailbox) before calling in.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use switchboard_proto::{
+    ConnId, ErrorCode, JoinedRoom, Limits, PeerId, PeerInfo, RELAY_HEADER_LEN, RelayFrame, RoomCode, ServerMessage,
+    SignalData, encode_b64, rewrite_peer,
+};
+
+/// One WebSocket connection, numbered by the driver.
+pub(crate) type ConnKey = u64;
+
+/// A refused request: the code and message of the `error` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Something the driver must do for a connection other than the caller's answer.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// Send a JSON frame.
+    Send(ConnKey, ServerMessage),
+    /// Send a binary relay frame (already rewritten to name the sender).
+    Relay(ConnKey, Vec<u8>),
+    /// Close the connection with a reason.
+    Close(ConnKey, &'static str),
+}
+
+/// Settings of the hub.
+#[derive(Debug, Clone)]
+pub(crate) struct HubConfig {
+    pub(crate) limits: Limits,
+    pub(crate) room_ttl: Duration,
+    pub(crate) max_rooms: usize,
+    pub(crate) max_pending_per_peer: usize,
+    pub(crate) max_watch: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            room_ttl: Duration::from_secs(3600),
+            max_rooms: 100_000,
+            max_pending_per_peer: 256,
+            max_watch: 1024,
+        }
+    }
+}
+
+/// What an auth token lets a peer do; `None` rooms means every room.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Grants {
+    pub(crate) rooms: Option<Vec<String>>,
+}
+
+impl Grants {
+    fn may_join(&self, room: RoomCode) -> bool {
+        self.rooms.as_ref().is_none_or(|r| r.iter().any(|g| g == "*" || g == room.as_str()))
+    }
+
+    fn may_create(&self) -> bool {
+        self.rooms.as_ref().is_none_or(|r| r.iter().any(|g| g == "*"))
+    }
+}
+
+/// The result of a successful `hello`.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    pub(crate) resume_token: String,
+    pub(crate) resumed: bool,
+    pub(crate) rooms: Vec<JoinedRoom>,
+}
+
+struct Session {
+    conn: Option<ConnKey>,
+    resume_token: String,
+    detached_at: Option<Instant>,
+    rooms: Vec<RoomCode>,
+    watching: HashSet<PeerId>,
+    grants: Grants,
+}
+
+struct Member {
+    peer: PeerId,
+    meta: Option<Value>,
+}
+
+struct Room {
+    password_hash: Option<String>,
+    max_peers: usize,
+    members: Vec<Member>,
+    empty_since: Option<Instant>,
+}
+
+impl Room {
+    fn view(&self, code: RoomCode, me: PeerId) -> Option<JoinedRoom> {
+        let host = self.members.first()?.peer;
+        let peers = self
+            .members
+            .iter()
+            .filter(|m| m.peer != me)
+            .map(|m| PeerInfo { peer_id: m.peer, meta: m.meta.clone() })
+            .collect();
+        Some(JoinedRoom { re: None, room: code, peers, host })
+    }
+}
+
+struct PendingSignal {
+    seq: u64,
+    from: PeerId,
+    conn: ConnId,
+    data: SignalData,
+}
+
+/// The signaling server's state machine.
+pub(crate) struct Hub {
+    config: HubConfig,
+    rng: StdRng,
+    sessions: HashMap<PeerId, Session>,
+    conns: HashMap<ConnKey, PeerId>,
+    rooms: HashMap<RoomCode, Room>,
+    pending: HashMap<PeerId, VecDeque<PendingSignal>>,
+    watchers: HashMap<PeerId, HashSet<PeerId>>,
+    next_seq: u64,
+    signal_deadlines: VecDeque<(Instant, PeerId, u64)>,
+    room_deadlines: VecDeque<(Instant, RoomCode)>,
+    resume_deadlines: VecDeque<(Instant, PeerId)>,
+    outputs: VecDeque<Output>,
+}
+
+impl Hub {
+    pub(crate) fn new(config: HubConfig, seed: [u8; 32]) -> Self {
+        Self {
+            config,
+            rng: StdRng::from_seed(seed),
+            sessions: HashMap::new(),
+            conns: HashMap::new(),
+            rooms: HashMap::new(),
+            pending: HashMap::new(),
+            watchers: HashMap::new(),
+            next_seq: 0,
+            signal_deadlines: VecDeque::new(),
+            room_deadlines: VecDeque::new(),
+            resume_deadlines: VecDeque::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Number of rooms that exist.
+    pub(crate) fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Number of sessions, live or waiting for resume.
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The peer a connection speaks for, once it said `hello`.
+    #[cfg(test)]
+    pub(crate) fn peer_of(&self, conn: ConnKey) -> Option<PeerId> {
+        self.conns.get(&conn).copied()
+    }
+
+    /// The next queued frame for another connection.
+    pub(crate) fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Hub::handle_timeout`] should next run.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.signal_deadlines.front().map(|d| d.0),
+            self.room_deadlines.front().map(|d| d.0),
+            self.resume_deadlines.front().map(|d| d.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Binds a connection to a proven peer: resumes its session when the
+    /// token matches, otherwise starts a new one. An older connection of the
+    /// same peer is closed.
+    pub(crate) fn attach(
+        &mut self,
+        now: Instant,
+        conn: ConnKey,
+        peer: PeerId,
+        resume_token: Option<&str>,
+        grants: Grants,
+    ) -> Attached {
+        let mut resumed = false;
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            if let Some(old) = session.conn.take() {
+                self.conns.remove(&old);
+                self.outputs.push_back(Output::Close(old, "replaced by a newer connection of the same peer"));
+            }
+            if resume_token.is_some_and(|t| t == session.resume_token) {
+                session.conn = Some(conn);
+                session.detached_at = None;
+                session.grants = grants.clone();
+                resumed = true;
+            } else {
+                self.end_session(now, peer);
+            }
+        }
+        if !resumed {
+            let token = self.random_token();
+            self.sessions.insert(
+                peer,
+                Session {
+                    conn: Some(conn),
+                    resume_token: token,
+                    detached_at: None,
+                    rooms: Vec::new(),
+                    watching: HashSet::new(),
+                    grants,
+                },
+            );
+            self.announce_presence(peer, true);
+        }
+        self.conns.insert(conn, peer);
+        self.flush_pending(peer, conn);
+        let session = &self.sessions[&peer];
+        let rooms = session.rooms.iter().filter_map(|code| self.rooms.get(code)?.view(*code, peer)).collect();
+        Attached { resume_token: session.resume_token.clone(), resumed, rooms }
+    }
+
+    /// A connection ended. A clean close ends the session at once; a dropped
+    /// connection keeps it for the resume window.
+    pub(crate) fn detach(&mut self, now: Instant, conn: ConnKey, clean: bool) {
+        let Some(peer) = self.conns.remove(&conn) else { return };
+        if clean {
+            self.end_session(now, peer);
+            return;
+        }
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            session.conn = None;
+            session.detached_at = Some(now);
+            let window = Duration::from_secs(self.config.limits.resume_window_secs);
+            self.resume_deadlines.push_back((now + window, peer));
+        }
+    }
+
+    /// Creates a room; `password_hash` is already hashed by the driver.
+    pub(crate) fn create_room(
+        &mut self,
+        now: Instant,
+        conn: ConnKey,
+        password_hash: Option<String>,
+        max_peers: Option<u32>,
+    ) -> Result<RoomCode, Refusal> {
+        let peer = self.require_peer(conn)?;
+        if !self.sessions[&peer].grants.may_create() {
+            return Err(Refusal::new(ErrorCode::Forbidden, "the auth token does not allow creating rooms"));
+        }
+        if self.rooms.len() >= self.config.max_rooms {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "the server holds its maximum number of rooms"));
+        }
+        let limit = self.config.limits.max_peers_per_room as usize;
+        let max_peers = max_peers.map_or(limit, |m| (m as usize).min(limit));
+        for _ in 0..64 {
+            let code = RoomCode::from_indices(std::array::from_fn(|_| self.rng.random_range(0..36)));
+            if self.rooms.contains_key(&code) {
+                continue;
+            }
+            self.rooms.insert(code, Room { password_hash, max_peers, members: Vec::new(), empty_since: Some(now) });
+            self.room_deadlines.push_back((now + self.config.room_ttl, code));
+            return Ok(code);
+        }
+        Err(Refusal::new(ErrorCode::Internal, "could not find a free room code"))
+    }
+
+    /// The stored password hash of a room, for the driver to verify against.
+    pub(crate) fn password_hash(&self, room: RoomCode) -> Option<String> {
+        self.rooms.get(&room).and_then(|r| r.password_hash.clone())
+    }
+
+    /// Joins a room. `verified_hash` is the hash the driver checked the given
+    /// password against (it must still be the room's).
+    pub(crate) fn join(
+        &mut self,
+        conn: ConnKey,
+        room: RoomCode,
+        verified_hash: Option<&str>,
+        meta: Option<Value>,
+    ) -> Result<JoinedRoom, Refusal> {
+        let peer = self.require_peer(conn)?;
+        let session = &self.sessions[&peer];
+        if !session.grants.may_join(room) {
+            return Err(Refusal::new(ErrorCode::Forbidden, "the auth token does not allow this room"));
+        }
+        let in_rooms = session.rooms.len();
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return Err(Refusal::new(ErrorCode::NotFound, format!("no room {room}")));
+        };
+        if r.members.iter().any(|m| m.peer == peer) {
+            return r.view(room, peer).ok_or_else(|| Refusal::new(ErrorCode::Internal, "room has no members"));
+        }
+        if r.password_hash.is_some() && r.password_hash.as_deref() != verified_hash {
+            return Err(Refusal::new(ErrorCode::Forbidden, "wrong room password"));
+        }
+        if r.members.len() >= r.max_peers {
+            return Err(Refusal::new(ErrorCode::RoomFull, format!("room {room} has its {} peers", r.max_peers)));
+        }
+        if in_rooms >= self.config.limits.max_rooms_per_peer as usize {
+            return Err(Refusal::new(
+                ErrorCode::LimitExceeded,
+                format!("a peer may be in at most {} rooms", self.config.limits.max_rooms_per_peer),
+            ));
+        }
+        r.members.push(Member { peer, meta: meta.clone() });
+        r.empty_since = None;
+        let others: Vec<PeerId> = r.members.iter().map(|m| m.peer).filter(|p| *p != peer).collect();
+        let view = r.view(room, peer);
+        if let Some(s) = self.sessions.get_mut(&peer) {
+            s.rooms.push(room);
+        }
+        let joined = ServerMessage::PeerJoined { room, peer: PeerInfo { peer_id: peer, meta } };
+        self.send_to_peers(&others, &joined);
+        view.ok_or_else(|| Refusal::new(ErrorCode::Internal, "room has no members"))
+    }
+
+    /// Leaves a room.
+    pub(crate) fn leave(&mut self, now: Instant, conn: ConnKey, room: RoomCode) -> Result<(), Refusal> {
+        let peer = self.require_peer(conn)?;
+        if !self.sessions[&peer].rooms.contains(&room) {
+            return Err(Refusal::new(ErrorCode::NotFound, format!("not in room {room}")));
+        }
+        self.remove_member(now, peer, room);
+        Ok(())
+    }
+
+    /// Relays a signal, or holds it for an absent peer until the signal TTL.
+    pub(crate) fn signal(
+        &mut self,
+        now: Instant,
+        conn: ConnKey,
+        to: PeerId,
+        signal_conn: ConnId,
+        data: SignalData,
+    ) -> Result<(), Refusal> {
+        let from = self.require_peer(conn)?;
+        if to == from {
+            return Err(Refusal::new(ErrorCode::BadRequest, "a peer cannot signal itself"));
+        }
+        if let Some(target) = self.live_conn(to) {
+            self.outputs.push_back(Output::Send(target, ServerMessage::Signal { from, conn: signal_conn, data }));
+            return Ok(());
+        }
+        let queue = self.pending.entry(to).or_default();
+        if queue.len() >= self.config.max_pending_per_peer {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "too many signals wait for this peer"));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        queue.push_back(PendingSignal { seq, from, conn: signal_conn, data });
+        let ttl = Duration::from_millis(self.config.limits.signal_ttl_ms);
+        self.signal_deadlines.push_back((now + ttl, to, seq));
+        Ok(())
+    }
+
+    /// Forwards a binary relay frame to a peer that shares a room with the sender.
+    pub(crate) fn relay(&mut self, conn: ConnKey, mut frame: Vec<u8>) -> Result<(), Refusal> {
+        let from = self.require_peer(conn)?;
+        let to = RelayFrame::decode(&frame).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?.peer;
+        let shares_room = self.sessions[&from]
+            .rooms
+            .iter()
+            .any(|code| self.rooms.get(code).is_some_and(|r| r.members.iter().any(|m| m.peer == to)));
+        if !shares_room {
+            return Err(Refusal::new(ErrorCode::Forbidden, "relay is only allowed to peers in a shared room"));
+        }
+        let Some(target) = self.live_conn(to) else {
+            return Err(Refusal::new(ErrorCode::NotFound, format!("peer {to} is not connected")));
+        };
+        debug_assert!(frame.len() >= RELAY_HEADER_LEN);
+        rewrite_peer(&mut frame, from).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+        self.outputs.push_back(Output::Relay(target, frame));
+        Ok(())
+    }
+
+    /// Follows the presence of `peers`; answers with their current state.
+    pub(crate) fn watch(&mut self, conn: ConnKey, peers: &[PeerId]) -> Result<Vec<(PeerId, bool)>, Refusal> {
+        let me = self.require_peer(conn)?;
+        let session = self.sessions.get_mut(&me).ok_or_else(|| Refusal::new(ErrorCode::Internal, "no session"))?;
+        let new = peers.iter().filter(|p| !session.watching.contains(p)).count();
+        if session.watching.len() + new > self.config.max_watch {
+            return Err(Refusal::new(
+                ErrorCode::LimitExceeded,
+                format!("at most {} watched peers", self.config.max_watch),
+            ));
+        }
+        session.watching.extend(peers.iter().copied());
+        for p in peers {
+            self.watchers.entry(*p).or_default().insert(me);
+        }
+        Ok(peers.iter().map(|p| (*p, self.sessions.contains_key(p))).collect())
+    }
+
+    /// Stops following the presence of `peers`.
+    pub(crate) fn unwatch(&mut self, conn: ConnKey, peers: &[PeerId]) -> Result<(), Refusal> {
+        let me = self.require_peer(conn)?;
+        if let Some(session) = self.sessions.get_mut(&me) {
+            for p in peers {
+                session.watching.remove(p);
+            }
+        }
+        for p in peers {
+            self.unwatch_one(*p, me);
+        }
+        Ok(())
+    }
+
+    /// The live connection of a peer, for mail delivery.
+    pub(crate) fn live_conn(&self, peer: PeerId) -> Option<ConnKey> {
+        self.sessions.get(&peer).and_then(|s| s.conn)
+    }
+
+    /// Runs everything due at `now`: expired signals, empty rooms, lapsed resume windows.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, to, seq)) = self.signal_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.signal_deadlines.pop_front();
+            let Some(queue) = self.pending.get_mut(&to) else { continue };
+            if queue.front().is_none_or(|p| p.seq != seq) {
+                continue;
+            }
+            let expired = queue.pop_front();
+            if queue.is_empty() {
+                self.pending.remove(&to);
+            }
+            if let Some(expired) = expired
+                && let Some(sender) = self.live_conn(expired.from)
+            {
+                self.outputs.push_back(Output::Send(sender, ServerMessage::Expired { to, conn: expired.conn }));
+            }
+        }
+        while let Some(&(at, code)) = self.room_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.room_deadlines.pop_front();
+            let lapsed = self
+                .rooms
+                .get(&code)
+                .and_then(|r| r.empty_since)
+                .is_some_and(|since| since + self.config.room_ttl <= now);
+            if lapsed {
+                self.rooms.remove(&code);
+            }
+        }
+        while let Some(&(at, peer)) = self.resume_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.resume_deadlines.pop_front();
+            let window = Duration::from_secs(self.config.limits.resume_window_secs);
+            let lapsed =
+                self.sessions.get(&peer).and_then(|s| s.detached_at).is_some_and(|since| since + window <= now);
+            if lapsed {
+                self.end_session(now, peer);
+            }
+        }
+    }
+
+    fn require_peer(&self, conn: ConnKey) -> Result<PeerId, Refusal> {
+        self.conns.get(&conn).copied().ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, "send hello first"))
+    }
+
+    fn random_token(&mut self) -> String {
+        let bytes: [u8; 24] = self.rng.random();
+        encode_b64(&bytes)
+    }
+
+    fn send_to_peers(&mut self, peers: &[PeerId], msg: &ServerMessage) {
+        for p in peers {
+            if let Some(conn) = self.live_conn(*p) {
+                self.outputs.push_back(Output::Send(conn, msg.clone()));
+            }
+        }
+    }
+
+    fn flush_pending(&mut self, peer: PeerId, conn: ConnKey) {
+        if let Some(queue) = self.pending.remove(&peer) {
+            for p in queue {
+                self.outputs
+                    .push_back(Output::Send(conn, ServerMessage::Signal { from: p.from, conn: p.conn, data: p.data }));
+            }
+        }
+    }
+
+    fn announce_presence(&mut self, peer: PeerId, online: bool) {
+        let Some(watchers) = self.watchers.get(&peer) else { return };
+        let watchers: Vec<PeerId> = watchers.iter().copied().collect();
+        self.send_to_peers(&watchers, &ServerMessage::Presence { peer_id: peer, online });
+    }
+
+    fn unwatch_one(&mut self, watched: PeerId, watcher: PeerId) {
+        if let Some(set) = self.watchers.get_mut(&watched) {
+            set.remove(&watcher);
+            if set.is_empty() {
+                self.watchers.remove(&watched);
+            }
+        }
+    }
+
+    fn remove_member(&mut self, now: Instant, peer: PeerId, code: RoomCode) {
+        if let Some(s) = self.sessions.get_mut(&peer) {
+            s.rooms.retain(|r| *r != code);
+        }
+        let Some(room) = self.rooms.get_mut(&code) else { return };
+        let Some(pos) = room.members.iter().position(|m| m.peer == peer) else { return };
+        room.members.remove(pos);
+        let rest: Vec<PeerId> = room.members.iter().map(|m| m.peer).collect();
+        let new_host = (pos == 0).then(|| rest.first().copied()).flatten();
+        if rest.is_empty() {
+            room.empty_since = Some(now);
+            self.room_deadlines.push_back((now + self.config.room_ttl, code));
+        }
+        self.send_to_peers(&rest, &ServerMessage::PeerLeft { room: code, peer_id: peer });
+        if let Some(host) = new_host {
+            self.send_to_peers(&rest, &ServerMessage::HostChanged { room: code, host });
+        }
+    }
+
+    fn end_session(&mut self, now: Instant, peer: PeerId) {
+        let Some(session) = self.sessions.remove(&peer) else { return };
+        if let Some(conn) = session.conn {
+            self.conns.remove(&conn);
+        }
+        for code in &session.rooms {
+            self.remove_member(now, peer, *code);
+        }
+        for watched in &session.watching {
+            self.unwatch_one(*watched, peer);
+        }
+        self.announce_presence(peer, false);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,285 @@
+//! The hub on a virtual clock: time only moves when a test moves it.
+
+use super::*;
+
+struct Sim {
+    hub: Hub,
+    now: Instant,
+}
+
+fn peer(n: u8) -> PeerId {
+    PeerId::from_bytes([n; 16])
+}
+
+fn conn(s: &str) -> ConnId {
+    s.parse().expect("valid conn id")
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self { hub: Hub::new(HubConfig::default(), [7; 32]), now: Instant::now() }
+    }
+
+    fn with(config: HubConfig) -> Self {
+        Self { hub: Hub::new(config, [7; 32]), now: Instant::now() }
+    }
+
+    fn attach(&mut self, c: ConnKey, p: PeerId) -> Attached {
+        self.hub.attach(self.now, c, p, None, Grants::default())
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        while let Some(t) = self.hub.poll_timeout() {
+            if t > self.now {
+                break;
+            }
+            self.hub.handle_timeout(self.now);
+        }
+    }
+
+    fn outputs(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.hub.poll_output()).collect()
+    }
+
+    fn sent_to(&mut self, c: ConnKey) -> Vec<ServerMessage> {
+        self.outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send(k, m) if k == c => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn room(&mut self, c: ConnKey) -> RoomCode {
+        let now = self.now;
+        self.hub.create_room(now, c, None, None).expect("room created")
+    }
+}
+
+#[test]
+fn members_see_joins_leaves_and_host_handover() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    s.attach(2, peer(2));
+    s.attach(3, peer(3));
+    let code = s.room(1);
+    let first = s.hub.join(1, code, None, None).expect("join");
+    assert_eq!((first.host, first.peers.len()), (peer(1), 0));
+    s.hub.join(2, code, None, Some(serde_json::json!({"name": "b"}))).expect("join");
+    let seen = s.sent_to(1);
+    assert!(
+        matches!(&seen[..], [ServerMessage::PeerJoined { peer: info, .. }] if info.peer_id == peer(2) && info.meta.is_some())
+    );
+    let third = s.hub.join(3, code, None, None).expect("join");
+    assert_eq!(third.peers.iter().map(|p| p.peer_id).collect::<Vec<_>>(), vec![peer(1), peer(2)]);
+    s.outputs();
+    let now = s.now;
+    s.hub.leave(now, 1, code).expect("leave");
+    let seen = s.sent_to(2);
+    assert!(matches!(seen[0], ServerMessage::PeerLeft { peer_id, .. } if peer_id == peer(1)));
+    assert!(matches!(seen[1], ServerMessage::HostChanged { host, .. } if host == peer(2)));
+    assert_eq!(s.hub.leave(now, 1, code).map_err(|r| r.code), Err(ErrorCode::NotFound));
+}
+
+#[test]
+fn joining_twice_is_idempotent_and_unknown_rooms_are_not_found() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    let code = s.room(1);
+    s.hub.join(1, code, None, None).expect("join");
+    assert!(s.hub.join(1, code, None, None).is_ok());
+    assert!(s.outputs().is_empty());
+    let missing: RoomCode = "ZZZZZZ".parse().expect("code");
+    assert_eq!(s.hub.join(1, missing, None, None).map_err(|r| r.code), Err(ErrorCode::NotFound));
+}
+
+#[test]
+fn limits_refuse_full_rooms_wrong_passwords_and_too_many_rooms() {
+    let mut config = HubConfig::default();
+    config.limits.max_rooms_per_peer = 1;
+    let mut s = Sim::with(config);
+    for n in 1..=3 {
+        s.attach(u64::from(n), peer(n));
+    }
+    let now = s.now;
+    let small = s.hub.create_room(now, 1, None, Some(1)).expect("room");
+    s.hub.join(1, small, None, None).expect("join");
+    assert_eq!(s.hub.join(2, small, None, None).map_err(|r| r.code), Err(ErrorCode::RoomFull));
+    let locked = s.hub.create_room(now, 1, Some("HASH".into()), None).expect("room");
+    assert_eq!(s.hub.password_hash(locked).as_deref(), Some("HASH"));
+    assert_eq!(s.hub.join(2, locked, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
+    assert_eq!(s.hub.join(2, locked, Some("OTHER"), None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
+    s.hub.join(2, locked, Some("HASH"), None).expect("join with verified hash");
+    let open = s.room(3);
+    assert_eq!(s.hub.join(2, open, None, None).map_err(|r| r.code), Err(ErrorCode::LimitExceeded));
+    assert_eq!(s.hub.create_room(now, 99, None, None).map_err(|r| r.code), Err(ErrorCode::Unauthorized));
+}
+
+#[test]
+fn signals_reach_live_peers_wait_for_absent_ones_and_expire() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    s.attach(2, peer(2));
+    let now = s.now;
+    s.hub.signal(now, 1, peer(2), conn("c1"), SignalData::Accept).expect("signal");
+    assert!(matches!(&s.sent_to(2)[..], [ServerMessage::Signal { from, .. }] if *from == peer(1)));
+    assert_eq!(
+        s.hub.signal(now, 1, peer(1), conn("c1"), SignalData::Accept).map_err(|r| r.code),
+        Err(ErrorCode::BadRequest)
+    );
+
+    // Peer 3 is absent: the first signal waits and is delivered when it arrives.
+    s.hub.signal(now, 1, peer(3), conn("early"), SignalData::Restart).expect("held");
+    s.advance(Duration::from_secs(10));
+    s.attach(3, peer(3));
+    assert!(matches!(&s.sent_to(3)[..], [ServerMessage::Signal { conn, .. }] if conn.as_str() == "early"));
+
+    // Peer 4 never comes: the sender hears `expired` at the TTL, not before.
+    let now = s.now;
+    s.hub.signal(now, 1, peer(4), conn("late"), SignalData::Restart).expect("held");
+    s.advance(Duration::from_millis(29_999));
+    assert!(s.sent_to(1).is_empty());
+    s.advance(Duration::from_millis(1));
+    assert!(
+        matches!(&s.sent_to(1)[..], [ServerMessage::Expired { to, conn }] if *to == peer(4) && conn.as_str() == "late")
+    );
+}
+
+#[test]
+fn held_signals_are_bounded_per_recipient() {
+    let mut s = Sim::with(HubConfig { max_pending_per_peer: 2, ..HubConfig::default() });
+    s.attach(1, peer(1));
+    let now = s.now;
+    for _ in 0..2 {
+        s.hub.signal(now, 1, peer(9), conn("c"), SignalData::Accept).expect("held");
+    }
+    let third = s.hub.signal(now, 1, peer(9), conn("c"), SignalData::Accept);
+    assert_eq!(third.map_err(|r| r.code), Err(ErrorCode::LimitExceeded));
+}
+
+#[test]
+fn a_dropped_peer_that_resumes_in_time_causes_no_flap() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    let token = s.attach(2, peer(2)).resume_token;
+    let code = s.room(1);
+    s.hub.join(1, code, None, None).expect("join");
+    s.hub.join(2, code, None, None).expect("join");
+    s.outputs();
+    let now = s.now;
+    s.hub.detach(now, 2, false);
+    s.advance(Duration::from_secs(59));
+    let back = s.hub.attach(s.now, 22, peer(2), Some(&token), Grants::default());
+    assert!(back.resumed);
+    assert_eq!(back.rooms.len(), 1);
+    assert_eq!(back.rooms[0].peers[0].peer_id, peer(1));
+    s.advance(Duration::from_secs(120));
+    assert!(s.outputs().is_empty(), "the room saw no leave or join");
+}
+
+#[test]
+fn a_dropped_peer_leaves_its_rooms_when_the_resume_window_lapses() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    let token = s.attach(2, peer(2)).resume_token;
+    let code = s.room(1);
+    s.hub.join(1, code, None, None).expect("join");
+    s.hub.join(2, code, None, None).expect("join");
+    s.outputs();
+    let now = s.now;
+    s.hub.detach(now, 2, false);
+    s.advance(Duration::from_secs(60));
+    assert!(matches!(&s.sent_to(1)[..], [ServerMessage::PeerLeft { peer_id, .. }] if *peer_id == peer(2)));
+    let late = s.hub.attach(s.now, 23, peer(2), Some(&token), Grants::default());
+    assert!(!late.resumed && late.rooms.is_empty());
+}
+
+#[test]
+fn a_clean_close_ends_the_session_at_once() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    s.attach(2, peer(2));
+    let code = s.room(1);
+    s.hub.join(1, code, None, None).expect("join");
+    s.hub.join(2, code, None, None).expect("join");
+    s.outputs();
+    let now = s.now;
+    s.hub.detach(now, 2, true);
+    assert!(matches!(&s.sent_to(1)[..], [ServerMessage::PeerLeft { .. }]));
+    assert_eq!(s.hub.session_count(), 1);
+}
+
+#[test]
+fn a_second_connection_of_a_peer_replaces_the_first() {
+    let mut s = Sim::new();
+    let token = s.attach(1, peer(1)).resume_token;
+    let again = s.hub.attach(s.now, 2, peer(1), Some(&token), Grants::default());
+    assert!(again.resumed);
+    assert!(matches!(&s.outputs()[..], [Output::Close(1, _)]));
+    assert_eq!(s.hub.peer_of(1), None);
+    assert_eq!(s.hub.peer_of(2), Some(peer(1)));
+}
+
+#[test]
+fn empty_rooms_expire_after_the_ttl() {
+    let mut s = Sim::with(HubConfig { room_ttl: Duration::from_secs(3600), ..HubConfig::default() });
+    s.attach(1, peer(1));
+    let code = s.room(1);
+    s.hub.join(1, code, None, None).expect("join");
+    s.advance(Duration::from_secs(7200));
+    assert_eq!(s.hub.room_count(), 1, "an occupied room never expires");
+    let now = s.now;
+    s.hub.leave(now, 1, code).expect("leave");
+    s.advance(Duration::from_secs(3599));
+    assert_eq!(s.hub.room_count(), 1);
+    s.advance(Duration::from_secs(1));
+    assert_eq!(s.hub.room_count(), 0);
+}
+
+#[test]
+fn watchers_hear_presence_changes() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    assert_eq!(s.hub.watch(1, &[peer(2)]).expect("watch"), vec![(peer(2), false)]);
+    s.attach(2, peer(2));
+    assert!(matches!(&s.sent_to(1)[..], [ServerMessage::Presence { online: true, .. }]));
+    let now = s.now;
+    s.hub.detach(now, 2, true);
+    assert!(matches!(&s.sent_to(1)[..], [ServerMessage::Presence { online: false, .. }]));
+    s.hub.unwatch(1, &[peer(2)]).expect("unwatch");
+    s.attach(3, peer(2));
+    assert!(s.sent_to(1).is_empty());
+}
+
+#[test]
+fn relay_needs_a_shared_room_and_names_the_sender() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    s.attach(2, peer(2));
+    let frame = RelayFrame { peer: peer(2), channel: 3, payload: b"x" }.encode();
+    assert_eq!(s.hub.relay(1, frame.clone()).map_err(|r| r.code), Err(ErrorCode::Forbidden));
+    let code = s.room(1);
+    s.hub.join(1, code, None, None).expect("join");
+    s.hub.join(2, code, None, None).expect("join");
+    s.outputs();
+    s.hub.relay(1, frame).expect("relay");
+    let out = s.outputs();
+    let [Output::Relay(2, bytes)] = &out[..] else { panic!("expected one relay frame, got {out:?}") };
+    let decoded = RelayFrame::decode(bytes).expect("frame");
+    assert_eq!((decoded.peer, decoded.channel, decoded.payload), (peer(1), 3, &b"x"[..]));
+    assert_eq!(s.hub.relay(1, vec![1, 2]).map_err(|r| r.code), Err(ErrorCode::BadRequest));
+}
+
+#[test]
+fn auth_grants_limit_rooms() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    let open = s.room(1);
+    let grants = Grants { rooms: Some(vec!["AAAAAA".into()]) };
+    s.hub.attach(s.now, 2, peer(2), None, grants);
+    let now = s.now;
+    assert_eq!(s.hub.create_room(now, 2, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
+    assert_eq!(s.hub.join(2, open, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
+}

@@ -1,0 +1,206 @@
+//! The Switchboard signaling server, as a library.
+//!
+//! Peers connect over WebSocket at `/ws`, prove their Ed25519 identity, meet
+//! in rooms by 6-character code, and exchange signaling messages that set up
+//! direct WebRTC links. The server also keeps a durable mailbox for offline
+//! peers, reports presence, resumes dropped sessions, relays data when no
+//! direct path exists, and enforces hard limits on everything a client sends.
+//!
+//! ```no_run
+//! use switchboard_server::{Server, ServerConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = ServerConfig::default();
+//! config.bind = "127.0.0.1:0".parse()?;
+//! let server = Server::builder().config(config).bind().await?;
+//! println!("listening on {}", server.local_addr());
+//! server.serve(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The protocol is specified in `docs/protocol.md`; its types are in
+//! [`switchboard_proto`]. Layout: `hub` is the room logic (sans-IO),
+//! `connection` the per-socket driver, `store` the mailbox storage, `http`
+//! the routes, `auth` the tokens and `ice` the TURN credentials.
+
+mod auth;
+mod config;
+mod connection;
+mod http;
+mod hub;
+mod ice;
+mod metrics;
+mod outbox;
+mod rate;
+mod shared;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use auth::{Claims, TokenError, mint_token, verify_token};
+pub use config::{ConfigError, IceServerConfig, Secret, ServerConfig};
+pub use ice::turn_credential;
+use shared::Shared;
+use store::{MailStore, SqliteStore, StoreError};
+
+/// Entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Starts configuring a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}
+
+/// Configures a server before it binds.
+#[derive(Default)]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    store: Option<Arc<dyn MailStore>>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The mailbox database could not be opened.
+    #[error("cannot open the mailbox: {0}")]
+    Store(#[from] StoreError),
+    /// The address could not be bound (in use, or not allowed).
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Accepting connections failed.
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServerBuilder {
+    /// Uses this configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses this address (port 0 picks a free one).
+    pub fn bind_addr(mut self, addr: SocketAddr) -> Self {
+        self.config.bind = addr;
+        self
+    }
+
+    /// Uses this mailbox store instead of the one `mailbox_path` names.
+    pub fn store(mut self, store: Arc<dyn MailStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Validates the configuration, opens storage and binds the listener.
+    pub async fn bind(self) -> Result<BoundServer, BindError> {
+        self.config.validate()?;
+        let store: Arc<dyn MailStore> = match (self.store, &self.config.mailbox_path) {
+            (Some(store), _) => store,
+            (None, Some(path)) => Arc::new(SqliteStore::open(path)?),
+            (None, None) => Arc::new(SqliteStore::in_memory()?),
+        };
+        let addr = self.config.bind;
+        let listener = TcpListener::bind(addr).await.map_err(|source| BindError::Listen { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| BindError::Listen { addr, source })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new(self.config, store, shutdown_rx));
+        Ok(BoundServer { listener, local_addr, shared, shutdown_tx })
+    }
+}
+
+/// A server bound to its address, ready to serve.
+pub struct BoundServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for BoundServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundServer").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl BoundServer {
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The WebSocket URL clients connect to.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.local_addr)
+    }
+
+    /// Serves until `shutdown` resolves, then closes every connection with a
+    /// reason (waiting up to 5 s for them to go).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let Self { listener, shared, shutdown_tx, local_addr } = self;
+        tracing::info!(%local_addr, "serving");
+        let timers = tokio::spawn(shared.clone().run_timers());
+        let purge = tokio::spawn(shared.clone().run_mail_purge());
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let tx = shutdown_tx.clone();
+        let result = axum::serve(listener, http::router(shared.clone()))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = tx.send(true);
+            })
+            .await;
+        let _ = shutdown_tx.send(true);
+        shared.close_all("server shutting down");
+        let drained = async {
+            while shared.open_conns.load(Ordering::Acquire) > 0 {
+                let notified = shared.all_closed.notified();
+                if shared.open_conns.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), drained).await.is_err() {
+            tracing::warn!("connections still open after 5 s; stopping anyway");
+        }
+        timers.abort();
+        purge.abort();
+        tracing::info!("stopped");
+        result.map_err(ServeError::from)
+    }
+}

@@ -1,0 +1,94 @@
+//! The queue of frames waiting to be written to one connection. Idle, it
+//! holds no allocation; full, it marks the connection as too slow.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+
+use switchboard_proto::ServerMessage;
+use tokio::sync::Notify;
+
+/// One frame to write.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A JSON message, encoded by the writer.
+    Msg(ServerMessage),
+    /// A binary relay frame.
+    Binary(Vec<u8>),
+    /// Close the connection with this reason.
+    Close(u16, &'static str),
+}
+
+impl Outbound {
+    fn cost(&self) -> usize {
+        match self {
+            Self::Msg(ServerMessage::Signal { data, .. }) => 128 + signal_payload_len(data),
+            Self::Msg(ServerMessage::Mail { body, .. }) => 128 + body.to_string().len(),
+            Self::Msg(_) | Self::Close(..) => 128,
+            Self::Binary(b) => b.len(),
+        }
+    }
+}
+
+fn signal_payload_len(data: &switchboard_proto::SignalData) -> usize {
+    use switchboard_proto::SignalData as D;
+    match data {
+        D::Offer { sdp } | D::Answer { sdp } => sdp.len(),
+        D::Candidate { candidate, .. } => candidate.len(),
+        _ => 32,
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Outbound>,
+    bytes: usize,
+    overflowed: bool,
+}
+
+/// A bounded frame queue with a wake-up for its writer.
+pub(crate) struct Outbox {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        Self { inner: Mutex::new(Inner::default()), notify: Notify::new(), max_bytes }
+    }
+
+    /// Queues a frame; a queue over its byte limit drops it and marks itself overflowed.
+    pub(crate) fn push(&self, item: Outbound) {
+        let cost = item.cost();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.overflowed {
+            return;
+        }
+        if inner.bytes + cost > self.max_bytes {
+            inner.overflowed = true;
+            inner.queue.clear();
+            inner.queue.shrink_to_fit();
+        } else {
+            inner.bytes += cost;
+            inner.queue.push_back(item);
+        }
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    /// Moves every queued frame into `out`; returns whether the queue overflowed.
+    pub(crate) fn drain(&self, out: &mut Vec<Outbound>) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        out.extend(inner.queue.drain(..));
+        inner.bytes = 0;
+        if inner.queue.capacity() > 64 {
+            inner.queue.shrink_to_fit();
+        }
+        inner.overflowed
+    }
+
+    /// Resolves when something was queued since the last call.
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}

@@ -1,0 +1,52 @@
+//! A token bucket on time passed in.
+
+use std::time::Instant;
+
+/// Allows `rate` events per second on average and `burst` at once.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    burst: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        Self { tokens: f64::from(burst), burst: f64::from(burst), rate: f64::from(rate), last: now }
+    }
+
+    /// Takes `cost` tokens if there are that many.
+    pub(crate) fn try_take(&mut self, cost: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst.max(cost));
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn bursts_then_refills_at_the_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 3, t0);
+        assert!((0..3).all(|_| b.try_take(1.0, t0)));
+        assert!(!b.try_take(1.0, t0));
+        assert!(!b.try_take(1.0, t0 + Duration::from_millis(99)));
+        assert!(b.try_take(1.0, t0 + Duration::from_millis(200)));
+        assert!(!b.try_take(1.0, t0 + Duration::from_millis(200)));
+        // A cost above the burst can still be paid once the bucket is full.
+        let mut big = TokenBucket::new(1000, 10, t0);
+        assert!(big.try_take(50.0, t0 + Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,171 @@
+//! State shared by every connection task: the hub behind one lock, each
+//! connection's outbox, the store, metrics and the shutdown signal.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use switchboard_proto::{PeerId, ServerMessage};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::config::ServerConfig;
+use crate::hub::{ConnKey, Hub, Output};
+use crate::metrics::Metrics;
+use crate::outbox::{Outbound, Outbox};
+use crate::store::{MailStore, StoredMail};
+
+struct Core {
+    hub: Hub,
+    outboxes: HashMap<ConnKey, Arc<Outbox>>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    core: Mutex<Core>,
+    pub(crate) store: Arc<dyn MailStore>,
+    pub(crate) metrics: Metrics,
+    pub(crate) open_conns: AtomicUsize,
+    next_conn: AtomicU64,
+    timer_wake: Notify,
+    pub(crate) all_closed: Notify,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) hashing: Semaphore,
+}
+
+/// Unix time in milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Shared {
+    pub(crate) fn new(config: ServerConfig, store: Arc<dyn MailStore>, shutdown: watch::Receiver<bool>) -> Self {
+        let hub_config = crate::hub::HubConfig {
+            limits: config.limits.clone(),
+            room_ttl: Duration::from_secs(config.room_ttl_secs),
+            max_rooms: config.max_rooms,
+            max_pending_per_peer: config.max_pending_signals,
+            max_watch: config.max_watch,
+        };
+        let seed: [u8; 32] = rand::random();
+        Self {
+            config,
+            core: Mutex::new(Core { hub: Hub::new(hub_config, seed), outboxes: HashMap::new() }),
+            store,
+            metrics: Metrics::new(),
+            open_conns: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(1),
+            timer_wake: Notify::new(),
+            all_closed: Notify::new(),
+            shutdown,
+            hashing: Semaphore::new(2),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the hub, then routes everything it queued to the outboxes.
+    pub(crate) fn with_hub<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> R {
+        let mut core = self.lock();
+        let before = core.hub.poll_timeout();
+        let result = f(&mut core.hub);
+        let Core { hub, outboxes } = &mut *core;
+        while let Some(out) = hub.poll_output() {
+            let (key, item) = match out {
+                Output::Send(key, msg) => (key, Outbound::Msg(msg)),
+                Output::Relay(key, bytes) => (key, Outbound::Binary(bytes)),
+                Output::Close(key, reason) => (key, Outbound::Close(4000, reason)),
+            };
+            if let Some(outbox) = outboxes.get(&key) {
+                outbox.push(item);
+            }
+        }
+        let after = hub.poll_timeout();
+        if after.is_some() && (before.is_none() || after < before) {
+            self.timer_wake.notify_one();
+        }
+        result
+    }
+
+    pub(crate) fn register(&self, outbox: Arc<Outbox>) -> ConnKey {
+        let key = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        self.lock().outboxes.insert(key, outbox);
+        key
+    }
+
+    pub(crate) fn unregister(&self, key: ConnKey, clean: bool) {
+        self.with_hub(|hub| hub.detach(Instant::now(), key, clean));
+        self.lock().outboxes.remove(&key);
+    }
+
+    /// Pushes a mail event to the recipient's connection, if it has one.
+    pub(crate) fn deliver_mail(&self, to: PeerId, mail: &StoredMail) {
+        let core = self.lock();
+        let Some(outbox) = core.hub.live_conn(to).and_then(|k| core.outboxes.get(&k)) else { return };
+        outbox.push(Outbound::Msg(mail_event(mail)));
+    }
+
+    /// Closes every connection (shutdown).
+    pub(crate) fn close_all(&self, reason: &'static str) {
+        let core = self.lock();
+        for outbox in core.outboxes.values() {
+            outbox.push(Outbound::Close(1001, reason));
+        }
+    }
+
+    pub(crate) fn refresh_gauges(&self) {
+        let (sessions, rooms) = {
+            let core = self.lock();
+            (core.hub.session_count(), core.hub.room_count())
+        };
+        self.metrics.sessions.set(i64::try_from(sessions).unwrap_or(i64::MAX));
+        self.metrics.rooms.set(i64::try_from(rooms).unwrap_or(i64::MAX));
+        if let Ok(depth) = self.store.depth() {
+            self.metrics.mailbox_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Runs the hub's timers until shutdown.
+    pub(crate) async fn run_timers(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let next = self.lock().hub.poll_timeout();
+            let wait = next.map_or(Duration::from_secs(3600), |t| t.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.timer_wake.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+            self.with_hub(|hub| hub.handle_timeout(Instant::now()));
+        }
+    }
+
+    /// Deletes expired mail once a minute until shutdown.
+    pub(crate) async fn run_mail_purge(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.purge_expired(unix_ms())).await {
+                Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired mail deleted"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "mail purge failed"),
+                _ => {}
+            }
+        }
+    }
+}
+
+pub(crate) fn mail_event(mail: &StoredMail) -> ServerMessage {
+    ServerMessage::Mail {
+        mail_id: mail.id,
+        from: mail.from,
+        body: serde_json::from_str(&mail.body).unwrap_or(serde_json::Value::Null),
+        sent_at: mail.sent_at,
+    }
+}
