@@ -43,6 +43,8 @@ mod tests {
         assert!((0..3).all(|_| b.try_take(1.0, t0)));
         assert!(!b.try_take(1.0, t0));
         assert!(!b.try_take(1.0, t0 + Duration::from_millis(99)));
+        // 200 ms at 10/s refilled two tokens.
+        assert!(b.try_take(1.0, t0 + Duration::from_millis(200)));
         assert!(b.try_take(1.0, t0 + Duration::from_millis(200)));
         assert!(!b.try_take(1.0, t0 + Duration::from_millis(200)));
         // A cost above the burst can still be paid once the bucket is full.

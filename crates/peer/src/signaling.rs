@@ -1,0 +1,323 @@
+//! A client for the signaling server: connect, prove the identity, and
+//! exchange protocol messages.
+
+use std::collections::VecDeque;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use switchboard_proto::{
+    ClientMessage, ConnId, CreateRoom, ErrorCode, Hello, Join, JoinedRoom, PROTOCOL_VERSION, PeerId, RelayFrame,
+    RoomCode, ServerMessage, SignalData, SignalRequest, Welcome,
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::Identity;
+
+/// Options of [`SignalingClient::connect`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Resume the session this token came from.
+    pub resume_token: Option<String>,
+    /// Auth token, for servers that require one.
+    pub auth_token: Option<String>,
+}
+
+impl ConnectOptions {
+    /// Resumes the session `token` came from.
+    pub fn resume(mut self, token: impl Into<String>) -> Self {
+        self.resume_token = Some(token.into());
+        self
+    }
+
+    /// Presents an auth token.
+    pub fn auth(mut self, token: impl Into<String>) -> Self {
+        self.auth_token = Some(token.into());
+        self
+    }
+}
+
+/// Something the server sent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Incoming {
+    /// A JSON message.
+    Message(ServerMessage),
+    /// Relayed data from another peer.
+    Relay {
+        /// The sender.
+        from: PeerId,
+        /// Its channel number.
+        channel: u16,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+    /// The server closed the connection.
+    Closed {
+        /// WebSocket close code (1006 when the connection just dropped).
+        code: u16,
+        /// The server's reason.
+        reason: String,
+    },
+}
+
+/// Why connecting failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The WebSocket could not be opened (server down, wrong URL, server full).
+    #[error("cannot reach the signaling server: {0}")]
+    Transport(String),
+    /// The server refused the identity, auth token or version.
+    #[error("server refused the session ({code:?}): {message}")]
+    Refused {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// The server broke the protocol.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The server answered with an error.
+    #[error("server refused ({code:?}): {message}")]
+    Refused {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// The connection failed or closed.
+    #[error("signaling connection lost: {0}")]
+    Transport(String),
+    /// The answer had an unexpected type.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+/// A live, authenticated connection to a signaling server.
+pub struct SignalingClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    welcome: Welcome,
+    next_id: u64,
+    backlog: VecDeque<Incoming>,
+}
+
+impl std::fmt::Debug for SignalingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalingClient").field("peer_id", &self.welcome.peer_id).finish_non_exhaustive()
+    }
+}
+
+fn transport(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl SignalingClient {
+    /// Connects to `url` (`ws://host:port/ws`), answers the challenge and waits for `welcome`.
+    pub async fn connect(url: &str, identity: &Identity, options: ConnectOptions) -> Result<Self, ConnectError> {
+        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .map_err(|e| ConnectError::Transport(transport(e)))?;
+        let mut client =
+            Self { ws, welcome: placeholder_welcome(identity.peer_id()), next_id: 1, backlog: VecDeque::new() };
+        let nonce = match client.read().await.map_err(ConnectError::Transport)? {
+            Incoming::Message(ServerMessage::Challenge { nonce, .. }) => nonce,
+            other => return Err(ConnectError::Protocol(format!("expected challenge, got {other:?}"))),
+        };
+        let hello = ClientMessage::Hello(Hello {
+            id: None,
+            v: PROTOCOL_VERSION,
+            public_key: identity.public_key_b64(),
+            signature: identity.sign_challenge(&nonce),
+            resume_token: options.resume_token,
+            auth_token: options.auth_token,
+        });
+        client.send(&hello).await.map_err(|e| ConnectError::Transport(e.to_string()))?;
+        match client.read().await.map_err(ConnectError::Transport)? {
+            Incoming::Message(ServerMessage::Welcome(welcome)) => {
+                client.welcome = *welcome;
+                Ok(client)
+            }
+            Incoming::Message(ServerMessage::Error { code, message, .. }) => {
+                Err(ConnectError::Refused { code, message })
+            }
+            other => Err(ConnectError::Protocol(format!("expected welcome, got {other:?}"))),
+        }
+    }
+
+    /// The server's `welcome`.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// This peer's id, as the server proved it.
+    pub fn peer_id(&self) -> PeerId {
+        self.welcome.peer_id
+    }
+
+    /// Sends a message as is.
+    pub async fn send(&mut self, msg: &ClientMessage) -> Result<(), RequestError> {
+        self.send_text(msg.encode()).await
+    }
+
+    /// Sends a raw text frame (for tools that test servers with bad input).
+    pub async fn send_text(&mut self, text: String) -> Result<(), RequestError> {
+        self.ws.send(Message::Text(text.into())).await.map_err(|e| RequestError::Transport(transport(e)))
+    }
+
+    /// Sends relay data to a peer in a shared room.
+    pub async fn send_relay(&mut self, to: PeerId, channel: u16, payload: &[u8]) -> Result<(), RequestError> {
+        let frame = RelayFrame { peer: to, channel, payload }.encode();
+        self.ws.send(Message::Binary(frame.into())).await.map_err(|e| RequestError::Transport(transport(e)))
+    }
+
+    /// Sends a raw binary frame.
+    pub async fn send_binary(&mut self, frame: Vec<u8>) -> Result<(), RequestError> {
+        self.ws.send(Message::Binary(frame.into())).await.map_err(|e| RequestError::Transport(transport(e)))
+    }
+
+    /// The next thing the server sent, including events that arrived while
+    /// a request waited for its answer.
+    pub async fn next(&mut self) -> Result<Incoming, RequestError> {
+        if let Some(item) = self.backlog.pop_front() {
+            return Ok(item);
+        }
+        self.read().await.map_err(RequestError::Transport)
+    }
+
+    /// Sends a request with a fresh id and waits for the answer carrying it.
+    pub async fn request(&mut self, mut msg: ClientMessage) -> Result<ServerMessage, RequestError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        set_id(&mut msg, id);
+        self.send(&msg).await?;
+        loop {
+            match self.read().await.map_err(RequestError::Transport)? {
+                Incoming::Message(ServerMessage::Error { re: Some(re), code, message }) if re == id => {
+                    return Err(RequestError::Refused { code, message });
+                }
+                Incoming::Message(answer) if answer_id(&answer) == Some(id) => return Ok(answer),
+                Incoming::Closed { code, reason } => {
+                    return Err(RequestError::Transport(format!("closed by server ({code}): {reason}")));
+                }
+                other => self.backlog.push_back(other),
+            }
+        }
+    }
+
+    /// Creates a room and returns its code.
+    pub async fn create_room(
+        &mut self,
+        password: Option<&str>,
+        max_peers: Option<u32>,
+    ) -> Result<RoomCode, RequestError> {
+        let msg = ClientMessage::CreateRoom(CreateRoom { id: None, password: password.map(Into::into), max_peers });
+        match self.request(msg).await? {
+            ServerMessage::RoomCreated { room, .. } => Ok(room),
+            other => Err(RequestError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Joins a room.
+    pub async fn join(
+        &mut self,
+        room: RoomCode,
+        password: Option<&str>,
+        meta: Option<Value>,
+    ) -> Result<JoinedRoom, RequestError> {
+        let msg = ClientMessage::Join(Join { id: None, room, password: password.map(Into::into), meta });
+        match self.request(msg).await? {
+            ServerMessage::Joined(joined) => Ok(joined),
+            other => Err(RequestError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends a signal to a peer (no answer unless it fails).
+    pub async fn signal(&mut self, to: PeerId, conn: &ConnId, data: SignalData) -> Result<(), RequestError> {
+        let msg = ClientMessage::Signal(SignalRequest { id: None, to, conn: conn.clone(), data });
+        self.send(&msg).await
+    }
+
+    /// Closes the connection cleanly, which ends the session at once.
+    pub async fn close(mut self) -> Result<(), RequestError> {
+        self.ws.close(None).await.map_err(|e| RequestError::Transport(transport(e)))
+    }
+
+    async fn read(&mut self) -> Result<Incoming, String> {
+        loop {
+            let Some(frame) = self.ws.next().await else {
+                return Ok(Incoming::Closed { code: 1006, reason: "connection dropped".into() });
+            };
+            match frame {
+                Ok(Message::Text(text)) => {
+                    return ServerMessage::decode(text.as_str()).map(Incoming::Message).map_err(|e| e.to_string());
+                }
+                Ok(Message::Binary(bytes)) => {
+                    let frame = RelayFrame::decode(&bytes).map_err(|e| e.to_string())?;
+                    return Ok(Incoming::Relay {
+                        from: frame.peer,
+                        channel: frame.channel,
+                        payload: frame.payload.to_vec(),
+                    });
+                }
+                Ok(Message::Close(frame)) => {
+                    let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
+                    return Ok(Incoming::Closed { code, reason });
+                }
+                Ok(_) => {}
+                Err(e) => return Ok(Incoming::Closed { code: 1006, reason: e.to_string() }),
+            }
+        }
+    }
+}
+
+fn placeholder_welcome(peer_id: PeerId) -> Welcome {
+    Welcome {
+        re: None,
+        v: PROTOCOL_VERSION,
+        peer_id,
+        resume_token: String::new(),
+        resumed: false,
+        rooms: Vec::new(),
+        ice_servers: Vec::new(),
+        limits: Default::default(),
+    }
+}
+
+fn set_id(msg: &mut ClientMessage, id: u64) {
+    match msg {
+        ClientMessage::Hello(m) => m.id = Some(id),
+        ClientMessage::CreateRoom(m) => m.id = Some(id),
+        ClientMessage::Join(m) => m.id = Some(id),
+        ClientMessage::Leave(m) => m.id = Some(id),
+        ClientMessage::Signal(m) => m.id = Some(id),
+        ClientMessage::Mail(m) => m.id = Some(id),
+        ClientMessage::AckMail(m) => m.id = Some(id),
+        ClientMessage::Watch(m) | ClientMessage::Unwatch(m) => m.id = Some(id),
+        ClientMessage::IceServers(m) | ClientMessage::Ping(m) => m.id = Some(id),
+        _ => {}
+    }
+}
+
+fn answer_id(msg: &ServerMessage) -> Option<u64> {
+    match msg {
+        ServerMessage::RoomCreated { re, .. }
+        | ServerMessage::MailAccepted { re, .. }
+        | ServerMessage::IceServers { re, .. }
+        | ServerMessage::Ok { re }
+        | ServerMessage::Pong { re } => *re,
+        ServerMessage::Joined(j) => j.re,
+        ServerMessage::Welcome(w) => w.re,
+        _ => None,
+    }
+}

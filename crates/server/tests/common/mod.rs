@@ -1,0 +1,101 @@
+//! Helpers for the server's integration tests: a real server on port 0 and real clients.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchboard::proto::{ServerMessage, Welcome};
+use switchboard::{ConnectOptions, Identity, Incoming, SignalingClient};
+use switchboard_server::{Server, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// How long a test waits for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(mut config: ServerConfig) -> Self {
+        config.bind = "127.0.0.1:0".parse().expect("addr");
+        let server = Server::builder().config(config).bind().await.expect("server binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Self { addr, url: format!("ws://{addr}/ws"), stop: Some(stop), task: Some(task) }
+    }
+
+    pub async fn default() -> Self {
+        Self::start(ServerConfig::default()).await
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task).await.expect("server stops in time").expect("server task");
+        }
+    }
+
+    pub async fn client(&self) -> SignalingClient {
+        connect(&self.url, &Identity::generate()).await
+    }
+}
+
+pub async fn connect(url: &str, identity: &Identity) -> SignalingClient {
+    SignalingClient::connect(url, identity, ConnectOptions::default()).await.expect("client connects")
+}
+
+/// The next message (relay frames and closes are returned too), failing after [`PATIENCE`].
+pub async fn next(client: &mut SignalingClient) -> Incoming {
+    tokio::time::timeout(PATIENCE, client.next()).await.expect("an event in time").expect("connection alive")
+}
+
+/// The next JSON message, failing if something else comes.
+pub async fn next_msg(client: &mut SignalingClient) -> ServerMessage {
+    match next(client).await {
+        Incoming::Message(m) => m,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+/// A ping round trip: proves every frame the server queued before it has been read.
+pub async fn sync(client: &mut SignalingClient) -> Vec<Incoming> {
+    client.send(&switchboard::proto::ClientMessage::Ping(Default::default())).await.expect("ping");
+    let mut before = Vec::new();
+    loop {
+        match next(client).await {
+            Incoming::Message(ServerMessage::Pong { .. }) => return before,
+            other => before.push(other),
+        }
+    }
+}
+
+pub fn welcome(client: &SignalingClient) -> &Welcome {
+    client.welcome()
+}
+
+/// A plain HTTP/1.0 GET; returns the status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response)).await.expect("answer in time").expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
