@@ -1,1 +1,74 @@
-fn main() {}
+//! The `switchboard` command: run a signaling server, a demo, or benchmarks.
+
+mod bench;
+mod demo;
+mod serve;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Direct, encrypted peer-to-peer data channels over WebRTC.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the signaling server.
+    Serve(Box<serve::ServeArgs>),
+    /// Start a server and two peers on loopback and show what happens.
+    Demo(demo::DemoArgs),
+    /// Mint an auth token for a server started with --auth-secret.
+    Token(token::TokenArgs),
+    /// Measure the server against a baseline in the same run.
+    Bench(bench::BenchArgs),
+    /// (internal) A loopback WebSocket echo server: the benchmark's baseline.
+    #[command(hide = true)]
+    EchoServer(bench::EchoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(*args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Token(args) => token::run(args),
+            Command::Bench(args) => bench::run(args).await,
+            Command::EchoServer(args) => bench::echo_server(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides `default`.
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Raises the open-file limit to its hard maximum (each connection is a file).
+fn raise_fd_limit() {
+    if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+}

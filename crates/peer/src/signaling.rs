@@ -259,9 +259,14 @@ impl SignalingClient {
                 return Ok(Incoming::Closed { code: 1006, reason: "connection dropped".into() });
             };
             match frame {
-                Ok(Message::Text(text)) => {
-                    return ServerMessage::decode(text.as_str()).map(Incoming::Message).map_err(|e| e.to_string());
-                }
+                Ok(Message::Text(text)) => match ServerMessage::decode(text.as_str()) {
+                    Ok(msg) => return Ok(Incoming::Message(msg)),
+                    // Newer servers may add message types; this client ignores them.
+                    Err(f) if matches!(f.error, switchboard_proto::DecodeError::UnknownType(_)) => {
+                        tracing::debug!(error = %f, "ignoring an unknown message type");
+                    }
+                    Err(f) => return Err(f.to_string()),
+                },
                 Ok(Message::Binary(bytes)) => {
                     let frame = RelayFrame::decode(&bytes).map_err(|e| e.to_string())?;
                     return Ok(Incoming::Relay {

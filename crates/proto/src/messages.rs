@@ -113,7 +113,7 @@ pub struct Leave {
 /// Fields of a client's `signal`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SignalRequest {
-    /// Request id (errors and `expired` do not echo it; `expired` names `to` and `conn`).
+    /// Request id: echoed by `ok` (sent only when an id is given) and by errors; `expired` names `to` and `conn` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<RequestId>,
     /// The recipient.

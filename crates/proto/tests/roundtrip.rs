@@ -40,6 +40,11 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// A value for an optional field: JSON `null` there means "absent", so it is left out.
+fn present_value() -> impl Strategy<Value = Value> {
+    json_value().prop_filter("null reads back as absent", |v| !v.is_null())
+}
+
 fn signal_data() -> impl Strategy<Value = SignalData> {
     prop_oneof![
         small_text().prop_map(|sdp| SignalData::Offer { sdp }),
@@ -49,7 +54,7 @@ fn signal_data() -> impl Strategy<Value = SignalData> {
         Just(SignalData::EndOfCandidates),
         Just(SignalData::Restart),
         proptest::option::of(small_text()).prop_map(|reason| SignalData::Bye { reason }),
-        proptest::option::of(json_value()).prop_map(|meta| SignalData::Request { meta }),
+        proptest::option::of(present_value()).prop_map(|meta| SignalData::Request { meta }),
         Just(SignalData::Accept),
         proptest::option::of(small_text()).prop_map(|reason| SignalData::Reject { reason }),
     ]
@@ -63,7 +68,7 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             }),
         (id(), proptest::option::of(small_text()), proptest::option::of(1u32..100))
             .prop_map(|(id, password, max_peers)| ClientMessage::CreateRoom(CreateRoom { id, password, max_peers })),
-        (id(), room(), proptest::option::of(small_text()), proptest::option::of(json_value()))
+        (id(), room(), proptest::option::of(small_text()), proptest::option::of(present_value()))
             .prop_map(|(id, room, password, meta)| ClientMessage::Join(Join { id, room, password, meta })),
         (id(), room()).prop_map(|(id, room)| ClientMessage::Leave(Leave { id, room })),
         (id(), peer_id(), conn(), signal_data())
@@ -91,7 +96,7 @@ fn ice_server() -> impl Strategy<Value = IceServer> {
 }
 
 fn peer_info() -> impl Strategy<Value = PeerInfo> {
-    (peer_id(), proptest::option::of(json_value())).prop_map(|(peer_id, meta)| PeerInfo { peer_id, meta })
+    (peer_id(), proptest::option::of(present_value())).prop_map(|(peer_id, meta)| PeerInfo { peer_id, meta })
 }
 
 fn joined_room() -> impl Strategy<Value = JoinedRoom> {
@@ -154,7 +159,7 @@ fn near_miss() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(10_000))]
+    #![proptest_config(ProptestConfig { cases: 10_000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn client_messages_round_trip(msg in client_message()) {

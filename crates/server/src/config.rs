@@ -161,7 +161,7 @@ impl ServerConfig {
         if self.abuse_burst == 0 {
             return invalid("abuse_burst", "must be at least 1");
         }
-        if self.turn_secret.is_some() != !self.turn_urls.is_empty() {
+        if self.turn_secret.is_some() == self.turn_urls.is_empty() {
             return invalid("turn_secret", "turn_secret and turn_urls go together");
         }
         for url in self.turn_urls.iter().chain(self.ice_servers.iter().flat_map(|s| &s.urls)) {

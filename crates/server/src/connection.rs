@@ -96,7 +96,8 @@ impl Conn {
                 frame = socket.recv() => {
                     deadline = tokio::time::Instant::now() + idle;
                     match frame {
-                        None | Some(Err(_)) => return false,
+                        None => return false,
+                        Some(Err(e)) => return fail(&mut socket, &e).await,
                         Some(Ok(Message::Close(_))) => return true,
                         Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
                         Some(Ok(Message::Binary(bytes))) => self.on_binary(bytes.to_vec()),
@@ -183,6 +184,12 @@ impl Conn {
     }
 
     fn on_binary(&mut self, frame: Vec<u8>) {
+        let max = self.shared.config.limits.max_frame_bytes as usize;
+        if frame.len() > max {
+            let message = format!("relay frame is {} bytes, the limit is {max}", frame.len());
+            self.refuse(None, Refusal::new(ErrorCode::TooLarge, message));
+            return;
+        }
         let now = Instant::now();
         if !self.frames.try_take(1.0, now) || !self.relay_bytes.try_take(frame.len() as f64, now) {
             self.refuse(None, Refusal::new(ErrorCode::RateLimited, "slow down: relay rate limit reached"));
@@ -400,8 +407,34 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Ends a connection whose transport failed: a frame beyond the transport
+/// limit gets close code 1009, any other protocol violation 1002.
+async fn fail(socket: &mut WebSocket, error: &axum::Error) -> bool {
+    let text = error.to_string();
+    tracing::debug!(error = %text, "connection failed");
+    if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long") {
+        return close(socket, 1009, "frame too large").await;
+    }
+    if text.contains("Protocol") || text.contains("protocol") {
+        return close(socket, 1002, "websocket protocol error").await;
+    }
+    false
+}
+
+/// Sends a close frame, then reads (and discards) until the client answers
+/// with its own close or 2 s pass. Dropping the socket at once would make the
+/// kernel reset a connection that still has frames in flight, and the client
+/// would lose the answers and the close reason queued before it.
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> bool {
     let frame = CloseFrame { code, reason: reason.into() };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return false;
+    }
+    let linger = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(linger, socket.recv()).await {
+        if matches!(msg, Message::Close(_)) {
+            break;
+        }
+    }
     false
 }

@@ -49,12 +49,15 @@ async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Res
         return (StatusCode::SERVICE_UNAVAILABLE, "server full: connection limit reached").into_response();
     }
     let slot = Slot(shared.clone());
-    let max_frame = shared.config.limits.max_frame_bytes as usize;
+    // The transport accepts up to twice the protocol limit so that a frame a
+    // little too large gets a `too_large` answer; beyond that the connection
+    // is closed with 1009.
+    let transport_max = shared.config.limits.max_frame_bytes as usize * 2;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_write_buffer_size(shared.config.max_outbound_bytes.max(max_frame * 2))
-        .max_message_size(max_frame)
-        .max_frame_size(max_frame)
+        .max_write_buffer_size(shared.config.max_outbound_bytes.max(transport_max))
+        .max_message_size(transport_max)
+        .max_frame_size(transport_max)
         .on_upgrade(move |socket| connection::run(socket, shared, slot))
 }
 

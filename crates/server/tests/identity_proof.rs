@@ -102,8 +102,10 @@ async fn requests_before_hello_are_unauthorized() {
 
 #[tokio::test]
 async fn the_client_library_reports_a_refusal() {
-    let mut config = switchboard_server::ServerConfig::default();
-    config.auth_secret = Some(switchboard_server::Secret::new("s"));
+    let config = switchboard_server::ServerConfig {
+        auth_secret: Some(switchboard_server::Secret::new("s")),
+        ..Default::default()
+    };
     let server = TestServer::start(config).await;
     let err = SignalingClient::connect(&server.url, &Identity::generate(), ConnectOptions::default()).await;
     assert!(matches!(err, Err(ConnectError::Refused { code: ErrorCode::Unauthorized, .. })));

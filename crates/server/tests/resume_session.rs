@@ -19,7 +19,7 @@ async fn a_dropped_peer_resumes_without_a_leave_join_flap() {
     let token = b.welcome().resume_token.clone();
     drop(b); // the TCP connection ends without a close frame
 
-    let mut b = SignalingClient::connect(&server.url, &b_identity, ConnectOptions::default().resume(token))
+    let b = SignalingClient::connect(&server.url, &b_identity, ConnectOptions::default().resume(token))
         .await
         .expect("reconnect");
     assert!(b.welcome().resumed);

@@ -1,0 +1,289 @@
+//! The signaling benchmark: idle memory per connection, relayed signals per
+//! second with latency beside a WebSocket echo baseline, and join churn.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures_util::SinkExt;
+use futures_util::stream::{self, StreamExt};
+use hdrhistogram::Histogram;
+use switchboard::proto::{ConnId, PeerId, ServerMessage, SignalData};
+use switchboard::{ConnectOptions, Identity, Incoming, SignalingClient};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{ChildServer, pin_self};
+
+/// Flags of `bench signaling`.
+#[derive(Debug, Args)]
+pub(crate) struct SignalingArgs {
+    /// Idle connections to hold for the memory figure.
+    #[arg(long, default_value_t = 19_000)]
+    idle: usize,
+    /// Client pairs (rooms of 2) relaying signals.
+    #[arg(long, default_value_t = 500)]
+    pairs: usize,
+    /// Offered signals per second, all pairs together.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    /// Seconds of relaying.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Seconds of join churn.
+    #[arg(long, default_value_t = 5)]
+    churn_secs: u64,
+    /// Concurrent churning clients.
+    #[arg(long, default_value_t = 64)]
+    churn_workers: usize,
+    /// Do not pin server and load generator to cores 0 and 1.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+const PAYLOAD: usize = 500;
+
+pub(crate) async fn run(args: SignalingArgs) -> anyhow::Result<()> {
+    let pinned = !args.no_pin && pin_self(1);
+    let core = pinned.then_some(0);
+    println!("switchboard bench signaling — server on core 0, load generator on core 1: {pinned}");
+    let serve_args = [
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--memory",
+        "--max-connections",
+        "40000",
+        "--rate",
+        "1000000",
+        "--burst",
+        "1000000",
+        "--idle-timeout",
+        "600",
+        "--log",
+        "error",
+    ];
+
+    // 1. Idle memory per connection.
+    let server = ChildServer::spawn(&serve_args, core).await?;
+    let before = server.rss()?;
+    let clients = connect_many(&server.url, args.idle, 256).await;
+    let after = server.rss()?;
+    let held = clients.len();
+    let per_conn = after.saturating_sub(before) as f64 / held.max(1) as f64;
+    println!(
+        "idle: {held} connections held; server RSS {:.1} MiB → {:.1} MiB; {:.2} KiB per connection (target ≤ 6 KiB)",
+        mib(before),
+        mib(after),
+        per_conn / 1024.0
+    );
+    drop(clients);
+    server.stop().await;
+
+    // 2. Relay rate and latency, beside the echo baseline.
+    let echo = ChildServer::spawn(&["echo-server"], core).await?;
+    let base = echo_load(&echo.url, args.pairs, args.rate, args.secs).await?;
+    echo.stop().await;
+    let server = ChildServer::spawn(&serve_args, core).await?;
+    let relay = relay_load(&server.url, args.pairs, args.rate, args.secs).await?;
+    println!("relay: {} pairs, {} signals/s offered ({PAYLOAD} B)", args.pairs, args.rate);
+    println!(
+        "  baseline ws echo : {:>9.0} msg/s delivered, p50 {:>7.2} ms, p99 {:>7.2} ms",
+        base.rate, base.p50, base.p99
+    );
+    println!(
+        "  switchboard relay: {:>9.0} msg/s delivered, p50 {:>7.2} ms, p99 {:>7.2} ms (target p99 ≤ 25 ms)",
+        relay.rate, relay.p50, relay.p99
+    );
+    println!(
+        "  ratio relay/echo : throughput {:.2}×, p50 {:.2}×, p99 {:.2}×",
+        relay.rate / base.rate.max(1.0),
+        relay.p50 / base.p50.max(1e-3),
+        relay.p99 / base.p99.max(1e-3)
+    );
+
+    // 3. Join churn: connect, prove identity, send one signal, disconnect.
+    let churn = churn(&server.url, args.churn_workers, Duration::from_secs(args.churn_secs)).await?;
+    println!("churn: {churn:.0} sessions/s (connect, hello/welcome, one signal, close; target ≥ 30,000)");
+    server.stop().await;
+    Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+async fn connect_many(url: &str, n: usize, concurrency: usize) -> Vec<SignalingClient> {
+    stream::iter(0..n)
+        .map(|_| async move { SignalingClient::connect(url, &Identity::generate(), ConnectOptions::default()).await })
+        .buffer_unordered(concurrency)
+        .filter_map(|r| async move { r.ok() })
+        .collect()
+        .await
+}
+
+struct LoadResult {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn stamp(epoch: Instant) -> String {
+    let nanos = epoch.elapsed().as_nanos();
+    let mut s = format!("{nanos:020}");
+    s.extend(std::iter::repeat_n('x', PAYLOAD - 20));
+    s
+}
+
+fn latency_of(text: &str, epoch: Instant) -> Option<u64> {
+    let at = text.find("\"sdp\":\"").map(|i| i + 7).or_else(|| text.find("ts").map(|i| i + 2))?;
+    let sent: u128 = text.get(at..at + 20)?.parse().ok()?;
+    Some(u64::try_from(epoch.elapsed().as_nanos().saturating_sub(sent) / 1000).unwrap_or(u64::MAX))
+}
+
+fn summarize(hist: &Histogram<u64>, received: u64, secs: f64) -> LoadResult {
+    LoadResult {
+        rate: received as f64 / secs,
+        p50: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99: hist.value_at_quantile(0.99) as f64 / 1000.0,
+    }
+}
+
+fn new_hist() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+/// Offers `rate` messages/s over `pairs` echo connections; latency is the round trip.
+async fn echo_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Result<LoadResult> {
+    let epoch = Instant::now();
+    let mut tasks = Vec::new();
+    let period = Duration::from_secs_f64(pairs as f64 / rate as f64);
+    let run_for = Duration::from_secs(secs);
+    for _ in 0..pairs {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (mut tx, mut rx) = ws.split();
+        tasks.push(tokio::spawn(async move {
+            let sender = async move {
+                let mut tick = tokio::time::interval(period);
+                let start = Instant::now();
+                while start.elapsed() < run_for {
+                    tick.tick().await;
+                    let text = format!("{{\"ts{}\"}}", stamp(epoch));
+                    if tx.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let receiver = async move {
+                let mut hist = new_hist().ok()?;
+                let mut n = 0u64;
+                let deadline = tokio::time::Instant::now() + run_for + Duration::from_secs(2);
+                while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, rx.next()).await {
+                    if let Some(us) = msg.to_text().ok().and_then(|t| latency_of(t, epoch)) {
+                        let _ = hist.record(us.max(1));
+                        n += 1;
+                    }
+                }
+                Some((hist, n))
+            };
+            let ((), result) = tokio::join!(sender, receiver);
+            result
+        }));
+    }
+    collect(tasks, secs).await
+}
+
+/// Offers `rate` signals/s from A to B over `pairs` rooms of two.
+async fn relay_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Result<LoadResult> {
+    let epoch = Instant::now();
+    let period = Duration::from_secs_f64(pairs as f64 / rate as f64);
+    let run_for = Duration::from_secs(secs);
+    let conn: ConnId = "bench".parse()?;
+    let mut tasks = Vec::new();
+    for _ in 0..pairs {
+        let mut a = SignalingClient::connect(url, &Identity::generate(), ConnectOptions::default()).await?;
+        let mut b = SignalingClient::connect(url, &Identity::generate(), ConnectOptions::default()).await?;
+        let room = a.create_room(None, Some(2)).await?;
+        a.join(room, None, None).await?;
+        b.join(room, None, None).await?;
+        let to = b.peer_id();
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let sender = async move {
+                let mut tick = tokio::time::interval(period);
+                let start = Instant::now();
+                while start.elapsed() < run_for {
+                    tick.tick().await;
+                    if a.signal(to, &conn, SignalData::Offer { sdp: stamp(epoch) }).await.is_err() {
+                        break;
+                    }
+                }
+                a
+            };
+            let receiver = async move {
+                let mut hist = new_hist().ok()?;
+                let mut n = 0u64;
+                let deadline = tokio::time::Instant::now() + run_for + Duration::from_secs(2);
+                while let Ok(Ok(item)) = tokio::time::timeout_at(deadline, b.next()).await {
+                    if let Incoming::Message(ServerMessage::Signal { data: SignalData::Offer { sdp }, .. }) = item
+                        && let Some(us) = latency_of(&format!("\"sdp\":\"{sdp}"), epoch)
+                    {
+                        let _ = hist.record(us.max(1));
+                        n += 1;
+                    }
+                }
+                Some((hist, n))
+            };
+            let (_a, result) = tokio::join!(sender, receiver);
+            result
+        }));
+    }
+    collect(tasks, secs).await
+}
+
+/// Latencies and the count of messages one connection received.
+type Received = Option<(Histogram<u64>, u64)>;
+
+async fn collect(tasks: Vec<tokio::task::JoinHandle<Received>>, secs: u64) -> anyhow::Result<LoadResult> {
+    let mut hist = new_hist()?;
+    let mut received = 0;
+    for t in tasks {
+        if let Ok(Some((h, n))) = t.await {
+            hist.add(&h)?;
+            received += n;
+        }
+    }
+    Ok(summarize(&hist, received, secs as f64))
+}
+
+/// Sessions per second: connect, hello/welcome, one signal to a sink peer, close.
+async fn churn(url: &str, workers: usize, run_for: Duration) -> anyhow::Result<f64> {
+    let mut sink = SignalingClient::connect(url, &Identity::generate(), ConnectOptions::default()).await?;
+    let sink_id: PeerId = sink.peer_id();
+    let sessions = Arc::new(AtomicU64::new(0));
+    let stop = tokio::time::Instant::now() + run_for + Duration::from_secs(3);
+    let drain = tokio::spawn(async move { while let Ok(Ok(_)) = tokio::time::timeout_at(stop, sink.next()).await {} });
+    let conn: ConnId = "churn".parse()?;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (url, sessions, conn) = (url.to_owned(), sessions.clone(), conn.clone());
+        tasks.push(tokio::spawn(async move {
+            while start.elapsed() < run_for {
+                let identity = Identity::generate();
+                let Ok(mut c) = SignalingClient::connect(&url, &identity, ConnectOptions::default()).await else {
+                    continue;
+                };
+                if c.signal(sink_id, &conn, SignalData::Accept).await.is_ok() && c.close().await.is_ok() {
+                    sessions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    drain.abort();
+    Ok(sessions.load(Ordering::Relaxed) as f64 / elapsed)
+}
