@@ -81,9 +81,9 @@ impl Outbox {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         out.extend(inner.queue.drain(..));
         inner.bytes = 0;
-        if inner.queue.capacity() > 64 {
-            inner.queue.shrink_to_fit();
-        }
+        // An idle connection keeps no queue memory; a busy one reallocates
+        // once per burst, not per frame.
+        inner.queue = VecDeque::new();
         inner.overflowed
     }
 
