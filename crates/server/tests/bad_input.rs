@@ -38,10 +38,7 @@ fn bad_frame(i: u64) -> String {
 async fn a_flood_of_bad_frames_is_answered_and_harms_no_one_else() {
     let server = TestServer::default().await;
     let (mut bad, mut a, mut b) = (server.client().await, server.client().await, server.client().await);
-    let room = a.create_room(None, None).await.expect("room");
-    a.join(room, None, None).await.expect("join");
-    b.join(room, None, None).await.expect("join");
-    common::sync(&mut a).await;
+    common::room_of_two(&mut a, &mut b).await;
 
     let flood = tokio::spawn(async move {
         for i in 0..1000 {

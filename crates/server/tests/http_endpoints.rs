@@ -14,9 +14,7 @@ async fn health_and_metrics_report_activity() {
     assert!(page.contains("Switchboard"));
 
     let (mut a, mut b) = (server.client().await, server.client().await);
-    let room = a.create_room(None, None).await.expect("room");
-    a.join(room, None, None).await.expect("join");
-    b.join(room, None, None).await.expect("join");
+    common::room_of_two(&mut a, &mut b).await;
     a.signal(b.peer_id(), &"m".parse().expect("conn"), switchboard::proto::SignalData::Accept).await.expect("signal");
     let absent = switchboard::Identity::generate().peer_id();
     a.request(ClientMessage::Mail(MailRequest { id: None, to: absent, body: serde_json::json!("hi") }))

@@ -10,9 +10,7 @@ use switchboard::proto::{ErrorCode, ServerMessage};
 async fn relay_data_reaches_a_room_mate_and_names_the_sender() {
     let server = TestServer::default().await;
     let (mut a, mut b, mut outsider) = (server.client().await, server.client().await, server.client().await);
-    let room = a.create_room(None, None).await.expect("room");
-    a.join(room, None, None).await.expect("join");
-    b.join(room, None, None).await.expect("join");
+    common::room_of_two(&mut a, &mut b).await;
     a.send_relay(b.peer_id(), 7, b"ciphertext").await.expect("relay");
     assert_eq!(next(&mut b).await, Incoming::Relay { from: a.peer_id(), channel: 7, payload: b"ciphertext".to_vec() });
     outsider.send_relay(b.peer_id(), 7, b"spam").await.expect("send");

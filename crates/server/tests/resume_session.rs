@@ -12,10 +12,7 @@ async fn a_dropped_peer_resumes_without_a_leave_join_flap() {
     let mut a = server.client().await;
     let b_identity = Identity::generate();
     let mut b = common::connect(&server.url, &b_identity).await;
-    let room = a.create_room(None, None).await.expect("room");
-    a.join(room, None, None).await.expect("join");
-    b.join(room, None, None).await.expect("join");
-    common::sync(&mut a).await;
+    let room = common::room_of_two(&mut a, &mut b).await;
     let token = b.welcome().resume_token.clone();
     drop(b); // the TCP connection ends without a close frame
 
@@ -37,10 +34,7 @@ async fn a_clean_close_leaves_at_once_and_a_wrong_token_starts_fresh() {
     let mut a = server.client().await;
     let b_identity = Identity::generate();
     let mut b = common::connect(&server.url, &b_identity).await;
-    let room = a.create_room(None, None).await.expect("room");
-    a.join(room, None, None).await.expect("join");
-    b.join(room, None, None).await.expect("join");
-    common::sync(&mut a).await;
+    common::room_of_two(&mut a, &mut b).await;
     b.close().await.expect("close");
     match common::next(&mut a).await {
         Incoming::Message(ServerMessage::PeerLeft { peer_id, .. }) => assert_eq!(peer_id, b_identity.peer_id()),

@@ -122,12 +122,7 @@ async fn connect_many(url: &str, n: usize, concurrency: usize) -> Vec<SignalingC
         .await
 }
 
-struct LoadResult {
-    rate: f64,
-    p50: f64,
-    p99: f64,
-}
-
+/// A timestamp (nanoseconds since `epoch`, 20 digits) padded to the payload size.
 fn stamp(epoch: Instant) -> String {
     let nanos = epoch.elapsed().as_nanos();
     let mut s = format!("{nanos:020}");
@@ -135,59 +130,86 @@ fn stamp(epoch: Instant) -> String {
     s
 }
 
-fn latency_of(text: &str, epoch: Instant) -> Option<u64> {
-    let at = text.find("\"sdp\":\"").map(|i| i + 7).or_else(|| text.find("ts").map(|i| i + 2))?;
-    let sent: u128 = text.get(at..at + 20)?.parse().ok()?;
-    Some(u64::try_from(epoch.elapsed().as_nanos().saturating_sub(sent) / 1000).unwrap_or(u64::MAX))
+/// Sends on a fixed schedule (open loop) until the run time is over.
+struct Pace {
+    tick: tokio::time::Interval,
+    start: Instant,
+    run_for: Duration,
 }
 
-fn summarize(hist: &Histogram<u64>, received: u64, secs: f64) -> LoadResult {
-    LoadResult {
-        rate: received as f64 / secs,
-        p50: hist.value_at_quantile(0.5) as f64 / 1000.0,
-        p99: hist.value_at_quantile(0.99) as f64 / 1000.0,
+impl Pace {
+    fn new(period: Duration, run_for: Duration) -> Self {
+        Self { tick: tokio::time::interval(period), start: Instant::now(), run_for }
+    }
+
+    /// Waits for the next send slot; false once the run is over.
+    async fn next(&mut self) -> bool {
+        if self.start.elapsed() >= self.run_for {
+            return false;
+        }
+        self.tick.tick().await;
+        true
+    }
+
+    /// When receivers stop waiting: the run plus 2 s for stragglers.
+    fn receive_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.start + self.run_for + Duration::from_secs(2))
     }
 }
 
-fn new_hist() -> anyhow::Result<Histogram<u64>> {
-    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+/// The latencies one receiver saw, in microseconds.
+struct Latencies {
+    hist: Histogram<u64>,
+    count: u64,
+}
+
+impl Latencies {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self { hist: Histogram::new_with_bounds(1, 60_000_000, 3)?, count: 0 })
+    }
+
+    /// Records the age of a payload made by [`stamp`]; other text is ignored.
+    fn record(&mut self, payload: &str, epoch: Instant) {
+        let Some(sent) = payload.get(..20).and_then(|d| d.parse::<u128>().ok()) else { return };
+        let us = epoch.elapsed().as_nanos().saturating_sub(sent) / 1000;
+        let _ = self.hist.record(u64::try_from(us).unwrap_or(u64::MAX).max(1));
+        self.count += 1;
+    }
+}
+
+struct LoadResult {
+    rate: f64,
+    p50: f64,
+    p99: f64,
 }
 
 /// Offers `rate` messages/s over `pairs` echo connections; latency is the round trip.
 async fn echo_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Result<LoadResult> {
     let epoch = Instant::now();
-    let mut tasks = Vec::new();
     let period = Duration::from_secs_f64(pairs as f64 / rate as f64);
     let run_for = Duration::from_secs(secs);
+    let mut tasks = Vec::new();
     for _ in 0..pairs {
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
         let (mut tx, mut rx) = ws.split();
+        let mut seen = Latencies::new()?;
         tasks.push(tokio::spawn(async move {
+            let mut pace = Pace::new(period, run_for);
+            let deadline = pace.receive_deadline();
             let sender = async move {
-                let mut tick = tokio::time::interval(period);
-                let start = Instant::now();
-                while start.elapsed() < run_for {
-                    tick.tick().await;
-                    let text = format!("{{\"ts{}\"}}", stamp(epoch));
-                    if tx.send(Message::Text(text.into())).await.is_err() {
+                while pace.next().await {
+                    if tx.send(Message::Text(stamp(epoch).into())).await.is_err() {
                         break;
                     }
                 }
             };
             let receiver = async move {
-                let mut hist = new_hist().ok()?;
-                let mut n = 0u64;
-                let deadline = tokio::time::Instant::now() + run_for + Duration::from_secs(2);
                 while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, rx.next()).await {
-                    if let Some(us) = msg.to_text().ok().and_then(|t| latency_of(t, epoch)) {
-                        let _ = hist.record(us.max(1));
-                        n += 1;
-                    }
+                    seen.record(msg.to_text().unwrap_or_default(), epoch);
                 }
-                Some((hist, n))
+                seen
             };
-            let ((), result) = tokio::join!(sender, receiver);
-            result
+            tokio::join!(sender, receiver).1
         }));
     }
     collect(tasks, secs).await
@@ -206,54 +228,45 @@ async fn relay_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Re
         let room = a.create_room(None, Some(2)).await?;
         a.join(room, None, None).await?;
         b.join(room, None, None).await?;
-        let to = b.peer_id();
-        let conn = conn.clone();
+        let (to, conn) = (b.peer_id(), conn.clone());
+        let mut seen = Latencies::new()?;
         tasks.push(tokio::spawn(async move {
+            let mut pace = Pace::new(period, run_for);
+            let deadline = pace.receive_deadline();
             let sender = async move {
-                let mut tick = tokio::time::interval(period);
-                let start = Instant::now();
-                while start.elapsed() < run_for {
-                    tick.tick().await;
+                while pace.next().await {
                     if a.signal(to, &conn, SignalData::Offer { sdp: stamp(epoch) }).await.is_err() {
                         break;
                     }
                 }
-                a
             };
             let receiver = async move {
-                let mut hist = new_hist().ok()?;
-                let mut n = 0u64;
-                let deadline = tokio::time::Instant::now() + run_for + Duration::from_secs(2);
                 while let Ok(Ok(item)) = tokio::time::timeout_at(deadline, b.next()).await {
-                    if let Incoming::Message(ServerMessage::Signal { data: SignalData::Offer { sdp }, .. }) = item
-                        && let Some(us) = latency_of(&format!("\"sdp\":\"{sdp}"), epoch)
-                    {
-                        let _ = hist.record(us.max(1));
-                        n += 1;
+                    if let Incoming::Message(ServerMessage::Signal { data: SignalData::Offer { sdp }, .. }) = item {
+                        seen.record(&sdp, epoch);
                     }
                 }
-                Some((hist, n))
+                seen
             };
-            let (_a, result) = tokio::join!(sender, receiver);
-            result
+            tokio::join!(sender, receiver).1
         }));
     }
     collect(tasks, secs).await
 }
 
-/// Latencies and the count of messages one connection received.
-type Received = Option<(Histogram<u64>, u64)>;
-
-async fn collect(tasks: Vec<tokio::task::JoinHandle<Received>>, secs: u64) -> anyhow::Result<LoadResult> {
-    let mut hist = new_hist()?;
-    let mut received = 0;
+async fn collect(tasks: Vec<tokio::task::JoinHandle<Latencies>>, secs: u64) -> anyhow::Result<LoadResult> {
+    let mut all = Latencies::new()?;
     for t in tasks {
-        if let Ok(Some((h, n))) = t.await {
-            hist.add(&h)?;
-            received += n;
+        if let Ok(seen) = t.await {
+            all.hist.add(&seen.hist)?;
+            all.count += seen.count;
         }
     }
-    Ok(summarize(&hist, received, secs as f64))
+    Ok(LoadResult {
+        rate: all.count as f64 / secs as f64,
+        p50: all.hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99: all.hist.value_at_quantile(0.99) as f64 / 1000.0,
+    })
 }
 
 /// Sessions per second: connect, hello/welcome, one signal to a sink peer, close.

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use switchboard::proto::{ServerMessage, Welcome};
+use switchboard::proto::{RoomCode, ServerMessage, Welcome};
 use switchboard::{ConnectOptions, Identity, Incoming, SignalingClient};
 use switchboard_server::{Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,6 +83,16 @@ pub async fn sync(client: &mut SignalingClient) -> Vec<Incoming> {
             other => before.push(other),
         }
     }
+}
+
+/// A fresh room with `a` (its creator and host) and then `b` joined; `a` has
+/// seen `b` join, so both start with nothing pending.
+pub async fn room_of_two(a: &mut SignalingClient, b: &mut SignalingClient) -> RoomCode {
+    let room = a.create_room(None, None).await.expect("room");
+    a.join(room, None, None).await.expect("join");
+    b.join(room, None, None).await.expect("join");
+    sync(a).await;
+    room
 }
 
 pub fn welcome(client: &SignalingClient) -> &Welcome {
