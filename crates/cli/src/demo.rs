@@ -90,8 +90,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     step(format!(
         "offer/answer relayed ({:?} → {:?}), round trip {:.2} ms",
-        kind(&data),
-        kind(&answer),
+        data.kind().unwrap_or("?"),
+        answer.kind().unwrap_or("?"),
         t.elapsed().as_secs_f64() * 1000.0
     ));
 
@@ -132,12 +132,4 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     step("done".into());
     Ok(())
-}
-
-fn kind(data: &SignalData) -> &'static str {
-    match data {
-        SignalData::Offer { .. } => "offer",
-        SignalData::Answer { .. } => "answer",
-        _ => "other",
-    }
 }

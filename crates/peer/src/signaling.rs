@@ -244,7 +244,7 @@ impl SignalingClient {
 
     /// Sends a signal to a peer (no answer unless it fails).
     pub async fn signal(&mut self, to: PeerId, conn: &ConnId, data: SignalData) -> Result<(), RequestError> {
-        let msg = ClientMessage::Signal(SignalRequest { id: None, to, conn: conn.clone(), data });
+        let msg = ClientMessage::Signal(SignalRequest { id: None, to, conn: conn.clone(), data: data.into() });
         self.send(&msg).await
     }
 

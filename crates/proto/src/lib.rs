@@ -33,7 +33,7 @@ pub use limits::{DEFAULT_MAX_FRAME_BYTES, Limits};
 pub use messages::{
     AckMail, ClientMessage, CreateRoom, DecodeFailure, Hello, IceServer, Join, JoinedRoom, Leave, MAX_ACK_IDS,
     MAX_META_BYTES, MAX_PASSWORD_LEN, MAX_TOKEN_LEN, MAX_WATCH_PEERS, MailRequest, PeerInfo, Ping, RequestId,
-    ServerMessage, SignalData, SignalRequest, Watch, Welcome,
+    SIGNAL_KINDS, ServerMessage, SignalData, SignalPayload, SignalRequest, Watch, Welcome,
 };
 pub use relay::{RELAY_HEADER_LEN, RelayFrame, RelayFrameTooShort, rewrite_peer};
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::{ConnId, DecodeError, ErrorCode, Limits, PeerId, RoomCode, ValidationError};
 
@@ -21,7 +22,11 @@ pub const MAX_WATCH_PEERS: usize = 256;
 pub const MAX_ACK_IDS: usize = 256;
 
 /// A message from a client to the server.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Decoding reads `"type"` first when it is the first key (as every encoder
+/// here writes it) and then the variant's fields straight from the frame;
+/// otherwise it collects the object and reads it from there.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ClientMessage {
@@ -47,6 +52,64 @@ pub enum ClientMessage {
     IceServers(Ping),
     /// Keep-alive; answered by `pong`.
     Ping(Ping),
+}
+
+impl<'de> Deserialize<'de> for ClientMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ClientVisitor)
+    }
+}
+
+struct ClientVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ClientVisitor {
+    type Value = ClientMessage;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object with a \"type\" field")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ClientMessage, A::Error> {
+        use serde::de::Error as _;
+        let Some(first) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+            return Err(A::Error::missing_field("type"));
+        };
+        if first == "type" {
+            let kind = map.next_value::<std::borrow::Cow<'de, str>>()?;
+            return client_variant(&kind, serde::de::value::MapAccessDeserializer::new(map));
+        }
+        // "type" is not first: collect the object, then read it.
+        let mut object = serde_json::Map::new();
+        let value = map.next_value::<Value>()?;
+        object.insert(first.into_owned(), value);
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            object.insert(key, value);
+        }
+        let kind = match object.remove("type") {
+            Some(Value::String(kind)) => kind,
+            Some(_) => return Err(A::Error::custom("\"type\" must be a string")),
+            None => return Err(A::Error::missing_field("type")),
+        };
+        client_variant(&kind, Value::Object(object)).map_err(A::Error::custom)
+    }
+}
+
+/// Reads the fields of the variant named `kind` from `fields`.
+fn client_variant<'de, D: serde::Deserializer<'de>>(kind: &str, fields: D) -> Result<ClientMessage, D::Error> {
+    Ok(match kind {
+        "hello" => ClientMessage::Hello(Deserialize::deserialize(fields)?),
+        "create_room" => ClientMessage::CreateRoom(Deserialize::deserialize(fields)?),
+        "join" => ClientMessage::Join(Deserialize::deserialize(fields)?),
+        "leave" => ClientMessage::Leave(Deserialize::deserialize(fields)?),
+        "signal" => ClientMessage::Signal(Deserialize::deserialize(fields)?),
+        "mail" => ClientMessage::Mail(Deserialize::deserialize(fields)?),
+        "ack_mail" => ClientMessage::AckMail(Deserialize::deserialize(fields)?),
+        "watch" => ClientMessage::Watch(Deserialize::deserialize(fields)?),
+        "unwatch" => ClientMessage::Unwatch(Deserialize::deserialize(fields)?),
+        "ice_servers" => ClientMessage::IceServers(Deserialize::deserialize(fields)?),
+        "ping" => ClientMessage::Ping(Deserialize::deserialize(fields)?),
+        other => return Err(serde::de::Error::unknown_variant(other, CLIENT_KINDS)),
+    })
 }
 
 /// Fields of `hello`.
@@ -120,9 +183,74 @@ pub struct SignalRequest {
     pub to: PeerId,
     /// Which negotiation this belongs to.
     pub conn: ConnId,
-    /// The payload, relayed unchanged.
-    pub data: SignalData,
+    /// The payload, relayed byte for byte.
+    pub data: SignalPayload,
 }
+
+/// Signal data as it travels: a JSON object whose `kind` is one of
+/// [`SignalData`]'s. The server checks the `kind` and relays the bytes
+/// unchanged, so fields this crate does not know (a browser's
+/// `sdpMLineIndex`, say) reach the other peer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SignalPayload(Box<RawValue>);
+
+impl SignalPayload {
+    /// Encodes typed signal data.
+    pub fn new(data: &SignalData) -> Self {
+        let json = serde_json::to_string(data).unwrap_or_else(|_| String::from("{}"));
+        // Serialized JSON is always a valid raw value.
+        Self(RawValue::from_string(json).unwrap_or_else(|_| unreachable!()))
+    }
+
+    /// Reads the typed signal data.
+    pub fn parse(&self) -> Result<SignalData, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The JSON text as sent.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The `kind`, when the payload is an object with a known one.
+    pub fn kind(&self) -> Option<&'static str> {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(borrow)]
+            kind: std::borrow::Cow<'a, str>,
+        }
+        let kind = serde_json::from_str::<Kind<'_>>(self.0.get()).ok()?.kind;
+        SIGNAL_KINDS.iter().copied().find(|k| *k == kind)
+    }
+}
+
+impl SignalPayload {
+    /// Reads a payload from any deserializer, through a JSON value (used
+    /// where serde buffers the message first, as for [`ServerMessage`]).
+    fn deserialize_any<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        RawValue::from_string(value.to_string()).map(Self).map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<SignalData> for SignalPayload {
+    fn from(data: SignalData) -> Self {
+        Self::new(&data)
+    }
+}
+
+/// Payloads are equal when they hold the same JSON value (key order aside).
+impl PartialEq for SignalPayload {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+            || serde_json::from_str::<Value>(self.0.get()).ok() == serde_json::from_str::<Value>(other.0.get()).ok()
+    }
+}
+
+/// The `kind`s a signal may have.
+pub const SIGNAL_KINDS: &[&str] =
+    &["offer", "answer", "candidate", "end_of_candidates", "restart", "bye", "request", "accept", "reject"];
 
 /// What a signal carries; `kind` selects the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -264,8 +392,9 @@ pub enum ServerMessage {
         from: PeerId,
         /// Which negotiation this belongs to.
         conn: ConnId,
-        /// The payload.
-        data: SignalData,
+        /// The payload with every field the sender wrote.
+        #[serde(deserialize_with = "SignalPayload::deserialize_any")]
+        data: SignalPayload,
     },
     /// A signal could not be delivered within the signal TTL.
     Expired {
@@ -477,6 +606,10 @@ impl ClientMessage {
                         return Err(too_large("meta", size, MAX_META_BYTES));
                     }
                 }
+            }
+            Self::Signal(sig) if sig.data.kind().is_none() => {
+                let kinds = SIGNAL_KINDS.join(", ");
+                return Err(ValidationError::new(format!("data must be an object with kind one of: {kinds}")).into());
             }
             Self::Mail(m) => {
                 let size = json_size(&m.body);

@@ -72,7 +72,7 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             .prop_map(|(id, room, password, meta)| ClientMessage::Join(Join { id, room, password, meta })),
         (id(), room()).prop_map(|(id, room)| ClientMessage::Leave(Leave { id, room })),
         (id(), peer_id(), conn(), signal_data())
-            .prop_map(|(id, to, conn, data)| ClientMessage::Signal(SignalRequest { id, to, conn, data })),
+            .prop_map(|(id, to, conn, data)| ClientMessage::Signal(SignalRequest { id, to, conn, data: data.into() })),
         (id(), peer_id(), json_value()).prop_map(|(id, to, body)| ClientMessage::Mail(MailRequest { id, to, body })),
         (id(), proptest::collection::vec(any::<u64>(), 0..8))
             .prop_map(|(id, mail_ids)| ClientMessage::AckMail(AckMail { id, mail_ids })),
@@ -132,7 +132,11 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         (room(), peer_info()).prop_map(|(room, peer)| ServerMessage::PeerJoined { room, peer }),
         (room(), peer_id()).prop_map(|(room, peer_id)| ServerMessage::PeerLeft { room, peer_id }),
         (room(), peer_id()).prop_map(|(room, host)| ServerMessage::HostChanged { room, host }),
-        (peer_id(), conn(), signal_data()).prop_map(|(from, conn, data)| ServerMessage::Signal { from, conn, data }),
+        (peer_id(), conn(), signal_data()).prop_map(|(from, conn, data)| ServerMessage::Signal {
+            from,
+            conn,
+            data: data.into()
+        }),
         (peer_id(), conn()).prop_map(|(to, conn)| ServerMessage::Expired { to, conn }),
         (any::<u64>(), peer_id(), json_value(), any::<u64>())
             .prop_map(|(mail_id, from, body, sent_at)| ServerMessage::Mail { mail_id, from, body, sent_at }),
@@ -233,4 +237,17 @@ fn wire_names_are_snake_case() {
     for code in ErrorCode::ALL {
         assert_eq!(serde_json::to_value(code).expect("codes serialize"), json!(code.as_str()));
     }
+}
+
+#[test]
+fn the_type_may_come_anywhere_in_the_object() {
+    let limits = Limits::default();
+    let late = ClientMessage::decode(r#"{"id":7,"room":"abc123","type":"join"}"#, &limits).expect("decodes");
+    let first = ClientMessage::decode(r#"{"type":"join","id":7,"room":"ABC123"}"#, &limits).expect("decodes");
+    assert_eq!(late, first);
+    let unknown = ClientMessage::decode(r#"{"id":8,"type":"warp"}"#, &limits).expect_err("unknown type");
+    assert_eq!(unknown.re, Some(8));
+    assert!(matches!(unknown.error, DecodeError::UnknownType(ref t) if t == "warp"));
+    let not_string = ClientMessage::decode(r#"{"id":9,"type":5}"#, &limits).expect_err("bad type");
+    assert_eq!(not_string.error.code(), ErrorCode::BadRequest);
 }

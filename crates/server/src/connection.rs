@@ -74,8 +74,11 @@ impl Conn {
     /// Returns whether the client closed cleanly (its session then ends at once).
     async fn drive(&mut self, mut socket: WebSocket) -> bool {
         let idle = Duration::from_secs(self.shared.config.limits.idle_timeout_secs);
-        let mut deadline = tokio::time::Instant::now() + idle;
-        let mut shutdown = self.shared.shutdown.clone();
+        // One timer for the whole connection: frames only record when they
+        // came, and the timer re-arms itself when it fires early.
+        let mut last_frame = tokio::time::Instant::now();
+        let idle_timer = tokio::time::sleep_until(last_frame + idle);
+        tokio::pin!(idle_timer);
         let mut batch = Vec::new();
         loop {
             match self.write_pending(&mut socket, &mut batch).await {
@@ -85,16 +88,17 @@ impl Conn {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => {
-                    let _ = self.write_pending(&mut socket, &mut batch).await;
-                    return close(&mut socket, GOING_AWAY, "server shutting down").await;
-                }
+                // Shutdown arrives through the outbox too, as a close.
                 () = self.outbox.notified() => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    return close(&mut socket, GOING_AWAY, "idle timeout").await;
+                () = &mut idle_timer => {
+                    let deadline = last_frame + idle;
+                    if deadline <= tokio::time::Instant::now() {
+                        return close(&mut socket, GOING_AWAY, "idle timeout").await;
+                    }
+                    idle_timer.as_mut().reset(deadline);
                 }
                 frame = socket.recv() => {
-                    deadline = tokio::time::Instant::now() + idle;
+                    last_frame = tokio::time::Instant::now();
                     match frame {
                         None => return false,
                         Some(Err(e)) => return fail(&mut socket, &e).await,
@@ -333,6 +337,9 @@ impl Conn {
             }))));
         });
         self.phase = Phase::Ready { peer };
+        if !self.shared.store.may_have_mail(peer) {
+            return;
+        }
         let store = self.shared.store.clone();
         match blocking(move || store.pending(peer, unix_ms(), 1000)).await {
             Ok(mail) => mail.iter().for_each(|m| self.send(mail_event(m))),

@@ -15,7 +15,7 @@ use crate::shared::Shared;
 
 /// Bytes tungstenite reads from the socket at once: small, because an idle
 /// connection keeps this buffer (signaling frames are mostly under 1 KiB).
-const READ_BUFFER: usize = 2048;
+const READ_BUFFER: usize = 1024;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use switchboard_proto::{
     ConnId, ErrorCode, JoinedRoom, Limits, PeerId, PeerInfo, RELAY_HEADER_LEN, RelayFrame, RoomCode, ServerMessage,
-    SignalData, encode_b64, rewrite_peer,
+    SignalPayload, encode_b64, rewrite_peer,
 };
 
 /// One WebSocket connection, numbered by the driver.
@@ -90,11 +90,25 @@ pub(crate) struct Attached {
 
 struct Session {
     conn: Option<ConnKey>,
-    resume_token: String,
+    /// The resume token's random bytes (the wire form is their base64url).
+    resume_secret: [u8; 18],
     detached_at: Option<Instant>,
     rooms: Vec<RoomCode>,
-    watching: HashSet<PeerId>,
+    /// Watched peers, without duplicates (a short list, bounded by `max_watch`).
+    watching: Vec<PeerId>,
     grants: Grants,
+}
+
+impl Session {
+    fn resume_token(&self) -> String {
+        encode_b64(&self.resume_secret)
+    }
+
+    /// Compares a presented token with this session's in constant time.
+    fn token_matches(&self, token: &str) -> bool {
+        let expected = self.resume_token();
+        expected.len() == token.len() && expected.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
 }
 
 struct Member {
@@ -126,7 +140,7 @@ struct PendingSignal {
     seq: u64,
     from: PeerId,
     conn: ConnId,
-    data: SignalData,
+    data: SignalPayload,
 }
 
 /// The signaling server's state machine.
@@ -213,7 +227,7 @@ impl Hub {
                 self.conns.remove(&old);
                 self.outputs.push_back(Output::Close(old, "replaced by a newer connection of the same peer"));
             }
-            if resume_token.is_some_and(|t| t == session.resume_token) {
+            if resume_token.is_some_and(|t| session.token_matches(t)) {
                 session.conn = Some(conn);
                 session.detached_at = None;
                 session.grants = grants.clone();
@@ -223,15 +237,15 @@ impl Hub {
             }
         }
         if !resumed {
-            let token = self.random_token();
+            let resume_secret = self.rng.random();
             self.sessions.insert(
                 peer,
                 Session {
                     conn: Some(conn),
-                    resume_token: token,
+                    resume_secret,
                     detached_at: None,
                     rooms: Vec::new(),
-                    watching: HashSet::new(),
+                    watching: Vec::new(),
                     grants,
                 },
             );
@@ -241,7 +255,7 @@ impl Hub {
         self.flush_pending(peer, conn);
         let session = &self.sessions[&peer];
         let rooms = session.rooms.iter().filter_map(|code| self.rooms.get(code)?.view(*code, peer)).collect();
-        Attached { resume_token: session.resume_token.clone(), resumed, rooms }
+        Attached { resume_token: session.resume_token(), resumed, rooms }
     }
 
     /// A connection ended. A clean close ends the session at once; a dropped
@@ -356,7 +370,7 @@ impl Hub {
         conn: ConnKey,
         to: PeerId,
         signal_conn: ConnId,
-        data: SignalData,
+        data: SignalPayload,
     ) -> Result<(), Refusal> {
         let from = self.require_peer(conn)?;
         if to == from {
@@ -402,14 +416,16 @@ impl Hub {
     pub(crate) fn watch(&mut self, conn: ConnKey, peers: &[PeerId]) -> Result<Vec<(PeerId, bool)>, Refusal> {
         let me = self.require_peer(conn)?;
         let session = self.sessions.get_mut(&me).ok_or_else(|| Refusal::new(ErrorCode::Internal, "no session"))?;
-        let new = peers.iter().filter(|p| !session.watching.contains(p)).count();
-        if session.watching.len() + new > self.config.max_watch {
+        let mut new: Vec<PeerId> = peers.iter().copied().filter(|p| !session.watching.contains(p)).collect();
+        new.sort_unstable();
+        new.dedup();
+        if session.watching.len() + new.len() > self.config.max_watch {
             return Err(Refusal::new(
                 ErrorCode::LimitExceeded,
                 format!("at most {} watched peers", self.config.max_watch),
             ));
         }
-        session.watching.extend(peers.iter().copied());
+        session.watching.extend(new);
         for p in peers {
             self.watchers.entry(*p).or_default().insert(me);
         }
@@ -421,7 +437,7 @@ impl Hub {
         let me = self.require_peer(conn)?;
         if let Some(session) = self.sessions.get_mut(&me) {
             for p in peers {
-                session.watching.remove(p);
+                session.watching.retain(|w| w != p);
             }
         }
         for p in peers {
@@ -486,11 +502,6 @@ impl Hub {
 
     fn require_peer(&self, conn: ConnKey) -> Result<PeerId, Refusal> {
         self.conns.get(&conn).copied().ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, "send hello first"))
-    }
-
-    fn random_token(&mut self) -> String {
-        let bytes: [u8; 24] = self.rng.random();
-        encode_b64(&bytes)
     }
 
     fn send_to_peers(&mut self, peers: &[PeerId], msg: &ServerMessage) {

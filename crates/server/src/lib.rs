@@ -185,7 +185,7 @@ impl BoundServer {
             })
             .await;
         let _ = shutdown_tx.send(true);
-        shared.close_all("server shutting down");
+        shared.close_all();
         let drained = async {
             while shared.open_conns.load(Ordering::Acquire) > 0 {
                 let notified = shared.all_closed.notified();

@@ -21,20 +21,11 @@ pub(crate) enum Outbound {
 impl Outbound {
     fn cost(&self) -> usize {
         match self {
-            Self::Msg(ServerMessage::Signal { data, .. }) => 128 + signal_payload_len(data),
+            Self::Msg(ServerMessage::Signal { data, .. }) => 128 + data.as_json().len(),
             Self::Msg(ServerMessage::Mail { body, .. }) => 128 + body.to_string().len(),
             Self::Msg(_) | Self::Close(..) => 128,
             Self::Binary(b) => b.len(),
         }
-    }
-}
-
-fn signal_payload_len(data: &switchboard_proto::SignalData) -> usize {
-    use switchboard_proto::SignalData as D;
-    match data {
-        D::Offer { sdp } | D::Answer { sdp } => sdp.len(),
-        D::Candidate { candidate, .. } => candidate.len(),
-        _ => 32,
     }
 }
 

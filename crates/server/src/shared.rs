@@ -20,6 +20,9 @@ struct Core {
     outboxes: HashMap<ConnKey, Arc<Outbox>>,
 }
 
+/// The close reason every connection gets when the server stops.
+pub(crate) const SHUTTING_DOWN: &str = "server shutting down";
+
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     core: Mutex<Core>,
@@ -91,7 +94,13 @@ impl Shared {
 
     pub(crate) fn register(&self, outbox: Arc<Outbox>) -> ConnKey {
         let key = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        self.lock().outboxes.insert(key, outbox);
+        let mut core = self.lock();
+        // `close_all` holds this lock too, so a connection registered after
+        // it ran sees the flag and closes at once.
+        if *self.shutdown.borrow() {
+            outbox.push(Outbound::Close(1001, SHUTTING_DOWN));
+        }
+        core.outboxes.insert(key, outbox);
         key
     }
 
@@ -107,11 +116,11 @@ impl Shared {
         outbox.push(Outbound::Msg(mail_event(mail)));
     }
 
-    /// Closes every connection (shutdown).
-    pub(crate) fn close_all(&self, reason: &'static str) {
+    /// Closes every connection (shutdown); the shutdown flag is already set.
+    pub(crate) fn close_all(&self) {
         let core = self.lock();
         for outbox in core.outboxes.values() {
-            outbox.push(Outbound::Close(1001, reason));
+            outbox.push(Outbound::Close(1001, SHUTTING_DOWN));
         }
     }
 

@@ -41,7 +41,9 @@ async fn a_peer_arriving_within_the_ttl_gets_the_held_signal() {
     common::sync(&mut a).await;
     let mut b = common::connect(&server.url, &late).await;
     match next_msg(&mut b).await {
-        ServerMessage::Signal { from, data: SignalData::Accept, .. } => assert_eq!(from, a.peer_id()),
+        ServerMessage::Signal { from, data, .. } => {
+            assert_eq!((from, data.parse().expect("signal data")), (a.peer_id(), SignalData::Accept));
+        }
         other => panic!("expected the held signal, got {other:?}"),
     }
     server.stop().await;

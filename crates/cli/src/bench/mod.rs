@@ -102,6 +102,18 @@ impl ChildServer {
         Ok(kb * 1024)
     }
 
+    /// CPU time (user + system) the child has used so far.
+    pub(crate) fn cpu_time(&self) -> anyhow::Result<std::time::Duration> {
+        let pid = self.child.id().context("child exited")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name (which may hold spaces): utime is the
+        // 12th and stime the 13th of them, in clock ticks (100 per second).
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("bad /proc stat")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).context("bad /proc stat");
+        Ok(std::time::Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+    }
+
     pub(crate) async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;

@@ -9,8 +9,10 @@ use clap::Args;
 use futures_util::SinkExt;
 use futures_util::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
-use switchboard::proto::{ConnId, PeerId, ServerMessage, SignalData};
-use switchboard::{ConnectOptions, Identity, Incoming, SignalingClient};
+use switchboard::proto::{
+    ClientMessage, ConnId, CreateRoom, Hello, Join, PROTOCOL_VERSION, PeerId, ServerMessage, SignalData,
+};
+use switchboard::{ConnectOptions, Identity, SignalingClient};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{ChildServer, pin_self};
@@ -39,6 +41,20 @@ pub(crate) struct SignalingArgs {
     /// Do not pin server and load generator to cores 0 and 1.
     #[arg(long)]
     no_pin: bool,
+    /// Run one phase only.
+    #[arg(long, value_enum)]
+    only: Option<Phase>,
+}
+
+/// A phase of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    /// Idle memory per connection.
+    Idle,
+    /// Relay rate and latency beside the echo baseline.
+    Relay,
+    /// Join churn.
+    Churn,
 }
 
 const PAYLOAD: usize = 500;
@@ -64,49 +80,73 @@ pub(crate) async fn run(args: SignalingArgs) -> anyhow::Result<()> {
         "error",
     ];
 
+    let runs = |phase| args.only.is_none_or(|only| only == phase);
+
     // 1. Idle memory per connection.
-    let server = ChildServer::spawn(&serve_args, core).await?;
-    let before = server.rss()?;
-    let clients = connect_many(&server.url, args.idle, 256).await;
-    let after = server.rss()?;
-    let held = clients.len();
-    let per_conn = after.saturating_sub(before) as f64 / held.max(1) as f64;
-    println!(
-        "idle: {held} connections held; server RSS {:.1} MiB → {:.1} MiB; {:.2} KiB per connection (target ≤ 6 KiB)",
-        mib(before),
-        mib(after),
-        per_conn / 1024.0
-    );
-    drop(clients);
-    server.stop().await;
+    if runs(Phase::Idle) {
+        let server = ChildServer::spawn(&serve_args, core).await?;
+        let before = server.rss()?;
+        let clients = connect_many(&server.url, args.idle, 256).await;
+        let after = server.rss()?;
+        let held = clients.len();
+        let per_conn = after.saturating_sub(before) as f64 / held.max(1) as f64;
+        println!(
+            "idle: {held} connections held; server RSS {:.1} MiB → {:.1} MiB; {:.2} KiB per connection (target ≤ 6 KiB)",
+            mib(before),
+            mib(after),
+            per_conn / 1024.0
+        );
+        drop(clients);
+        server.stop().await;
+    }
 
     // 2. Relay rate and latency, beside the echo baseline.
-    let echo = ChildServer::spawn(&["echo-server"], core).await?;
-    let base = echo_load(&echo.url, args.pairs, args.rate, args.secs).await?;
-    echo.stop().await;
-    let server = ChildServer::spawn(&serve_args, core).await?;
-    let relay = relay_load(&server.url, args.pairs, args.rate, args.secs).await?;
-    println!("relay: {} pairs, {} signals/s offered ({PAYLOAD} B)", args.pairs, args.rate);
-    println!(
-        "  baseline ws echo : {:>9.0} msg/s delivered, p50 {:>7.2} ms, p99 {:>7.2} ms",
-        base.rate, base.p50, base.p99
-    );
-    println!(
-        "  switchboard relay: {:>9.0} msg/s delivered, p50 {:>7.2} ms, p99 {:>7.2} ms (target p99 ≤ 25 ms)",
-        relay.rate, relay.p50, relay.p99
-    );
-    println!(
-        "  ratio relay/echo : throughput {:.2}×, p50 {:.2}×, p99 {:.2}×",
-        relay.rate / base.rate.max(1.0),
-        relay.p50 / base.p50.max(1e-3),
-        relay.p99 / base.p99.max(1e-3)
-    );
+    if runs(Phase::Relay) {
+        let echo = ChildServer::spawn(&["echo-server"], core).await?;
+        let cpu = echo.cpu_time()?;
+        let base = echo_load(&echo.url, args.pairs, args.rate, args.secs).await?;
+        let base_cpu = cpu_per_message(echo.cpu_time()? - cpu, &base, args.secs);
+        echo.stop().await;
+        let server = ChildServer::spawn(&serve_args, core).await?;
+        let cpu = server.cpu_time()?;
+        let relay = relay_load(&server.url, args.pairs, args.rate, args.secs).await?;
+        let relay_cpu = cpu_per_message(server.cpu_time()? - cpu, &relay, args.secs);
+        println!("relay: {} pairs, {} signals/s offered ({PAYLOAD} B)", args.pairs, args.rate);
+        println!(
+            "  baseline ws echo : {:>9.0} msg/s delivered, p50 {:>7.2} ms, p99 {:>7.2} ms",
+            base.rate, base.p50, base.p99
+        );
+        println!(
+            "  switchboard relay: {:>9.0} msg/s delivered, p50 {:>7.2} ms, p99 {:>7.2} ms (target p99 ≤ 25 ms)",
+            relay.rate, relay.p50, relay.p99
+        );
+        println!(
+            "  server CPU per message: echo {base_cpu:.2} µs, relay {relay_cpu:.2} µs ({:.2}×, connection setup included)",
+            relay_cpu / base_cpu.max(1e-3)
+        );
+        println!(
+            "  ratio relay/echo : throughput {:.2}×, p50 {:.2}×, p99 {:.2}×",
+            relay.rate / base.rate.max(1.0),
+            relay.p50 / base.p50.max(1e-3),
+            relay.p99 / base.p99.max(1e-3)
+        );
+
+        server.stop().await;
+    }
 
     // 3. Join churn: connect, prove identity, send one signal, disconnect.
-    let churn = churn(&server.url, args.churn_workers, Duration::from_secs(args.churn_secs)).await?;
-    println!("churn: {churn:.0} sessions/s (connect, hello/welcome, one signal, close; target ≥ 30,000)");
-    server.stop().await;
+    if runs(Phase::Churn) {
+        let server = ChildServer::spawn(&serve_args, core).await?;
+        let churn = churn(&server.url, args.churn_workers, Duration::from_secs(args.churn_secs)).await?;
+        println!("churn: {churn:.0} sessions/s (connect, hello/welcome, one signal, close; target ≥ 30,000)");
+        server.stop().await;
+    }
     Ok(())
+}
+
+/// Server CPU microseconds per delivered message over a load phase.
+fn cpu_per_message(cpu: Duration, load: &LoadResult, secs: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / (load.rate * secs as f64).max(1.0)
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -190,7 +230,7 @@ async fn echo_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Res
     let run_for = Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..pairs {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true).await?;
         let (mut tx, mut rx) = ws.split();
         let mut seen = Latencies::new()?;
         tasks.push(tokio::spawn(async move {
@@ -215,35 +255,86 @@ async fn echo_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Res
     collect(tasks, secs).await
 }
 
+/// The load generator's WebSocket settings, the same for baseline and relay.
+fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0)
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The load generator's own lean client: it proves an identity like any
+/// peer, then writes pre-encoded frames and reads raw text, so that its cost
+/// per message is close to the echo baseline's.
+struct RawPeer {
+    ws: Ws,
+    peer_id: PeerId,
+}
+
+impl RawPeer {
+    async fn connect(url: &str) -> anyhow::Result<Self> {
+        let identity = Identity::generate();
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true).await?;
+        let mut peer = Self { ws, peer_id: identity.peer_id() };
+        let ServerMessage::Challenge { nonce, .. } = peer.recv().await? else { anyhow::bail!("no challenge") };
+        let hello = Hello {
+            id: None,
+            v: PROTOCOL_VERSION,
+            public_key: identity.public_key_b64(),
+            signature: identity.sign_challenge(&nonce),
+            resume_token: None,
+            auth_token: None,
+        };
+        peer.send(&ClientMessage::Hello(hello)).await?;
+        let ServerMessage::Welcome(_) = peer.recv().await? else { anyhow::bail!("no welcome") };
+        Ok(peer)
+    }
+
+    async fn send(&mut self, msg: &ClientMessage) -> anyhow::Result<()> {
+        Ok(self.ws.send(Message::Text(msg.encode().into())).await?)
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
+        let Some(Ok(Message::Text(text))) = self.ws.next().await else { anyhow::bail!("connection closed") };
+        Ok(ServerMessage::decode(text.as_str())?)
+    }
+}
+
 /// Offers `rate` signals/s from A to B over `pairs` rooms of two.
 async fn relay_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Result<LoadResult> {
     let epoch = Instant::now();
     let period = Duration::from_secs_f64(pairs as f64 / rate as f64);
     let run_for = Duration::from_secs(secs);
-    let conn: ConnId = "bench".parse()?;
     let mut tasks = Vec::new();
     for _ in 0..pairs {
-        let mut a = SignalingClient::connect(url, &Identity::generate(), ConnectOptions::default()).await?;
-        let mut b = SignalingClient::connect(url, &Identity::generate(), ConnectOptions::default()).await?;
-        let room = a.create_room(None, Some(2)).await?;
-        a.join(room, None, None).await?;
-        b.join(room, None, None).await?;
-        let (to, conn) = (b.peer_id(), conn.clone());
+        let (mut a, mut b) = (RawPeer::connect(url).await?, RawPeer::connect(url).await?);
+        a.send(&ClientMessage::CreateRoom(CreateRoom { id: Some(1), password: None, max_peers: Some(2) })).await?;
+        let ServerMessage::RoomCreated { room, .. } = a.recv().await? else { anyhow::bail!("no room") };
+        for p in [&mut a, &mut b] {
+            p.send(&ClientMessage::Join(Join { id: Some(2), room, password: None, meta: None })).await?;
+            let ServerMessage::Joined(_) = p.recv().await? else { anyhow::bail!("not joined") };
+        }
+        let ServerMessage::PeerJoined { .. } = a.recv().await? else { anyhow::bail!("no peer_joined") };
+        // The signal frame with the sdp at its end; the timestamp is spliced in per message.
+        let template =
+            format!(r#"{{"type":"signal","to":"{}","conn":"bench","data":{{"kind":"offer","sdp":""#, b.peer_id);
+        let (mut tx, mut rx) = (a.ws, b.ws);
         let mut seen = Latencies::new()?;
         tasks.push(tokio::spawn(async move {
             let mut pace = Pace::new(period, run_for);
             let deadline = pace.receive_deadline();
             let sender = async move {
                 while pace.next().await {
-                    if a.signal(to, &conn, SignalData::Offer { sdp: stamp(epoch) }).await.is_err() {
+                    let frame = format!("{template}{}\"}}}}", stamp(epoch));
+                    if tx.send(Message::Text(frame.into())).await.is_err() {
                         break;
                     }
                 }
             };
             let receiver = async move {
-                while let Ok(Ok(item)) = tokio::time::timeout_at(deadline, b.next()).await {
-                    if let Incoming::Message(ServerMessage::Signal { data: SignalData::Offer { sdp }, .. }) = item {
-                        seen.record(&sdp, epoch);
+                while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, rx.next()).await {
+                    let text = msg.to_text().unwrap_or_default();
+                    if let Some(at) = text.find(r#""sdp":""#) {
+                        seen.record(&text[at + 7..], epoch);
                     }
                 }
                 seen

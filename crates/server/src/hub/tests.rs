@@ -1,5 +1,7 @@
 //! The hub on a virtual clock: time only moves when a test moves it.
 
+use switchboard_proto::SignalData;
+
 use super::*;
 
 struct Sim {
@@ -123,22 +125,22 @@ fn signals_reach_live_peers_wait_for_absent_ones_and_expire() {
     s.attach(1, peer(1));
     s.attach(2, peer(2));
     let now = s.now;
-    s.hub.signal(now, 1, peer(2), conn("c1"), SignalData::Accept).expect("signal");
+    s.hub.signal(now, 1, peer(2), conn("c1"), SignalData::Accept.into()).expect("signal");
     assert!(matches!(&s.sent_to(2)[..], [ServerMessage::Signal { from, .. }] if *from == peer(1)));
     assert_eq!(
-        s.hub.signal(now, 1, peer(1), conn("c1"), SignalData::Accept).map_err(|r| r.code),
+        s.hub.signal(now, 1, peer(1), conn("c1"), SignalData::Accept.into()).map_err(|r| r.code),
         Err(ErrorCode::BadRequest)
     );
 
     // Peer 3 is absent: the first signal waits and is delivered when it arrives.
-    s.hub.signal(now, 1, peer(3), conn("early"), SignalData::Restart).expect("held");
+    s.hub.signal(now, 1, peer(3), conn("early"), SignalData::Restart.into()).expect("held");
     s.advance(Duration::from_secs(10));
     s.attach(3, peer(3));
     assert!(matches!(&s.sent_to(3)[..], [ServerMessage::Signal { conn, .. }] if conn.as_str() == "early"));
 
     // Peer 4 never comes: the sender hears `expired` at the TTL, not before.
     let now = s.now;
-    s.hub.signal(now, 1, peer(4), conn("late"), SignalData::Restart).expect("held");
+    s.hub.signal(now, 1, peer(4), conn("late"), SignalData::Restart.into()).expect("held");
     s.advance(Duration::from_millis(29_999));
     assert!(s.sent_to(1).is_empty());
     s.advance(Duration::from_millis(1));
@@ -153,9 +155,9 @@ fn held_signals_are_bounded_per_recipient() {
     s.attach(1, peer(1));
     let now = s.now;
     for _ in 0..2 {
-        s.hub.signal(now, 1, peer(9), conn("c"), SignalData::Accept).expect("held");
+        s.hub.signal(now, 1, peer(9), conn("c"), SignalData::Accept.into()).expect("held");
     }
-    let third = s.hub.signal(now, 1, peer(9), conn("c"), SignalData::Accept);
+    let third = s.hub.signal(now, 1, peer(9), conn("c"), SignalData::Accept.into());
     assert_eq!(third.map_err(|r| r.code), Err(ErrorCode::LimitExceeded));
 }
 

@@ -44,6 +44,12 @@ pub trait MailStore: Send + Sync + 'static {
         ttl_ms: u64,
         max_per_peer: u32,
     ) -> Result<u64, StoreError>;
+    /// A cheap, non-blocking check: false only if `to` certainly has no mail
+    /// waiting, so a session can open without a storage round trip.
+    fn may_have_mail(&self, to: PeerId) -> bool {
+        let _ = to;
+        true
+    }
     /// Unexpired messages for `to`, oldest first, at most `limit`.
     fn pending(&self, to: PeerId, now_ms: u64, limit: usize) -> Result<Vec<StoredMail>, StoreError>;
     /// Deletes acknowledged messages addressed to `to`; returns how many were deleted.

@@ -1,8 +1,9 @@
 //! The mailbox in SQLite, in WAL mode: a message acknowledged to its sender
 //! has been committed, so it survives a crash of the server process.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use switchboard_proto::PeerId;
@@ -12,6 +13,9 @@ use super::{MailStore, StoreError, StoredMail};
 /// SQLite-backed store.
 pub struct SqliteStore {
     db: Mutex<Connection>,
+    /// Messages stored per recipient (expired ones included until purged),
+    /// so that most sessions open without a query.
+    waiting: Mutex<HashMap<PeerId, u32>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -55,12 +59,30 @@ impl SqliteStore {
             CREATE INDEX IF NOT EXISTS mail_by_expiry ON mail (expires_at);",
         )
         .map_err(backend)?;
-        Ok(Self { db: Mutex::new(db) })
+        let waiting = count_by_recipient(&db)?;
+        Ok(Self { db: Mutex::new(db), waiting: Mutex::new(waiting) })
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, u32>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
         self.db.lock().map_err(|_| StoreError::Backend("mailbox lock poisoned".into()))
     }
+}
+
+fn count_by_recipient(db: &Connection) -> Result<HashMap<PeerId, u32>, StoreError> {
+    let mut stmt = db.prepare("SELECT recipient, COUNT(*) FROM mail GROUP BY recipient").map_err(backend)?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))).map_err(backend)?;
+    let mut counts = HashMap::new();
+    for row in rows {
+        let (id, n) = row.map_err(backend)?;
+        if let Ok(id) = <[u8; 16]>::try_from(id) {
+            counts.insert(PeerId::from_bytes(id), u32::try_from(n).unwrap_or(u32::MAX));
+        }
+    }
+    Ok(counts)
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -102,7 +124,12 @@ impl MailStore for SqliteStore {
         .map_err(backend)?;
         let id = tx.last_insert_rowid();
         tx.commit().map_err(backend)?;
+        *self.waiting().entry(to).or_default() += 1;
         Ok(u64::try_from(id).unwrap_or_default())
+    }
+
+    fn may_have_mail(&self, to: PeerId) -> bool {
+        self.waiting().contains_key(&to)
     }
 
     fn pending(&self, to: PeerId, now_ms: u64, limit: usize) -> Result<Vec<StoredMail>, StoreError> {
@@ -145,12 +172,23 @@ impl MailStore for SqliteStore {
             }
         }
         tx.commit().map_err(backend)?;
+        let mut waiting = self.waiting();
+        if let Some(n) = waiting.get_mut(&to) {
+            *n = n.saturating_sub(u32::try_from(deleted).unwrap_or(u32::MAX));
+            if *n == 0 {
+                waiting.remove(&to);
+            }
+        }
         Ok(deleted)
     }
 
     fn purge_expired(&self, now_ms: u64) -> Result<usize, StoreError> {
         let db = self.lock()?;
-        db.execute("DELETE FROM mail WHERE expires_at <= ?1", params![to_i64(now_ms)]).map_err(backend)
+        let purged = db.execute("DELETE FROM mail WHERE expires_at <= ?1", params![to_i64(now_ms)]).map_err(backend)?;
+        if purged > 0 {
+            *self.waiting() = count_by_recipient(&db)?;
+        }
+        Ok(purged)
     }
 
     fn depth(&self) -> Result<u64, StoreError> {
@@ -175,11 +213,13 @@ mod tests {
         assert_eq!(waiting.iter().map(|m| m.id).collect::<Vec<_>>(), vec![first, second]);
         assert_eq!(waiting[0].from, a);
         assert_eq!(store.ack(a, &[first])?, 0, "only the recipient can acknowledge");
+        assert!(store.may_have_mail(b) && !store.may_have_mail(a));
         assert_eq!(store.ack(b, &[first])?, 1);
         assert_eq!(store.pending(b, 11_000, 10)?.len(), 1);
         assert_eq!(store.pending(b, 12_000, 10)?.len(), 0, "expired mail is not delivered");
         assert_eq!(store.purge_expired(12_001)?, 1);
         assert_eq!(store.depth()?, 0);
+        assert!(!store.may_have_mail(b), "the index follows acks and purges");
         Ok(())
     }
 
@@ -190,6 +230,7 @@ mod tests {
         let (a, b) = (PeerId::from_bytes([1; 16]), PeerId::from_bytes([2; 16]));
         let id = SqliteStore::open(&path)?.put(a, b, "{}", 0, 60_000, 10)?;
         let reopened = SqliteStore::open(&path)?;
+        assert!(reopened.may_have_mail(b), "the index is rebuilt from the file");
         assert_eq!(reopened.pending(b, 1, 10)?.first().map(|m| m.id), Some(id));
         Ok(())
     }
