@@ -12,7 +12,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
 use switchboard_proto::{
-    ClientMessage, ErrorCode, Hello, Join, PROTOCOL_VERSION, PeerId, ServerMessage, Welcome, encode_b64, verify_hello,
+    ClientMessage, ErrorCode, Hello, Join, PROTOCOL_VERSION, PeerId, RELAY_HEADER_LEN, ServerMessage, Welcome,
+    encode_b64, verify_hello,
 };
 
 use crate::auth::verify_token;
@@ -27,6 +28,8 @@ use crate::shared::{Shared, mail_event, unix_ms};
 const POLICY: u16 = 1008;
 /// Close code for a peer that is going away (server shutdown, idle).
 const GOING_AWAY: u16 = 1001;
+/// Close code when the session's auth token expires (application range).
+const TOKEN_EXPIRED: u16 = 4001;
 
 enum Phase {
     AwaitHello { nonce: String },
@@ -42,6 +45,8 @@ struct Conn {
     relay_bytes: TokenBucket,
     abuse: TokenBucket,
     closing: Option<(u16, &'static str)>,
+    /// When the auth token presented in `hello` expires; the connection closes then.
+    token_expiry: Option<tokio::time::Instant>,
 }
 
 /// Drives one upgraded connection until it ends.
@@ -63,6 +68,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot) {
         outbox,
         phase: Phase::AwaitHello { nonce },
         closing: None,
+        token_expiry: None,
     };
     let clean = conn.drive(socket).await;
     shared.unregister(key, clean);
@@ -91,11 +97,15 @@ impl Conn {
                 // Shutdown arrives through the outbox too, as a close.
                 () = self.outbox.notified() => {}
                 () = &mut idle_timer => {
+                    let now = tokio::time::Instant::now();
+                    if self.token_expiry.is_some_and(|at| at <= now) {
+                        return close(&mut socket, TOKEN_EXPIRED, "auth token expired").await;
+                    }
                     let deadline = last_frame + idle;
-                    if deadline <= tokio::time::Instant::now() {
+                    if deadline <= now {
                         return close(&mut socket, GOING_AWAY, "idle timeout").await;
                     }
-                    idle_timer.as_mut().reset(deadline);
+                    idle_timer.as_mut().reset(self.wake_at(deadline));
                 }
                 frame = socket.recv() => {
                     last_frame = tokio::time::Instant::now();
@@ -107,6 +117,9 @@ impl Conn {
                         Some(Ok(Message::Binary(bytes))) => self.on_binary(bytes.to_vec()),
                         Some(Ok(_)) => {}
                     }
+                    if self.token_expiry.is_some_and(|at| at < idle_timer.deadline()) {
+                        idle_timer.as_mut().reset(self.wake_at(last_frame + idle));
+                    }
                     if let Some((code, reason)) = self.closing.take() {
                         let _ = self.write_pending(&mut socket, &mut batch).await;
                         return close(&mut socket, code, reason).await;
@@ -114,6 +127,11 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// The connection's one timer fires at the idle deadline or the token's expiry, whichever is first.
+    fn wake_at(&self, idle_deadline: tokio::time::Instant) -> tokio::time::Instant {
+        self.token_expiry.map_or(idle_deadline, |at| at.min(idle_deadline))
     }
 
     /// Writes the outbox; returns a close to perform, or `Err` if the socket failed.
@@ -195,7 +213,8 @@ impl Conn {
             return;
         }
         let now = Instant::now();
-        if !self.frames.try_take(1.0, now) || !self.relay_bytes.try_take(frame.len() as f64, now) {
+        let payload = frame.len().saturating_sub(RELAY_HEADER_LEN);
+        if !self.frames.try_take(1.0, now) || !self.relay_bytes.try_take(payload as f64, now) {
             self.refuse(None, Refusal::new(ErrorCode::RateLimited, "slow down: relay rate limit reached"));
             return;
         }
@@ -312,7 +331,11 @@ impl Conn {
                     return self.fatal(hello.id, ErrorCode::Unauthorized, msg, "auth token required");
                 };
                 match verify_token(secret.expose(), token, peer, unix_ms() / 1000) {
-                    Ok(claims) => Grants { rooms: Some(claims.rooms) },
+                    Ok(claims) => {
+                        let left = claims.exp.saturating_sub(unix_ms() / 1000);
+                        self.token_expiry = Some(tokio::time::Instant::now() + Duration::from_secs(left));
+                        Grants { rooms: Some(claims.rooms) }
+                    }
                     Err(e) => {
                         return self.fatal(hello.id, ErrorCode::Unauthorized, e.to_string(), "auth token refused");
                     }

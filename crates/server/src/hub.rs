@@ -72,7 +72,7 @@ pub(crate) struct Grants {
 
 impl Grants {
     fn may_join(&self, room: RoomCode) -> bool {
-        self.rooms.as_ref().is_none_or(|r| r.iter().any(|g| g == "*" || g == room.as_str()))
+        self.rooms.as_ref().is_none_or(|r| r.iter().any(|g| g == "*" || g.eq_ignore_ascii_case(room.as_str())))
     }
 
     fn may_create(&self) -> bool {
@@ -252,6 +252,15 @@ impl Hub {
             self.announce_presence(peer, true);
         }
         self.conns.insert(conn, peer);
+        if resumed {
+            // Presence changes while the peer was away were not delivered:
+            // tell it the current state of everyone it watches.
+            let watching = self.sessions[&peer].watching.clone();
+            for watched in watching {
+                let online = self.sessions.contains_key(&watched);
+                self.outputs.push_back(Output::Send(conn, ServerMessage::Presence { peer_id: watched, online }));
+            }
+        }
         self.flush_pending(peer, conn);
         let session = &self.sessions[&peer];
         let rooms = session.rooms.iter().filter_map(|code| self.rooms.get(code)?.view(*code, peer)).collect();

@@ -48,3 +48,20 @@ async fn tokens_gate_sessions_and_rooms() {
     assert!(matches!(create, Err(RequestError::Refused { code: ErrorCode::Forbidden, .. })));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_ends_when_its_token_expires() {
+    let config = ServerConfig { auth_secret: Some(Secret::new("hunter2")), ..ServerConfig::default() };
+    let server = TestServer::start(config).await;
+    let id = Identity::generate();
+    let token = mint_token(b"hunter2", &Claims { sub: id.peer_id(), rooms: vec!["*".into()], exp: now() + 2 });
+    let mut client =
+        SignalingClient::connect(&server.url, &id, ConnectOptions::default().auth(token)).await.expect("admitted");
+    match common::next(&mut client).await {
+        switchboard::Incoming::Closed { code, reason } => {
+            assert_eq!((code, reason.as_str()), (4001, "auth token expired"));
+        }
+        other => panic!("expected a close, got {other:?}"),
+    }
+    server.stop().await;
+}

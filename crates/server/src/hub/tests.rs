@@ -284,4 +284,24 @@ fn auth_grants_limit_rooms() {
     let now = s.now;
     assert_eq!(s.hub.create_room(now, 2, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
     assert_eq!(s.hub.join(2, open, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
+    // Codes in tokens match whatever their case.
+    let code: RoomCode = "AAAAAA".parse().expect("code");
+    assert!(Grants { rooms: Some(vec!["aaaaaa".into()]) }.may_join(code));
+    assert!(!Grants { rooms: Some(vec!["aaaaab".into()]) }.may_join(code));
+}
+
+#[test]
+fn a_resumed_session_hears_the_current_presence_of_its_watched_peers() {
+    let mut s = Sim::new();
+    let token = s.attach(1, peer(1)).resume_token;
+    s.hub.watch(1, &[peer(2), peer(3)]).expect("watch");
+    let now = s.now;
+    s.hub.detach(now, 1, false);
+    s.attach(2, peer(2));
+    s.outputs();
+    let back = s.hub.attach(s.now, 11, peer(1), Some(&token), Grants::default());
+    assert!(back.resumed);
+    let seen = s.sent_to(11);
+    assert!(seen.contains(&ServerMessage::Presence { peer_id: peer(2), online: true }), "{seen:?}");
+    assert!(seen.contains(&ServerMessage::Presence { peer_id: peer(3), online: false }), "{seen:?}");
 }
