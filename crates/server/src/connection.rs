@@ -28,6 +28,8 @@ use crate::shared::{Shared, mail_event, unix_ms};
 const POLICY: u16 = 1008;
 /// Close code for a peer that is going away (server shutdown, idle).
 const GOING_AWAY: u16 = 1001;
+/// Stored mail sent at once; the next batch follows the acknowledgement.
+const MAIL_BATCH: usize = 1000;
 /// Close code when the session's auth token expires (application range).
 const TOKEN_EXPIRED: u16 = 4001;
 
@@ -45,6 +47,8 @@ struct Conn {
     relay_bytes: TokenBucket,
     abuse: TokenBucket,
     closing: Option<(u16, &'static str)>,
+    /// Highest mail id this connection has fetched from the store.
+    mail_cursor: u64,
     /// When the auth token presented in `hello` expires; the connection closes then.
     token_expiry: Option<tokio::time::Instant>,
 }
@@ -69,6 +73,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot) {
         phase: Phase::AwaitHello { nonce },
         closing: None,
         token_expiry: None,
+        mail_cursor: 0,
     };
     let clean = conn.drive(socket).await;
     shared.unregister(key, clean);
@@ -285,6 +290,8 @@ impl Conn {
                 let store = self.shared.store.clone();
                 blocking(move || store.ack(peer, &a.mail_ids)).await?;
                 self.send(ServerMessage::Ok { re: a.id });
+                // Mail beyond the first batch follows as the batch is acknowledged.
+                self.deliver_stored_mail(peer).await;
                 Ok(())
             }
             ClientMessage::Watch(w) => {
@@ -360,12 +367,22 @@ impl Conn {
             }))));
         });
         self.phase = Phase::Ready { peer };
+        self.deliver_stored_mail(peer).await;
+    }
+
+    /// Sends the next batch of stored mail this connection has not fetched yet.
+    async fn deliver_stored_mail(&mut self, peer: PeerId) {
         if !self.shared.store.may_have_mail(peer) {
             return;
         }
-        let store = self.shared.store.clone();
-        match blocking(move || store.pending(peer, unix_ms(), 1000)).await {
-            Ok(mail) => mail.iter().for_each(|m| self.send(mail_event(m))),
+        let (store, after) = (self.shared.store.clone(), self.mail_cursor);
+        match blocking(move || store.pending(peer, unix_ms(), after, MAIL_BATCH)).await {
+            Ok(mail) => {
+                for m in &mail {
+                    self.mail_cursor = self.mail_cursor.max(m.id);
+                    self.send(mail_event(m));
+                }
+            }
             Err(refusal) => self.refuse(None, refusal),
         }
     }

@@ -50,8 +50,8 @@ pub trait MailStore: Send + Sync + 'static {
         let _ = to;
         true
     }
-    /// Unexpired messages for `to`, oldest first, at most `limit`.
-    fn pending(&self, to: PeerId, now_ms: u64, limit: usize) -> Result<Vec<StoredMail>, StoreError>;
+    /// Unexpired messages for `to` with ids above `after`, oldest first, at most `limit`.
+    fn pending(&self, to: PeerId, now_ms: u64, after: u64, limit: usize) -> Result<Vec<StoredMail>, StoreError>;
     /// Deletes acknowledged messages addressed to `to`; returns how many were deleted.
     fn ack(&self, to: PeerId, ids: &[u64]) -> Result<usize, StoreError>;
     /// Deletes expired messages; returns how many.

@@ -132,16 +132,16 @@ impl MailStore for SqliteStore {
         self.waiting().contains_key(&to)
     }
 
-    fn pending(&self, to: PeerId, now_ms: u64, limit: usize) -> Result<Vec<StoredMail>, StoreError> {
+    fn pending(&self, to: PeerId, now_ms: u64, after: u64, limit: usize) -> Result<Vec<StoredMail>, StoreError> {
         let db = self.lock()?;
         let mut stmt = db
             .prepare_cached(
                 "SELECT id, sender, body, sent_at FROM mail
-                 WHERE recipient = ?1 AND expires_at > ?2 ORDER BY id LIMIT ?3",
+                 WHERE recipient = ?1 AND expires_at > ?2 AND id > ?3 ORDER BY id LIMIT ?4",
             )
             .map_err(backend)?;
         let rows = stmt
-            .query_map(params![&to.as_bytes()[..], to_i64(now_ms), to_i64(limit as u64)], |r| {
+            .query_map(params![&to.as_bytes()[..], to_i64(now_ms), to_i64(after), to_i64(limit as u64)], |r| {
                 let sender: Vec<u8> = r.get(1)?;
                 Ok((r.get::<_, i64>(0)?, sender, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
             })
@@ -209,14 +209,15 @@ mod tests {
         let first = store.put(a, b, "\"one\"", 1_000, 10_000, 2)?;
         let second = store.put(a, b, "\"two\"", 2_000, 10_000, 2)?;
         assert!(matches!(store.put(a, b, "\"three\"", 3_000, 10_000, 2), Err(StoreError::MailboxFull)));
-        let waiting = store.pending(b, 3_000, 10)?;
+        let waiting = store.pending(b, 3_000, 0, 10)?;
+        assert_eq!(store.pending(b, 3_000, first, 10)?.len(), 1, "only mail after the cursor");
         assert_eq!(waiting.iter().map(|m| m.id).collect::<Vec<_>>(), vec![first, second]);
         assert_eq!(waiting[0].from, a);
         assert_eq!(store.ack(a, &[first])?, 0, "only the recipient can acknowledge");
         assert!(store.may_have_mail(b) && !store.may_have_mail(a));
         assert_eq!(store.ack(b, &[first])?, 1);
-        assert_eq!(store.pending(b, 11_000, 10)?.len(), 1);
-        assert_eq!(store.pending(b, 12_000, 10)?.len(), 0, "expired mail is not delivered");
+        assert_eq!(store.pending(b, 11_000, 0, 10)?.len(), 1);
+        assert_eq!(store.pending(b, 12_000, 0, 10)?.len(), 0, "expired mail is not delivered");
         assert_eq!(store.purge_expired(12_001)?, 1);
         assert_eq!(store.depth()?, 0);
         assert!(!store.may_have_mail(b), "the index follows acks and purges");
@@ -231,7 +232,7 @@ mod tests {
         let id = SqliteStore::open(&path)?.put(a, b, "{}", 0, 60_000, 10)?;
         let reopened = SqliteStore::open(&path)?;
         assert!(reopened.may_have_mail(b), "the index is rebuilt from the file");
-        assert_eq!(reopened.pending(b, 1, 10)?.first().map(|m| m.id), Some(id));
+        assert_eq!(reopened.pending(b, 1, 0, 10)?.first().map(|m| m.id), Some(id));
         Ok(())
     }
 }
