@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub abuse_per_sec: u32,
     /// Bytes queued towards one slow client before it is closed.
     pub max_outbound_bytes: usize,
+    /// Seconds a write to a client may stall (it stopped reading) before the connection is dropped.
+    pub write_timeout_secs: u64,
     /// Limits announced to clients and enforced.
     pub limits: Limits,
     /// When set, `hello` must carry an auth token signed with this secret.
@@ -95,6 +97,7 @@ impl Default for ServerConfig {
             abuse_burst: 30,
             abuse_per_sec: 1,
             max_outbound_bytes: 4 * 1024 * 1024,
+            write_timeout_secs: 10,
             limits: Limits::default(),
             auth_secret: None,
             ice_servers: Vec::new(),
@@ -154,6 +157,9 @@ impl ServerConfig {
         }
         if l.idle_timeout_secs == 0 {
             return invalid("limits.idle_timeout_secs", "must be at least 1");
+        }
+        if self.write_timeout_secs == 0 {
+            return invalid("write_timeout_secs", "must be at least 1");
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");

@@ -139,7 +139,9 @@ impl Conn {
         self.token_expiry.map_or(idle_deadline, |at| at.min(idle_deadline))
     }
 
-    /// Writes the outbox; returns a close to perform, or `Err` if the socket failed.
+    /// Writes the outbox; returns a close to perform, or `Err` if the socket
+    /// failed or a write stalled for the write timeout (a client that stopped
+    /// reading: its outbox then fills, and the connection is dropped).
     async fn write_pending(
         &self,
         socket: &mut WebSocket,
@@ -150,19 +152,23 @@ impl Conn {
             return Ok(None);
         }
         let mut close_with = None;
-        for item in batch.drain(..) {
-            let frame = match item {
-                Outbound::Msg(msg) => Message::Text(msg.encode().into()),
-                Outbound::Binary(bytes) => Message::Binary(bytes.into()),
-                Outbound::Close(code, reason) => {
-                    close_with = Some((code, reason));
-                    break;
-                }
-            };
-            socket.feed(frame).await.map_err(|_| ())?;
-        }
+        let write = async {
+            for item in batch.drain(..) {
+                let frame = match item {
+                    Outbound::Msg(msg) => Message::Text(msg.encode().into()),
+                    Outbound::Binary(bytes) => Message::Binary(bytes.into()),
+                    Outbound::Close(code, reason) => {
+                        close_with = Some((code, reason));
+                        break;
+                    }
+                };
+                socket.feed(frame).await.map_err(|_| ())?;
+            }
+            socket.flush().await.map_err(|_| ())
+        };
+        let stall = Duration::from_secs(self.shared.config.write_timeout_secs);
+        tokio::time::timeout(stall, write).await.map_err(|_| ())??;
         batch.clear();
-        socket.flush().await.map_err(|_| ())?;
         if overflowed {
             return Ok(Some((POLICY, "too slow: outbound queue full")));
         }
@@ -474,7 +480,8 @@ async fn fail(socket: &mut WebSocket, error: &axum::Error) -> bool {
 /// would lose the answers and the close reason queued before it.
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> bool {
     let frame = CloseFrame { code, reason: reason.into() };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
+    let sent = tokio::time::timeout(Duration::from_secs(2), socket.send(Message::Close(Some(frame)))).await;
+    if !matches!(sent, Ok(Ok(()))) {
         return false;
     }
     let linger = tokio::time::Instant::now() + Duration::from_secs(2);
