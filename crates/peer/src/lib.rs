@@ -17,9 +17,13 @@
 //! # Ok(()) }
 //! ```
 
+mod channel;
+mod framing;
 mod identity;
+pub mod link;
 mod signaling;
 
+pub use channel::{ChannelConfig, Compression};
 pub use identity::{Identity, IdentityError};
 pub use signaling::{ConnectError, ConnectOptions, Incoming, RequestError, SignalingClient};
 pub use switchboard_proto as proto;

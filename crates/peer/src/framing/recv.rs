@@ -1,0 +1,432 @@
+//! The receive side: reassembly with bounded memory.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use switchboard_proto::RoomCode;
+
+use super::{BASE_HEADER, FIRST, LAST, LZ4, MessageKind};
+
+/// Partial messages kept per unreliable channel; older ones are dropped.
+const MAX_PARTIALS_UNRELIABLE: usize = 4;
+/// Partial messages allowed per reliable channel before the peer is at fault.
+const MAX_PARTIALS_RELIABLE: usize = 64;
+
+/// A complete message.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Delivered {
+    /// Channel slot.
+    pub(crate) slot: usize,
+    /// What it is.
+    pub(crate) kind: MessageKind,
+    /// Room it belongs to, if the sender said.
+    pub(crate) room: Option<RoomCode>,
+    /// The bytes (decompressed).
+    pub(crate) data: Bytes,
+}
+
+/// A chunk that breaks the framing rules.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// Shorter than its header.
+    #[error("chunk of {0} bytes is shorter than its header")]
+    Truncated(usize),
+    /// The message would exceed the maximum size.
+    #[error("message of {size} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// Announced or decompressed size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Chunks disagree with the announced size or with each other.
+    #[error("inconsistent chunk: {0}")]
+    Inconsistent(&'static str),
+    /// The compressed payload does not decode.
+    #[error("bad compressed payload")]
+    Compression,
+    /// Too many messages in progress at once.
+    #[error("too many partial messages")]
+    TooManyPartials,
+}
+
+struct Partial {
+    seq: u32,
+    kind: MessageKind,
+    room: Option<RoomCode>,
+    total: Option<usize>,
+    lz4: bool,
+    next_index: u32,
+    last_index: Option<u32>,
+    buf: Vec<u8>,
+    later: BTreeMap<u32, Vec<u8>>,
+    held: usize,
+}
+
+impl Partial {
+    fn new(seq: u32) -> Self {
+        Partial {
+            seq,
+            kind: MessageKind::Data,
+            room: None,
+            total: None,
+            lz4: false,
+            next_index: 0,
+            last_index: None,
+            buf: Vec::new(),
+            later: BTreeMap::new(),
+            held: 0,
+        }
+    }
+}
+
+struct Assembly {
+    reliable: bool,
+    partials: VecDeque<Partial>,
+}
+
+/// Reassembles chunks into messages, per channel.
+pub(crate) struct Inbox {
+    channels: Vec<Assembly>,
+    max_message: usize,
+    raw: bool,
+    dropped: u64,
+}
+
+struct Header<'a> {
+    flags: u8,
+    seq: u32,
+    index: u32,
+    first: Option<(usize, MessageKind, Option<RoomCode>)>,
+    payload: &'a [u8],
+}
+
+fn parse(chunk: &[u8]) -> Result<Header<'_>, FrameError> {
+    let short = || FrameError::Truncated(chunk.len());
+    if chunk.len() < BASE_HEADER {
+        return Err(short());
+    }
+    let flags = chunk[0];
+    let seq = u32::from_le_bytes([chunk[1], chunk[2], chunk[3], chunk[4]]);
+    let index = u32::from_le_bytes([chunk[5], chunk[6], chunk[7], chunk[8]]);
+    let mut rest = &chunk[BASE_HEADER..];
+    let mut first = None;
+    if flags & FIRST != 0 {
+        if rest.len() < 6 {
+            return Err(short());
+        }
+        let total = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let code = rest[4];
+        rest = &rest[5..];
+        let kind = if code == 0 {
+            MessageKind::Data
+        } else {
+            if rest.len() < 9 {
+                return Err(short());
+            }
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&rest[..8]);
+            let id = u64::from_le_bytes(id);
+            rest = &rest[8..];
+            match code {
+                1 => MessageKind::Request(id),
+                2 => MessageKind::Response(id),
+                3 => MessageKind::ErrorResponse(id),
+                _ => return Err(FrameError::Inconsistent("unknown message kind")),
+            }
+        };
+        let room_len = usize::from(rest[0]);
+        rest = &rest[1..];
+        if rest.len() < room_len {
+            return Err(short());
+        }
+        let room = if room_len == 0 {
+            None
+        } else {
+            let code = std::str::from_utf8(&rest[..room_len]).map_err(|_| FrameError::Inconsistent("room"))?;
+            Some(code.parse::<RoomCode>().map_err(|_| FrameError::Inconsistent("room"))?)
+        };
+        rest = &rest[room_len..];
+        first = Some((total, kind, room));
+        if index != 0 {
+            return Err(FrameError::Inconsistent("first chunk with non-zero index"));
+        }
+    }
+    Ok(Header { flags, seq, index, first, payload: rest })
+}
+
+impl Inbox {
+    /// An inbox for messages up to `max_message` bytes.
+    pub(crate) fn new(max_message: usize, raw: bool) -> Self {
+        Inbox { channels: Vec::new(), max_message, raw, dropped: 0 }
+    }
+
+    /// Declares channel `slot`.
+    pub(crate) fn add_channel(&mut self, slot: usize, reliable: bool) {
+        while self.channels.len() <= slot {
+            self.channels.push(Assembly { reliable: true, partials: VecDeque::new() });
+        }
+        self.channels[slot].reliable = reliable;
+    }
+
+    /// Partial messages dropped so far (unreliable channels).
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Bytes held in partial messages.
+    pub(crate) fn held(&self) -> usize {
+        self.channels.iter().flat_map(|c| c.partials.iter()).map(|p| p.held).sum()
+    }
+
+    /// Takes one chunk received on `slot`. A complete message comes back; an
+    /// error means the peer broke the framing (on an unreliable channel the
+    /// chunk is dropped instead and `Ok(None)` returned).
+    pub(crate) fn push(&mut self, slot: usize, chunk: &[u8]) -> Result<Option<Delivered>, FrameError> {
+        if self.raw {
+            if chunk.len() > self.max_message {
+                return Err(FrameError::TooLarge { size: chunk.len(), max: self.max_message });
+            }
+            let data = Bytes::copy_from_slice(chunk);
+            return Ok(Some(Delivered { slot, kind: MessageKind::Data, room: None, data }));
+        }
+        if self.channels.len() <= slot {
+            self.add_channel(slot, true);
+        }
+        let reliable = self.channels[slot].reliable;
+        match self.push_framed(slot, chunk) {
+            Ok(done) => Ok(done),
+            Err(_) if !reliable => {
+                self.dropped += 1;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn push_framed(&mut self, slot: usize, chunk: &[u8]) -> Result<Option<Delivered>, FrameError> {
+        let header = parse(chunk)?;
+        let max = self.max_message;
+        let channel = &mut self.channels[slot];
+        // Fast path: a whole message in one chunk.
+        if header.flags & (FIRST | LAST) == FIRST | LAST {
+            let Some((total, kind, room)) = header.first else {
+                return Err(FrameError::Inconsistent("missing first header"));
+            };
+            if total != header.payload.len() {
+                return Err(FrameError::Inconsistent("size"));
+            }
+            let data = finish(header.payload.to_vec(), header.flags & LZ4 != 0, max)?;
+            return Ok(Some(Delivered { slot, kind, room, data }));
+        }
+        let pos = match channel.partials.iter().position(|p| p.seq == header.seq) {
+            Some(pos) => pos,
+            None => {
+                let limit = if channel.reliable { MAX_PARTIALS_RELIABLE } else { MAX_PARTIALS_UNRELIABLE };
+                if channel.partials.len() >= limit {
+                    if channel.reliable {
+                        return Err(FrameError::TooManyPartials);
+                    }
+                    channel.partials.pop_front();
+                    self.dropped += 1;
+                }
+                channel.partials.push_back(Partial::new(header.seq));
+                channel.partials.len() - 1
+            }
+        };
+        let partial = &mut channel.partials[pos];
+        if let Some((total, kind, room)) = header.first {
+            if total > max {
+                return Err(FrameError::TooLarge { size: total, max });
+            }
+            partial.total = Some(total);
+            partial.kind = kind;
+            partial.room = room;
+            partial.lz4 = header.flags & LZ4 != 0;
+        }
+        if header.flags & LAST != 0 {
+            partial.last_index = Some(header.index);
+        }
+        if header.index < partial.next_index || partial.later.contains_key(&header.index) {
+            return Err(FrameError::Inconsistent("duplicate chunk"));
+        }
+        partial.held += header.payload.len();
+        let limit = partial.total.unwrap_or(max);
+        if partial.held > limit {
+            return Err(FrameError::Inconsistent("more bytes than announced"));
+        }
+        if header.index == partial.next_index {
+            partial.buf.extend_from_slice(header.payload);
+            partial.next_index += 1;
+            while let Some(next) = partial.later.remove(&partial.next_index) {
+                partial.buf.extend_from_slice(&next);
+                partial.next_index += 1;
+            }
+        } else {
+            partial.later.insert(header.index, header.payload.to_vec());
+        }
+        // Unreliable channels: keep their partial bytes under the message limit too.
+        if !channel.reliable {
+            while channel.partials.iter().map(|p| p.held).sum::<usize>() > max && channel.partials.len() > 1 {
+                channel.partials.pop_front();
+                self.dropped += 1;
+            }
+        }
+        let Some(pos) = channel.partials.iter().position(|p| p.seq == header.seq) else { return Ok(None) };
+        let partial = &channel.partials[pos];
+        let complete = partial.last_index.is_some_and(|last| partial.next_index == last + 1) && partial.total.is_some();
+        if !complete {
+            return Ok(None);
+        }
+        let Some(partial) = channel.partials.remove(pos) else { return Ok(None) };
+        if Some(partial.buf.len()) != partial.total {
+            return Err(FrameError::Inconsistent("size"));
+        }
+        let data = finish(partial.buf, partial.lz4, max)?;
+        Ok(Some(Delivered { slot, kind: partial.kind, room: partial.room, data }))
+    }
+}
+
+fn finish(buf: Vec<u8>, lz4: bool, max: usize) -> Result<Bytes, FrameError> {
+    if !lz4 {
+        return Ok(Bytes::from(buf));
+    }
+    if buf.len() < 4 {
+        return Err(FrameError::Compression);
+    }
+    let size = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if size > max {
+        return Err(FrameError::TooLarge { size, max });
+    }
+    lz4_flex::block::decompress(&buf[4..], size).map(Bytes::from).map_err(|_| FrameError::Compression)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    use super::super::{OutMessage, Outbox};
+    use super::*;
+    use crate::framing::MAX_HEADER;
+
+    fn chunks(out: &mut Outbox, max: usize) -> Vec<(usize, Vec<u8>)> {
+        std::iter::from_fn(|| super::super::send::tests::take(out, max, |_, _| true).map(|c| (c.slot, c.bytes)))
+            .collect()
+    }
+
+    #[test]
+    fn large_message_round_trips_through_small_chunks() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let data: Vec<u8> = (0..200_000).map(|_| rng.random()).collect();
+        let mut out = Outbox::new(false);
+        let room: RoomCode = "ABC123".parse().expect("room");
+        out.push(0, OutMessage { kind: MessageKind::Request(9), room: Some(room), data: Bytes::from(data.clone()) });
+        let mut inbox = Inbox::new(1 << 20, false);
+        let mut got = Vec::new();
+        for (slot, chunk) in chunks(&mut out, 1200) {
+            assert!(chunk.len() <= 1200);
+            if let Some(d) = inbox.push(slot, &chunk).expect("valid") {
+                got.push(d);
+            }
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].kind, MessageKind::Request(9));
+        assert_eq!(got[0].room, Some(room));
+        assert_eq!(got[0].data, data);
+        assert_eq!(inbox.held(), 0);
+    }
+
+    #[test]
+    fn unordered_chunks_reassemble() {
+        let mut out = Outbox::new(false);
+        out.push(0, OutMessage::data(Bytes::from(vec![5u8; 10_000])));
+        out.push(0, OutMessage::data(Bytes::from(vec![6u8; 10_000])));
+        let mut all = chunks(&mut out, 1000);
+        all.shuffle(&mut StdRng::seed_from_u64(1));
+        let mut inbox = Inbox::new(1 << 20, false);
+        let mut done: Vec<Bytes> =
+            all.iter().filter_map(|(s, c)| inbox.push(*s, c).expect("valid")).map(|d| d.data).collect();
+        done.sort();
+        assert_eq!(done, vec![Bytes::from(vec![5u8; 10_000]), Bytes::from(vec![6u8; 10_000])]);
+    }
+
+    #[test]
+    fn compression_only_when_it_saves() {
+        let mut out = Outbox::new(false);
+        out.add_channel(0, true);
+        let text = Bytes::from("hello world ".repeat(1000));
+        out.push(0, OutMessage::data(text.clone()));
+        let mut rng = StdRng::seed_from_u64(3);
+        let noise: Vec<u8> = (0..4000).map(|_| rng.random()).collect();
+        out.push(0, OutMessage::data(Bytes::from(noise.clone())));
+        let all = chunks(&mut out, 64 * 1024);
+        assert_eq!(all.len(), 2);
+        assert!(all[0].1.len() < 1000, "text compressed to {}", all[0].1.len());
+        assert_eq!(all[0].1[0] & LZ4, LZ4);
+        assert_eq!(all[1].1[0] & LZ4, 0, "noise sent as is");
+        let mut inbox = Inbox::new(1 << 20, false);
+        let got: Vec<Bytes> =
+            all.iter().filter_map(|(s, c)| inbox.push(*s, c).expect("valid")).map(|d| d.data).collect();
+        assert_eq!(got, vec![text, Bytes::from(noise)]);
+    }
+
+    #[test]
+    fn unreliable_partials_are_dropped_and_memory_stays_bounded() {
+        let mut inbox = Inbox::new(100_000, false);
+        inbox.add_channel(0, false);
+        // 1,000 messages whose last chunk is lost.
+        for seq in 0..1000u32 {
+            let mut out = Outbox::new(false);
+            for _ in 0..seq {
+                out.push(0, OutMessage::data(Bytes::new()));
+            }
+            let _ = chunks(&mut out, 1000);
+            out.push(0, OutMessage::data(Bytes::from(vec![1u8; 50_000])));
+            let mut all = chunks(&mut out, 1000);
+            all.pop();
+            for (slot, chunk) in all {
+                assert_eq!(inbox.push(slot, &chunk), Ok(None));
+            }
+            assert!(inbox.held() <= 100_000 + 1000, "held {}", inbox.held());
+        }
+        assert!(inbox.dropped() >= 996);
+    }
+
+    #[test]
+    fn oversized_announcement_is_refused_before_allocation() {
+        let mut chunk = vec![FIRST, 0, 0, 0, 0, 0, 0, 0, 0];
+        chunk.extend_from_slice(&u32::MAX.to_le_bytes());
+        chunk.extend_from_slice(&[0, 0, 1, 2, 3]);
+        let mut inbox = Inbox::new(1 << 20, false);
+        assert!(matches!(inbox.push(0, &chunk), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn decompression_bomb_is_refused() {
+        let packed = lz4_flex::block::compress_prepend_size(&vec![0u8; 10_000]);
+        let mut chunk = vec![FIRST | LAST | LZ4, 0, 0, 0, 0, 0, 0, 0, 0];
+        chunk.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+        chunk.extend_from_slice(&[0, 0]);
+        chunk.extend_from_slice(&packed);
+        let mut inbox = Inbox::new(1000, false);
+        assert!(matches!(inbox.push(0, &chunk), Err(FrameError::TooLarge { size: 10_000, max: 1000 })));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut inbox = Inbox::new(1 << 16, false);
+        inbox.add_channel(1, false);
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..MAX_HEADER + 40);
+            let mut chunk: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if !chunk.is_empty() {
+                chunk[0] &= 0x07;
+            }
+            let _ = inbox.push(rng.random_range(0..2), &chunk);
+        }
+        assert!(inbox.held() <= 64 * (1 << 16) + (1 << 16) * 4);
+    }
+}

@@ -1,0 +1,855 @@
+//! One link to one remote peer, sans-IO.
+//!
+//! [`LinkCore`] wraps a str0m [`Rtc`] with what Switchboard adds on top: the
+//! [state machine](state), SDP and trickle-ICE signaling, message framing,
+//! fair chunk scheduling, credit-based flow control and per-link stats. It
+//! never reads a clock or touches a socket: the driver feeds it datagrams,
+//! signals and time, then drains [`LinkCore::poll_output`] until it returns a
+//! timeout.
+
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, CandidateKind, Event as RtcEvent, IceConnectionState, Input, Rtc};
+use switchboard_proto::SignalData;
+
+use crate::channel::ChannelConfig;
+use crate::framing::{Delivered, Inbox, OutMessage, Outbox};
+use state::StateMachine;
+pub use state::{InvalidTransition, LinkState};
+
+/// SCTP stream id of the internal control channel (framed links only).
+const CONTROL_STREAM: u16 = 1023;
+const CTL_CREDIT: u8 = 1;
+const CTL_PING: u8 = 2;
+const CTL_PONG: u8 = 3;
+/// How often a connected link measures its round trip.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which side writes the offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Creates the offer.
+    Offerer,
+    /// Answers it.
+    Answerer,
+}
+
+/// How a link's path goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PathKind {
+    /// Directly between local interface addresses.
+    Host,
+    /// Through a NAT mapping (server- or peer-reflexive address).
+    ServerReflexive,
+    /// Through a TURN relay.
+    Relayed,
+}
+
+impl std::fmt::Display for PathKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PathKind::Host => "host",
+            PathKind::ServerReflexive => "server-reflexive",
+            PathKind::Relayed => "relayed",
+        })
+    }
+}
+
+/// Why a link ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// This side closed it.
+    Closed,
+    /// The other side closed it, maybe saying why.
+    ClosedByPeer(Option<String>),
+    /// No path opened within the connect timeout.
+    ConnectTimeout,
+    /// The path was lost and did not come back in time.
+    PathLost,
+    /// The other side broke the protocol (bad SDP, bad framing).
+    Protocol(String),
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::Closed => f.write_str("closed"),
+            DisconnectReason::ClosedByPeer(None) => f.write_str("closed by peer"),
+            DisconnectReason::ClosedByPeer(Some(r)) => write!(f, "closed by peer: {r}"),
+            DisconnectReason::ConnectTimeout => f.write_str("no path within the connect timeout"),
+            DisconnectReason::PathLost => f.write_str("path lost"),
+            DisconnectReason::Protocol(e) => write!(f, "protocol error: {e}"),
+        }
+    }
+}
+
+/// Traffic and path figures of one link.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct LinkStats {
+    /// Message bytes sent (before framing).
+    pub bytes_sent: u64,
+    /// Message bytes received.
+    pub bytes_received: u64,
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Messages received.
+    pub messages_received: u64,
+    /// Latest round-trip time.
+    pub rtt: Option<Duration>,
+    /// Path kind of the selected candidate pair.
+    pub path: Option<PathKind>,
+    /// Local address of the selected candidate pair.
+    pub local_addr: Option<SocketAddr>,
+    /// Remote address of the selected candidate pair.
+    pub remote_addr: Option<SocketAddr>,
+    /// Bytes queued for sending.
+    pub buffered: usize,
+    /// Partial messages dropped on unreliable channels.
+    pub dropped_partials: u64,
+}
+
+/// Settings of one link.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkConfig {
+    pub(crate) channels: Vec<ChannelConfig>,
+    /// Raw mode: one message is one SCTP message, no header, no control channel.
+    pub(crate) raw: bool,
+    pub(crate) max_message: usize,
+    pub(crate) chunk_size: usize,
+    /// Flow-control window, bytes.
+    pub(crate) window: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_timeout: Duration,
+    pub(crate) sctp_buffer: usize,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            channels: vec![ChannelConfig::reliable("reliable"), ChannelConfig::unreliable("unreliable")],
+            raw: false,
+            max_message: 64 << 20,
+            chunk_size: 16 << 10,
+            window: 8 << 20,
+            connect_timeout: Duration::from_secs(15),
+            reconnect_timeout: Duration::from_secs(15),
+            sctp_buffer: 128 << 10,
+        }
+    }
+}
+
+/// What happened on a link.
+#[derive(Debug, PartialEq)]
+pub(crate) enum LinkEvent {
+    /// The state changed.
+    State(LinkState),
+    /// The link carries data.
+    Connected { path: PathKind, rtt: Option<Duration> },
+    /// A channel opened (for in-band channels the other side created, the slot is new).
+    ChannelOpen { slot: usize, label: String },
+    /// A complete message.
+    Message(Delivered),
+    /// The link ended.
+    Ended(DisconnectReason),
+}
+
+/// What the driver must do next.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// Send a datagram.
+    Transmit { source: SocketAddr, destination: SocketAddr, contents: Vec<u8> },
+    /// Send a signal to the other side.
+    Signal(SignalData),
+    /// Tell the application.
+    Event(LinkEvent),
+    /// Nothing more until this time (or new input).
+    Timeout(Instant),
+}
+
+/// Why a call into the core failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum LinkError {
+    /// The SDP did not parse or str0m refused it.
+    #[error("bad session description: {0}")]
+    Sdp(String),
+    /// The candidate did not parse.
+    #[error("bad candidate: {0}")]
+    Candidate(String),
+    /// The call does not fit the link's state (answer without offer...).
+    #[error("{0}")]
+    State(&'static str),
+}
+
+struct Slot {
+    config: ChannelConfig,
+    id: Option<ChannelId>,
+    open: bool,
+}
+
+/// One link's whole state, driven by inputs and time.
+pub(crate) struct LinkCore {
+    rtc: Rtc,
+    role: Role,
+    cfg: LinkConfig,
+    machine: StateMachine,
+    slots: Vec<Slot>,
+    by_id: HashMap<ChannelId, usize>,
+    control: Option<ChannelId>,
+    control_open: bool,
+    outbox: Outbox,
+    inbox: Inbox,
+    queue: VecDeque<Output>,
+    pending_offer: Option<SdpPendingOffer>,
+    have_remote: bool,
+    early_candidates: Vec<Candidate>,
+    described: bool,
+    ice_connected: bool,
+    rtc_connected: bool,
+    now: Instant,
+    created: Instant,
+    deadline: Option<(Instant, DisconnectReason)>,
+    local_kinds: HashMap<SocketAddr, CandidateKind>,
+    remote_kinds: HashMap<SocketAddr, CandidateKind>,
+    selected: Option<(SocketAddr, SocketAddr)>,
+    // Flow control (reliable channels of framed links).
+    sent_reliable: u64,
+    peer_limit: u64,
+    recv_reliable: u64,
+    granted: u64,
+    delivered: u64,
+    consumed: u64,
+    // Round trip.
+    next_ping: Option<Instant>,
+    ping_nonce: u64,
+    ping_sent: Option<(u64, Instant)>,
+    stats: LinkStats,
+    ended: bool,
+}
+
+impl LinkCore {
+    /// A new link that starts at `now` in `role`.
+    pub(crate) fn new(now: Instant, role: Role, cfg: LinkConfig) -> Self {
+        let rtc = Rtc::builder()
+            .set_sctp_max_buffered_amount(cfg.sctp_buffer)
+            .set_sctp_max_message_size(u32::try_from(cfg.chunk_size.max(256 << 10)).unwrap_or(u32::MAX))
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
+        let mut outbox = Outbox::new(cfg.raw);
+        let mut inbox = Inbox::new(cfg.max_message, cfg.raw);
+        let mut slots = Vec::new();
+        for (i, c) in cfg.channels.iter().enumerate() {
+            outbox.add_channel(i, c.compression != crate::channel::Compression::None);
+            inbox.add_channel(i, c.is_reliable());
+            slots.push(Slot { config: c.clone(), id: None, open: false });
+        }
+        let window = cfg.window as u64;
+        let deadline = Some((now + cfg.connect_timeout, DisconnectReason::ConnectTimeout));
+        LinkCore {
+            rtc,
+            role,
+            machine: StateMachine::new(now),
+            slots,
+            by_id: HashMap::new(),
+            control: None,
+            control_open: false,
+            outbox,
+            inbox,
+            queue: VecDeque::new(),
+            pending_offer: None,
+            have_remote: false,
+            early_candidates: Vec::new(),
+            described: false,
+            ice_connected: false,
+            rtc_connected: false,
+            now,
+            created: now,
+            deadline,
+            local_kinds: HashMap::new(),
+            remote_kinds: HashMap::new(),
+            selected: None,
+            sent_reliable: 0,
+            peer_limit: window,
+            recv_reliable: 0,
+            granted: 0,
+            delivered: 0,
+            consumed: 0,
+            next_ping: None,
+            ping_nonce: 0,
+            ping_sent: None,
+            stats: LinkStats::default(),
+            ended: false,
+            cfg,
+        }
+    }
+
+    /// The current state.
+    pub(crate) fn state(&self) -> LinkState {
+        self.machine.state()
+    }
+
+    /// The moves made so far.
+    pub(crate) fn history(&self) -> Vec<(Instant, LinkState)> {
+        self.machine.history().copied().collect()
+    }
+
+    /// When the link was created.
+    pub(crate) fn created(&self) -> Instant {
+        self.created
+    }
+
+    /// The role.
+    pub(crate) fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Stats so far.
+    pub(crate) fn stats(&self) -> LinkStats {
+        let mut s = self.stats.clone();
+        s.buffered = self.outbox.queued();
+        s.dropped_partials = self.inbox.dropped();
+        s.local_addr = self.selected.map(|(l, _)| l);
+        s.remote_addr = self.selected.map(|(_, r)| r);
+        s.path = self.path();
+        s
+    }
+
+    /// Channels known on this link (declared ones first, then in-band ones the other side opened).
+    pub(crate) fn channel_labels(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|s| s.config.label.as_str())
+    }
+
+    /// Bytes queued in the outbox.
+    pub(crate) fn queued(&self) -> usize {
+        self.outbox.queued()
+    }
+
+    /// Whether the inbox holds more undelivered-to-app bytes than the window allows.
+    pub(crate) fn inbox_full(&self) -> bool {
+        self.delivered - self.consumed > self.cfg.window as u64 / 2
+    }
+
+    /// Adds a local candidate; once the description is out it is trickled.
+    pub(crate) fn add_local_candidate(&mut self, candidate: Candidate) {
+        let addr = candidate.addr();
+        let kind = candidate.kind();
+        if let Some(c) = self.rtc.add_local_candidate(candidate) {
+            let line = c.to_sdp_string();
+            self.local_kinds.insert(addr, kind);
+            if self.described {
+                self.queue.push_back(Output::Signal(SignalData::Candidate { candidate: line, mid: None }));
+            }
+        }
+    }
+
+    /// Starts the negotiation on the offering side: returns nothing, the
+    /// offer comes out of [`Self::poll_output`] as a signal.
+    pub(crate) fn start(&mut self) -> Result<String, LinkError> {
+        if self.role != Role::Offerer || self.pending_offer.is_some() || self.state() != LinkState::New {
+            return Err(LinkError::State("only a new offering link can start"));
+        }
+        let mut api = self.rtc.sdp_api();
+        let mut ids = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let stream = slot.config.negotiated.then_some(i as u16);
+            ids.push(api.add_channel_with_config(slot.config.to_str0m(stream)));
+        }
+        let control = (!self.cfg.raw).then(|| api.add_channel_with_config(control_config()));
+        let Some((offer, pending)) = api.apply() else {
+            return Err(LinkError::State("nothing to negotiate"));
+        };
+        for (i, id) in ids.into_iter().enumerate() {
+            self.slots[i].id = Some(id);
+            self.by_id.insert(id, i);
+        }
+        self.control = control;
+        self.pending_offer = Some(pending);
+        self.described = true;
+        self.set_state(LinkState::Signaling);
+        let sdp = offer.to_sdp_string();
+        self.queue.push_back(Output::Signal(SignalData::Offer { sdp: sdp.clone() }));
+        Ok(sdp)
+    }
+
+    /// Takes a signal from the other side.
+    pub(crate) fn handle_signal(&mut self, now: Instant, signal: SignalData) -> Result<(), LinkError> {
+        self.advance(now);
+        let result = match signal {
+            SignalData::Offer { sdp } => self.accept_offer(&sdp).map(|answer| {
+                self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer }));
+            }),
+            SignalData::Answer { sdp } => self.accept_answer(&sdp),
+            SignalData::Candidate { candidate, .. } => self.add_remote_candidate(&candidate),
+            SignalData::Bye { reason } => {
+                self.end(DisconnectReason::ClosedByPeer(reason), false);
+                Ok(())
+            }
+            // End of candidates, restart and the topology signals are the node's business.
+            _ => Ok(()),
+        };
+        if let Err(e) = &result
+            && matches!(e, LinkError::Sdp(_))
+        {
+            self.end(DisconnectReason::Protocol(e.to_string()), true);
+        }
+        result
+    }
+
+    /// Answers an offer (answering side); returns the answer SDP.
+    pub(crate) fn accept_offer(&mut self, sdp: &str) -> Result<String, LinkError> {
+        if self.role != Role::Answerer || self.have_remote {
+            return Err(LinkError::State("this link does not take an offer now"));
+        }
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| LinkError::Sdp(e.to_string()))?;
+        self.note_remote_kinds(sdp);
+        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| LinkError::Sdp(e.to_string()))?;
+        // Pre-negotiated channels exist on both sides without DCEP.
+        let mut direct = self.rtc.direct_api();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.config.negotiated {
+                let id = direct.create_data_channel(slot.config.to_str0m(Some(i as u16)));
+                slot.id = Some(id);
+                self.by_id.insert(id, i);
+            }
+        }
+        if !self.cfg.raw {
+            self.control = Some(direct.create_data_channel(control_config()));
+        }
+        self.have_remote = true;
+        self.described = true;
+        self.flush_early_candidates();
+        self.set_state(LinkState::Signaling);
+        self.set_state(LinkState::Connecting);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Applies the answer (offering side).
+    pub(crate) fn accept_answer(&mut self, sdp: &str) -> Result<(), LinkError> {
+        let Some(pending) = self.pending_offer.take() else {
+            return Err(LinkError::State("no offer is waiting for an answer"));
+        };
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| LinkError::Sdp(e.to_string()))?;
+        self.note_remote_kinds(sdp);
+        self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| LinkError::Sdp(e.to_string()))?;
+        self.have_remote = true;
+        self.flush_early_candidates();
+        self.set_state(LinkState::Connecting);
+        Ok(())
+    }
+
+    /// Adds a trickled remote candidate (`candidate:...`, with or without `a=`).
+    pub(crate) fn add_remote_candidate(&mut self, line: &str) -> Result<(), LinkError> {
+        let line = line.trim().trim_start_matches("a=");
+        if line.is_empty() {
+            return Ok(());
+        }
+        let c = Candidate::from_sdp_string(line).map_err(|e| LinkError::Candidate(e.to_string()))?;
+        self.remote_kinds.insert(c.addr(), c.kind());
+        if self.have_remote {
+            self.rtc.add_remote_candidate(c);
+        } else if self.early_candidates.len() < 64 {
+            self.early_candidates.push(c);
+        }
+        Ok(())
+    }
+
+    fn flush_early_candidates(&mut self) {
+        for c in std::mem::take(&mut self.early_candidates) {
+            self.rtc.add_remote_candidate(c);
+        }
+    }
+
+    fn note_remote_kinds(&mut self, sdp: &str) {
+        for line in sdp.lines() {
+            if let Some(c) = line.strip_prefix("a=").filter(|l| l.starts_with("candidate:"))
+                && let Ok(c) = Candidate::from_sdp_string(c)
+            {
+                self.remote_kinds.insert(c.addr(), c.kind());
+            }
+        }
+    }
+
+    /// Queues a message on channel `slot`.
+    pub(crate) fn send(&mut self, slot: usize, msg: OutMessage) {
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += msg.data.len() as u64;
+        self.outbox.push(slot, msg);
+    }
+
+    /// The application consumed messages: `total` bytes of delivered data so far.
+    pub(crate) fn set_consumed(&mut self, total: u64) {
+        if total > self.consumed {
+            self.consumed = total.min(self.delivered);
+            self.maybe_grant(true);
+        }
+    }
+
+    /// Closes the link on purpose (sends `bye`).
+    pub(crate) fn close(&mut self, now: Instant, reason: Option<String>) {
+        self.advance(now);
+        if self.state().is_final() {
+            return;
+        }
+        self.queue.push_back(Output::Signal(SignalData::Bye { reason }));
+        self.end(DisconnectReason::Closed, true);
+    }
+
+    /// Takes a datagram received on the link's socket.
+    pub(crate) fn handle_datagram(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+        self.advance(now);
+        if self.ended {
+            return;
+        }
+        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
+            tracing::trace!(%source, "ignoring a datagram that is not STUN, DTLS or RTP");
+            return;
+        };
+        if let Err(e) = self.rtc.handle_input(Input::Receive(now, receive)) {
+            tracing::debug!(%source, error = %e, "datagram refused");
+        }
+    }
+
+    /// Lets time pass.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        if self.ended {
+            return;
+        }
+        if let Some((at, reason)) = &self.deadline
+            && now >= *at
+        {
+            let reason = reason.clone();
+            self.end(reason, true);
+            return;
+        }
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(error = %e, "timeout input refused");
+        }
+        if self.next_ping.is_some_and(|at| now >= at) {
+            self.send_ping();
+        }
+    }
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// The next thing to do.
+    pub(crate) fn poll_output(&mut self) -> Output {
+        loop {
+            if let Some(out) = self.queue.pop_front() {
+                return out;
+            }
+            if self.ended {
+                return Output::Timeout(self.now + Duration::from_secs(3600));
+            }
+            match self.rtc.poll_output() {
+                Ok(str0m::Output::Transmit(t)) => {
+                    if t.contents.first().is_some_and(|b| (20..64).contains(b)) {
+                        self.selected = Some((t.source, t.destination));
+                    }
+                    return Output::Transmit {
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    };
+                }
+                Ok(str0m::Output::Event(e)) => self.on_rtc_event(e),
+                Ok(str0m::Output::Timeout(at)) => {
+                    if self.pump() {
+                        continue;
+                    }
+                    let mut at = at;
+                    if let Some((d, _)) = &self.deadline {
+                        at = at.min(*d);
+                    }
+                    if let Some(p) = self.next_ping {
+                        at = at.min(p);
+                    }
+                    return Output::Timeout(at.max(self.now));
+                }
+                Err(e) => {
+                    self.end(DisconnectReason::Protocol(e.to_string()), true);
+                }
+            }
+        }
+    }
+
+    fn on_rtc_event(&mut self, event: RtcEvent) {
+        match event {
+            RtcEvent::Connected => {
+                self.rtc_connected = true;
+                self.check_connected();
+            }
+            RtcEvent::IceConnectionStateChange(s) => self.on_ice(s),
+            RtcEvent::ChannelOpen(id, label) => {
+                if Some(id) == self.control {
+                    self.control_open = true;
+                } else if let Some(&slot) = self.by_id.get(&id) {
+                    self.slots[slot].open = true;
+                } else {
+                    // The other side opened a channel in-band.
+                    let config = self
+                        .rtc
+                        .channel(id)
+                        .and_then(|c| c.config().map(ChannelConfig::from_str0m))
+                        .unwrap_or_else(|| ChannelConfig::reliable(label.clone()));
+                    let slot = self.slots.len();
+                    self.outbox.add_channel(slot, false);
+                    self.inbox.add_channel(slot, config.is_reliable());
+                    self.slots.push(Slot { config, id: Some(id), open: true });
+                    self.by_id.insert(id, slot);
+                    self.queue.push_back(Output::Event(LinkEvent::ChannelOpen { slot, label }));
+                    return;
+                }
+                if let Some(&slot) = self.by_id.get(&id) {
+                    self.queue.push_back(Output::Event(LinkEvent::ChannelOpen { slot, label }));
+                }
+                self.check_connected();
+            }
+            RtcEvent::ChannelData(d) => {
+                if Some(d.id) == self.control {
+                    self.on_control(&d.data);
+                } else if let Some(&slot) = self.by_id.get(&d.id) {
+                    self.on_chunk(slot, &d.data);
+                }
+            }
+            RtcEvent::ChannelClose(id) => {
+                if let Some(&slot) = self.by_id.get(&id) {
+                    self.slots[slot].open = false;
+                    let freed = self.outbox.clear(slot);
+                    tracing::debug!(slot, freed, "channel closed");
+                }
+            }
+            RtcEvent::PeerStats(s) => {
+                if self.cfg.raw || self.stats.rtt.is_none() {
+                    self.stats.rtt = s.rtt.or(self.stats.rtt);
+                }
+                if let Some(pair) = s.selected_candidate_pair {
+                    self.selected = Some((pair.local.addr, pair.remote.addr));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_ice(&mut self, s: IceConnectionState) {
+        match s {
+            IceConnectionState::Connected | IceConnectionState::Completed => {
+                self.ice_connected = true;
+                if self.state() == LinkState::Reconnecting {
+                    self.deadline = None;
+                    self.set_state(LinkState::Connected);
+                }
+                self.check_connected();
+            }
+            IceConnectionState::Disconnected => {
+                self.ice_connected = false;
+                if self.state() == LinkState::Connected {
+                    self.deadline = Some((self.now + self.cfg.reconnect_timeout, DisconnectReason::PathLost));
+                    self.set_state(LinkState::Reconnecting);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_connected(&mut self) {
+        if self.state() != LinkState::Connecting || !self.rtc_connected {
+            return;
+        }
+        let declared_open = self.slots.iter().all(|s| !s.config.negotiated || s.open);
+        if !declared_open || (!self.cfg.raw && !self.control_open) {
+            return;
+        }
+        self.deadline = None;
+        self.set_state(LinkState::Connected);
+        let path = self.path().unwrap_or(PathKind::Host);
+        self.queue.push_back(Output::Event(LinkEvent::Connected { path, rtt: self.stats.rtt }));
+        if !self.cfg.raw {
+            self.next_ping = Some(self.now);
+        }
+    }
+
+    /// Path kind of the selected pair.
+    fn path(&self) -> Option<PathKind> {
+        let (local, remote) = self.selected?;
+        let kinds = [self.local_kinds.get(&local), self.remote_kinds.get(&remote)];
+        if kinds.contains(&Some(&CandidateKind::Relayed)) {
+            return Some(PathKind::Relayed);
+        }
+        // A remote address never announced was learned from a check: peer-reflexive.
+        let reflexive = kinds
+            .iter()
+            .any(|k| matches!(k, Some(CandidateKind::ServerReflexive | CandidateKind::PeerReflexive) | None));
+        Some(if reflexive { PathKind::ServerReflexive } else { PathKind::Host })
+    }
+
+    fn set_state(&mut self, to: LinkState) {
+        match self.machine.move_to(self.now, to) {
+            Ok(true) => self.queue.push_back(Output::Event(LinkEvent::State(to))),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "link state move refused"),
+        }
+    }
+
+    fn end(&mut self, reason: DisconnectReason, local: bool) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.deadline = None;
+        self.next_ping = None;
+        let state = match reason {
+            DisconnectReason::Closed | DisconnectReason::ClosedByPeer(_) => LinkState::Closed,
+            _ => LinkState::Failed,
+        };
+        if local && !matches!(reason, DisconnectReason::Closed) && self.described {
+            self.queue.push_back(Output::Signal(SignalData::Bye { reason: Some(reason.to_string()) }));
+        }
+        self.rtc.disconnect();
+        self.set_state(state);
+        self.queue.push_back(Output::Event(LinkEvent::Ended(reason)));
+    }
+
+    fn on_chunk(&mut self, slot: usize, chunk: &[u8]) {
+        let reliable = self.slots[slot].config.is_reliable();
+        if reliable && !self.cfg.raw {
+            self.recv_reliable += chunk.len() as u64;
+        } else if self.inbox_full() && !self.cfg.raw {
+            // Unreliable data over a full inbox is dropped, not queued.
+            return;
+        }
+        match self.inbox.push(slot, chunk) {
+            Ok(Some(msg)) => {
+                let len = msg.data.len() as u64;
+                self.stats.messages_received += 1;
+                self.stats.bytes_received += len;
+                self.delivered += len;
+                self.queue.push_back(Output::Event(LinkEvent::Message(msg)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.end(DisconnectReason::Protocol(format!("framing: {e}")), true);
+                return;
+            }
+        }
+        if reliable {
+            self.maybe_grant(false);
+        }
+    }
+
+    /// Sends credit when enough was received and the application keeps up.
+    fn maybe_grant(&mut self, force: bool) {
+        if self.cfg.raw || self.inbox_full() {
+            return;
+        }
+        let pending = self.recv_reliable - self.granted;
+        if pending == 0 || (!force && pending < self.cfg.window as u64 / 8) {
+            return;
+        }
+        self.granted = self.recv_reliable;
+        let mut msg = vec![CTL_CREDIT];
+        msg.extend_from_slice(&self.granted.to_le_bytes());
+        self.write_control(&msg);
+    }
+
+    fn send_ping(&mut self) {
+        self.ping_nonce += 1;
+        self.ping_sent = Some((self.ping_nonce, self.now));
+        self.next_ping = Some(self.now + PING_INTERVAL);
+        let mut msg = vec![CTL_PING];
+        msg.extend_from_slice(&self.ping_nonce.to_le_bytes());
+        self.write_control(&msg);
+    }
+
+    fn write_control(&mut self, msg: &[u8]) {
+        let Some(id) = self.control else { return };
+        if let Some(mut ch) = self.rtc.channel(id) {
+            // Control messages are tiny; if str0m's buffer is full the next
+            // credit or ping carries the newer value anyway.
+            let _ = ch.write(true, msg);
+        }
+    }
+
+    fn on_control(&mut self, msg: &[u8]) {
+        let Some((&kind, rest)) = msg.split_first() else { return };
+        let Ok(value) = <[u8; 8]>::try_from(rest) else { return };
+        let value = u64::from_le_bytes(value);
+        match kind {
+            CTL_CREDIT => self.peer_limit = self.peer_limit.max(value + self.cfg.window as u64),
+            CTL_PING => {
+                let mut pong = vec![CTL_PONG];
+                pong.extend_from_slice(&value.to_le_bytes());
+                self.write_control(&pong);
+            }
+            CTL_PONG => {
+                if let Some((nonce, at)) = self.ping_sent
+                    && nonce == value
+                {
+                    self.stats.rtt = Some(self.now.saturating_duration_since(at));
+                    self.ping_sent = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves queued chunks into str0m while it has room. Returns whether anything moved.
+    fn pump(&mut self) -> bool {
+        if self.state() != LinkState::Connected && self.state() != LinkState::Reconnecting {
+            return false;
+        }
+        let mut moved = false;
+        let max = self.cfg.chunk_size;
+        while !self.outbox.is_empty() {
+            let slots = &self.slots;
+            let raw = self.cfg.raw;
+            let credit = self.peer_limit.saturating_sub(self.sent_reliable);
+            let chunk = self.outbox.next_chunk(max, |slot, len| {
+                let s = &slots[slot];
+                s.open && (raw || !s.config.is_reliable() || len as u64 <= credit)
+            });
+            let Some(chunk) = chunk else { break };
+            let reliable = self.slots[chunk.slot].config.is_reliable();
+            let Some(mut ch) = self.slots[chunk.slot].id.and_then(|id| self.rtc.channel(id)) else { break };
+            match ch.write(true, &chunk.bytes) {
+                Ok(true) => {
+                    moved = true;
+                    if reliable && !raw {
+                        self.sent_reliable += chunk.bytes.len() as u64;
+                    }
+                    self.outbox.commit(&chunk);
+                }
+                // str0m's send buffer is full: wait for acknowledgements.
+                Ok(false) => break,
+                Err(e) => {
+                    self.end(DisconnectReason::Protocol(format!("data channel write: {e}")), true);
+                    break;
+                }
+            }
+        }
+        moved
+    }
+}
+
+fn control_config() -> str0m::channel::ChannelConfig {
+    let mut c = str0m::channel::ChannelConfig::default();
+    c.label = "switchboard-control".into();
+    c.negotiated = Some(CONTROL_STREAM);
+    c
+}

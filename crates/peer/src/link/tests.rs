@@ -1,0 +1,337 @@
+//! Two link cores talking in memory on a virtual clock, with seeded loss.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use str0m::Candidate;
+
+use super::*;
+use crate::framing::MessageKind;
+
+const LATENCY: Duration = Duration::from_millis(5);
+
+struct Packet {
+    at: Instant,
+    to_a: bool,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: Vec<u8>,
+}
+
+struct Side {
+    core: LinkCore,
+    addr: SocketAddr,
+    events: Vec<LinkEvent>,
+    timeout: Instant,
+    /// Deliver signals from this side to the other.
+    signals_on: bool,
+    consume: bool,
+}
+
+struct Pair {
+    a: Side,
+    b: Side,
+    now: Instant,
+    rng: StdRng,
+    loss: f64,
+    /// Drop every datagram (a cut path).
+    cut: bool,
+    wire: Vec<Packet>,
+}
+
+fn side(now: Instant, role: Role, addr: &str, cfg: LinkConfig) -> Side {
+    let addr: SocketAddr = addr.parse().expect("addr");
+    let mut core = LinkCore::new(now, role, cfg);
+    core.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+    Side { core, addr, events: Vec::new(), timeout: now, signals_on: true, consume: true }
+}
+
+impl Pair {
+    fn new(seed: u64, loss: f64, cfg: LinkConfig) -> Pair {
+        let now = Instant::now();
+        let mut a = side(now, Role::Offerer, "192.0.2.1:5000", cfg.clone());
+        let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
+        a.core.start().expect("offer");
+        Pair { a, b, now, rng: StdRng::seed_from_u64(seed), loss, cut: false, wire: Vec::new() }
+    }
+
+    /// Drains both cores, moves packets and signals, then lets time pass to
+    /// the next event. One call is one step of the virtual clock.
+    fn step(&mut self) {
+        for from_a in [true, false] {
+            let mut signals = Vec::new();
+            {
+                let me = if from_a { &mut self.a } else { &mut self.b };
+                loop {
+                    match me.core.poll_output() {
+                        Output::Transmit { source, destination, contents } => {
+                            if self.cut || self.rng.random_bool(self.loss) {
+                                continue;
+                            }
+                            self.wire.push(Packet {
+                                at: self.now + LATENCY,
+                                to_a: !from_a,
+                                source,
+                                destination,
+                                data: contents,
+                            });
+                        }
+                        Output::Signal(s) => {
+                            if me.signals_on {
+                                signals.push(s);
+                            }
+                        }
+                        Output::Event(e) => {
+                            if let LinkEvent::Message(m) = &e
+                                && me.consume
+                            {
+                                let _ = m;
+                                let delivered = me.core.delivered;
+                                me.core.set_consumed(delivered);
+                            }
+                            me.events.push(e);
+                        }
+                        Output::Timeout(t) => {
+                            me.timeout = t;
+                            break;
+                        }
+                    }
+                }
+            }
+            let now = self.now;
+            let other = if from_a { &mut self.b } else { &mut self.a };
+            for s in signals {
+                let _ = other.core.handle_signal(now, s);
+            }
+        }
+        let next_packet = self.wire.iter().map(|p| p.at).min();
+        let mut next = self.a.timeout.min(self.b.timeout);
+        if let Some(p) = next_packet {
+            next = next.min(p);
+        }
+        self.now = next.max(self.now + Duration::from_micros(100));
+        let now = self.now;
+        let (due, rest): (Vec<Packet>, Vec<Packet>) = self.wire.drain(..).partition(|p| p.at <= now);
+        self.wire = rest;
+        for p in due {
+            let side = if p.to_a { &mut self.a } else { &mut self.b };
+            side.core.handle_datagram(now, p.source, p.destination, &p.data);
+        }
+        for side in [&mut self.a, &mut self.b] {
+            if side.timeout <= now {
+                side.core.handle_timeout(now);
+            }
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Pair) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                // Drain what the last input produced.
+                self.step();
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+
+    fn connect(&mut self) {
+        let ok = self.run_until(Duration::from_secs(10), |p| {
+            p.a.core.state() == LinkState::Connected && p.b.core.state() == LinkState::Connected
+        });
+        assert!(ok, "connected: a {:?} b {:?}", self.a.core.state(), self.b.core.state());
+    }
+}
+
+fn messages(events: &[LinkEvent]) -> Vec<&Delivered> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            LinkEvent::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+fn states(core: &LinkCore) -> Vec<LinkState> {
+    core.history().into_iter().map(|(_, s)| s).collect()
+}
+
+#[test]
+fn connects_through_every_state_in_order() {
+    let mut pair = Pair::new(1, 0.0, LinkConfig::default());
+    pair.connect();
+    use LinkState::*;
+    assert_eq!(states(&pair.a.core), [New, Signaling, Connecting, Connected]);
+    assert_eq!(states(&pair.b.core), [New, Signaling, Connecting, Connected]);
+    let connected = pair.a.events.iter().find_map(|e| match e {
+        LinkEvent::Connected { path, .. } => Some(*path),
+        _ => None,
+    });
+    assert_eq!(connected, Some(PathKind::Host));
+    // Virtual time: the handshake takes a few round trips of 10 ms, not seconds.
+    assert!(pair.now - pair.a.core.created() < Duration::from_millis(500));
+}
+
+#[test]
+fn reliable_messages_arrive_in_order_despite_loss() {
+    let mut pair = Pair::new(42, 0.05, LinkConfig::default());
+    pair.connect();
+    for i in 0..2000u32 {
+        let size = if i % 100 == 0 { 100_000 } else { 100 };
+        let mut data = vec![(i % 251) as u8; size];
+        data[..4].copy_from_slice(&i.to_le_bytes());
+        pair.a.core.send(0, OutMessage::data(Bytes::from(data)));
+    }
+    let ok = pair.run_until(Duration::from_secs(120), |p| messages(&p.b.events).len() == 2000);
+    assert!(ok, "delivered {}", messages(&pair.b.events).len());
+    for (i, m) in messages(&pair.b.events).iter().enumerate() {
+        assert_eq!(m.data[..4], (i as u32).to_le_bytes(), "message {i} out of order");
+        assert_eq!(m.slot, 0);
+    }
+    assert_eq!(pair.a.core.stats().messages_sent, 2000);
+    assert_eq!(pair.b.core.stats().messages_received, 2000);
+}
+
+#[test]
+fn unreliable_channel_drops_cleanly_under_loss() {
+    let mut pair = Pair::new(7, 0.02, LinkConfig::default());
+    pair.connect();
+    for i in 0..300u32 {
+        let mut data = vec![1u8; 40_000];
+        data[..4].copy_from_slice(&i.to_le_bytes());
+        pair.a.core.send(1, OutMessage::data(Bytes::from(data)));
+    }
+    pair.run_until(Duration::from_secs(20), |p| p.a.core.queued() == 0);
+    pair.run_until(Duration::from_secs(2), |_| false);
+    let got = messages(&pair.b.events);
+    assert!(!got.is_empty() && got.len() < 300, "some of 300 arrive over 2 % loss: {}", got.len());
+    for m in &got {
+        assert_eq!(m.data.len(), 40_000, "only whole messages are delivered");
+    }
+    assert!(pair.b.core.inbox.held() <= 64 << 20);
+    assert_eq!(pair.b.core.state(), LinkState::Connected);
+}
+
+#[test]
+fn a_receiver_that_stops_consuming_stops_the_sender() {
+    let cfg = LinkConfig { window: 1 << 20, ..LinkConfig::default() };
+    let mut pair = Pair::new(3, 0.0, cfg);
+    pair.connect();
+    pair.b.consume = false;
+    for _ in 0..200 {
+        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![9u8; 64 << 10])));
+    }
+    pair.run_until(Duration::from_secs(5), |_| false);
+    let received: usize = messages(&pair.b.events).iter().map(|m| m.data.len()).sum();
+    assert!(received <= 2 << 20, "receiver holds {received} bytes with a 1 MiB window");
+    assert!(pair.a.core.queued() >= (200 << 16) - (2 << 20), "sender keeps the rest queued");
+    // Consuming again lets everything through.
+    pair.b.consume = true;
+    let delivered = pair.b.core.delivered;
+    pair.b.core.set_consumed(delivered);
+    let ok = pair.run_until(Duration::from_secs(30), |p| messages(&p.b.events).len() == 200);
+    assert!(ok, "delivered {}", messages(&pair.b.events).len());
+}
+
+#[test]
+fn no_offer_means_connect_timeout() {
+    let mut pair = Pair::new(5, 0.0, LinkConfig::default());
+    pair.a.signals_on = false;
+    pair.run_until(Duration::from_secs(20), |p| p.a.core.state().is_final() && p.b.core.state().is_final());
+    assert_eq!(pair.a.core.state(), LinkState::Failed, "{:?}", pair.a.events);
+    assert!(pair.a.events.contains(&LinkEvent::Ended(DisconnectReason::ConnectTimeout)));
+    assert_eq!(states(&pair.b.core), [LinkState::New, LinkState::Failed]);
+}
+
+#[test]
+fn a_cut_path_goes_reconnecting_then_failed() {
+    let cfg = LinkConfig { reconnect_timeout: Duration::from_secs(5), ..LinkConfig::default() };
+    let mut pair = Pair::new(9, 0.0, cfg);
+    pair.connect();
+    pair.cut = true;
+    pair.a.signals_on = false;
+    pair.b.signals_on = false;
+    let ok = pair.run_until(Duration::from_secs(60), |p| p.a.core.state() == LinkState::Failed);
+    assert!(ok, "state {:?}", pair.a.core.state());
+    use LinkState::*;
+    assert_eq!(states(&pair.a.core), [New, Signaling, Connecting, Connected, Reconnecting, Failed]);
+    assert!(pair.a.events.contains(&LinkEvent::Ended(DisconnectReason::PathLost)));
+}
+
+#[test]
+fn a_brief_outage_loses_nothing() {
+    let mut pair = Pair::new(10, 0.0, LinkConfig::default());
+    pair.connect();
+    pair.cut = true;
+    for i in 0..100u8 {
+        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![i; 5000])));
+    }
+    pair.run_until(Duration::from_secs(1), |_| false);
+    pair.cut = false;
+    let ok = pair.run_until(Duration::from_secs(10), |p| messages(&p.b.events).len() == 100);
+    assert!(ok, "delivered {} state {:?}", messages(&pair.b.events).len(), pair.a.core.state());
+    for (i, m) in messages(&pair.b.events).iter().enumerate() {
+        assert_eq!(m.data[0], i as u8);
+    }
+    assert_eq!(pair.a.core.state(), LinkState::Connected);
+}
+
+#[test]
+fn bye_closes_the_other_side() {
+    let mut pair = Pair::new(11, 0.0, LinkConfig::default());
+    pair.connect();
+    let now = pair.now;
+    pair.a.core.close(now, Some("done".into()));
+    pair.run_until(Duration::from_secs(1), |p| p.b.core.state() == LinkState::Closed);
+    assert_eq!(pair.b.core.state(), LinkState::Closed);
+    assert!(pair.b.events.contains(&LinkEvent::Ended(DisconnectReason::ClosedByPeer(Some("done".into())))));
+}
+
+#[test]
+fn trickled_candidates_connect() {
+    let now = Instant::now();
+    let cfg = LinkConfig::default();
+    let mut a = LinkCore::new(now, Role::Offerer, cfg.clone());
+    a.start().expect("offer");
+    // The candidate comes after the offer and travels as a signal.
+    a.add_local_candidate(Candidate::host("192.0.2.1:5000".parse().expect("addr"), "udp").expect("candidate"));
+    let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
+    let a = Side {
+        core: a,
+        addr: "192.0.2.1:5000".parse().expect("addr"),
+        events: vec![],
+        timeout: now,
+        signals_on: true,
+        consume: true,
+    };
+    let mut pair = Pair { a, b, now, rng: StdRng::seed_from_u64(1), loss: 0.0, cut: false, wire: Vec::new() };
+    pair.connect();
+}
+
+#[test]
+fn requests_carry_kind_and_room() {
+    let mut pair = Pair::new(12, 0.0, LinkConfig::default());
+    pair.connect();
+    let room = "ROOM42".parse().expect("room");
+    pair.a
+        .core
+        .send(0, OutMessage { kind: MessageKind::Request(77), room: Some(room), data: Bytes::from_static(b"q") });
+    pair.run_until(Duration::from_secs(1), |p| !messages(&p.b.events).is_empty());
+    let m = messages(&pair.b.events)[0];
+    assert_eq!((m.kind, m.room), (MessageKind::Request(77), Some(room)));
+}
+
+#[test]
+fn rtt_is_measured_on_the_virtual_clock() {
+    let mut pair = Pair::new(13, 0.0, LinkConfig::default());
+    pair.connect();
+    pair.run_until(Duration::from_secs(2), |_| false);
+    let rtt = pair.a.core.stats().rtt.expect("rtt measured");
+    assert!(rtt >= 2 * LATENCY && rtt < 4 * LATENCY, "rtt {rtt:?}");
+}
