@@ -21,9 +21,16 @@ mod channel;
 mod framing;
 mod identity;
 pub mod link;
+mod native;
+mod node;
 mod signaling;
 
 pub use channel::{ChannelConfig, Compression};
 pub use identity::{Identity, IdentityError};
+pub use link::{DisconnectReason, LinkState, LinkStats, PathKind};
+pub use native::net::HostCandidates;
+pub use node::{
+    Event, Message, Node, NodeBuilder, Request, RequestFailed, RoomError, SendError, SignalError, StartError, Topology,
+};
 pub use signaling::{ConnectError, ConnectOptions, Incoming, RequestError, SignalingClient};
 pub use switchboard_proto as proto;

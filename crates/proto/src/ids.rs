@@ -169,6 +169,11 @@ impl ConnId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A connection id written as 16 hex digits (always valid).
+    pub fn from_u64(n: u64) -> Self {
+        Self(format!("{n:016x}"))
+    }
 }
 
 impl FromStr for ConnId {

@@ -23,8 +23,8 @@
 mod recv;
 mod send;
 
-pub(crate) use recv::{Delivered, FrameError, Inbox};
-pub(crate) use send::{Chunk, Outbox};
+pub(crate) use recv::{Delivered, Inbox};
+pub(crate) use send::Outbox;
 
 use bytes::Bytes;
 use switchboard_proto::RoomCode;
@@ -35,6 +35,7 @@ const LZ4: u8 = 0x04;
 /// Bytes of the header every chunk has.
 const BASE_HEADER: usize = 9;
 /// Largest header of a first chunk.
+#[cfg(test)]
 pub(crate) const MAX_HEADER: usize = BASE_HEADER + 4 + 1 + 8 + 1 + 16;
 
 /// What a message is, besides its bytes.

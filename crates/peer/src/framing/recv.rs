@@ -175,6 +175,7 @@ impl Inbox {
     }
 
     /// Bytes held in partial messages.
+    #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
         self.channels.iter().flat_map(|c| c.partials.iter()).map(|p| p.held).sum()
     }

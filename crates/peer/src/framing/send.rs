@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{BASE_HEADER, FIRST, LAST, LZ4, MessageKind, OutMessage, maybe_compress};
+use super::{BASE_HEADER, FIRST, LAST, LZ4, OutMessage, maybe_compress};
 
 /// One chunk ready for the wire.
 #[derive(Debug)]
@@ -61,11 +61,6 @@ impl Outbox {
     /// Bytes of caller data queued and not yet chunked.
     pub(crate) fn queued(&self) -> usize {
         self.queued
-    }
-
-    /// Whether channel `slot` has anything queued.
-    pub(crate) fn has_pending(&self, slot: usize) -> bool {
-        self.queues.get(slot).is_some_and(|q| !q.msgs.is_empty())
     }
 
     /// Whether anything is queued.
@@ -198,6 +193,7 @@ impl Outbox {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::framing::MessageKind;
 
     pub(crate) fn take(out: &mut Outbox, max: usize, admit: impl FnMut(usize, usize) -> bool) -> Option<Chunk> {
         let chunk = out.next_chunk(max, admit)?;

@@ -116,6 +116,8 @@ pub struct LinkStats {
     pub remote_addr: Option<SocketAddr>,
     /// Bytes queued for sending.
     pub buffered: usize,
+    /// Time from the link's creation to its channels being open.
+    pub setup_time: Option<Duration>,
     /// Partial messages dropped on unreliable channels.
     pub dropped_partials: u64,
 }
@@ -303,16 +305,6 @@ impl LinkCore {
     /// The moves made so far.
     pub(crate) fn history(&self) -> Vec<(Instant, LinkState)> {
         self.machine.history().copied().collect()
-    }
-
-    /// When the link was created.
-    pub(crate) fn created(&self) -> Instant {
-        self.created
-    }
-
-    /// The role.
-    pub(crate) fn role(&self) -> Role {
-        self.role
     }
 
     /// Stats so far.
@@ -678,6 +670,7 @@ impl LinkCore {
         }
         self.deadline = None;
         self.set_state(LinkState::Connected);
+        self.stats.setup_time = Some(self.now.saturating_duration_since(self.created));
         let path = self.path().unwrap_or(PathKind::Host);
         self.queue.push_back(Output::Event(LinkEvent::Connected { path, rtt: self.stats.rtt }));
         if !self.cfg.raw {

@@ -78,7 +78,6 @@ const HISTORY: usize = 32;
 #[derive(Debug)]
 pub(crate) struct StateMachine {
     state: LinkState,
-    entered: Instant,
     history: VecDeque<(Instant, LinkState)>,
 }
 
@@ -87,17 +86,12 @@ impl StateMachine {
     pub(crate) fn new(now: Instant) -> Self {
         let mut history = VecDeque::with_capacity(8);
         history.push_back((now, LinkState::New));
-        StateMachine { state: LinkState::New, entered: now, history }
+        StateMachine { state: LinkState::New, history }
     }
 
     /// The current state.
     pub(crate) fn state(&self) -> LinkState {
         self.state
-    }
-
-    /// When the current state was entered.
-    pub(crate) fn since(&self) -> Instant {
-        self.entered
     }
 
     /// The moves made, oldest first (the last [`HISTORY`] of them).
@@ -115,7 +109,6 @@ impl StateMachine {
             return Err(InvalidTransition { from: self.state, to });
         }
         self.state = to;
-        self.entered = now;
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
@@ -140,7 +133,6 @@ mod tests {
         assert_eq!(m.move_to(t0, LinkState::Connected), Ok(false));
         let states: Vec<LinkState> = m.history().map(|(_, s)| *s).collect();
         assert_eq!(states, [LinkState::New, LinkState::Signaling, LinkState::Connecting, LinkState::Connected]);
-        assert_eq!(m.since(), t0 + Duration::from_millis(3));
     }
 
     #[test]

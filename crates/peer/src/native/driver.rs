@@ -1,0 +1,259 @@
+//! The tokio driver of one link: UDP sockets, timers and commands around a
+//! [`LinkCore`].
+//!
+//! The loop follows str0m's rule: after every input, drain
+//! [`LinkCore::poll_output`] until it returns a timeout, then wait for the
+//! next datagram, command, wake-up or that timeout.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Instant;
+
+use switchboard_proto::SignalData;
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc};
+
+use crate::framing::OutMessage;
+use crate::link::{LinkCore, LinkEvent, LinkState, LinkStats, Output};
+
+/// Where a driver reports what its link did.
+pub(crate) trait LinkSink: Send + Sync + 'static {
+    /// A signal for the other side.
+    fn signal(&self, link: u64, signal: SignalData);
+    /// Something happened on the link.
+    fn event(&self, link: u64, event: LinkEvent);
+}
+
+/// A command for the driver.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Queue a message on a channel slot.
+    Send { slot: usize, msg: OutMessage },
+    /// A signal from the other side.
+    Signal(SignalData),
+    /// Close on purpose.
+    Close(Option<String>),
+}
+
+/// State shared between the driver and the handles that send on the link.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Bytes accepted by `send` and not yet handed to str0m.
+    pub(crate) queued: AtomicUsize,
+    /// Notified when `queued` falls to the low watermark or the link ends.
+    pub(crate) drained: Notify,
+    /// Message bytes the application has taken.
+    pub(crate) consumed: AtomicU64,
+    /// Set by the driver while its inbox is over the window.
+    pub(crate) inbox_full: AtomicBool,
+    /// Wakes the driver (consumption, shutdown).
+    pub(crate) wake: Notify,
+    /// Whether the link ended.
+    pub(crate) ended: AtomicBool,
+    /// Latest state, stats and history.
+    pub(crate) snapshot: Mutex<Snapshot>,
+}
+
+/// What handles can read about a running link.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) state: Option<LinkState>,
+    pub(crate) stats: LinkStats,
+    pub(crate) history: Vec<(Instant, LinkState)>,
+    pub(crate) labels: Vec<String>,
+}
+
+/// A running link: send commands, read its shared state.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkHandle {
+    /// Identifies the link in sink callbacks.
+    pub(crate) id: u64,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Spawns the driver of `core` on `sockets` (whose host candidates the core already has).
+pub(crate) fn spawn(
+    id: u64,
+    core: LinkCore,
+    sockets: Vec<UdpSocket>,
+    low_watermark: usize,
+    sink: Arc<dyn LinkSink>,
+) -> LinkHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared::default());
+    let handle = LinkHandle { id, commands: tx, shared: shared.clone() };
+    let driver = Driver { id, core, sockets, rx, shared, sink, low_watermark, accepted: 0, released: 0 };
+    tokio::spawn(driver.run());
+    handle
+}
+
+struct Driver {
+    id: u64,
+    core: LinkCore,
+    sockets: Vec<UdpSocket>,
+    rx: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    sink: Arc<dyn LinkSink>,
+    low_watermark: usize,
+    accepted: u64,
+    released: u64,
+}
+
+enum Wake {
+    Datagram(usize, usize, SocketAddr),
+    Command(Option<Command>),
+    Timeout,
+    Woken,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 2048];
+        let locals: Vec<SocketAddr> = self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        self.publish();
+        loop {
+            let timeout = self.drain().await;
+            if self.core.state().is_final() {
+                break;
+            }
+            let deadline = tokio::time::Instant::from_std(timeout);
+            let wake = tokio::select! {
+                biased;
+                r = recv_any(&self.sockets, &mut buf) => match r {
+                    Ok((i, n, from)) => Wake::Datagram(i, n, from),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "udp receive failed");
+                        Wake::Timeout
+                    }
+                },
+                c = self.rx.recv() => Wake::Command(c),
+                _ = self.shared.wake.notified() => Wake::Woken,
+                _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
+            };
+            let now = Instant::now();
+            match wake {
+                Wake::Datagram(i, n, from) => {
+                    self.core.handle_datagram(now, from, locals[i], &buf[..n]);
+                    // Take whatever else is already waiting before draining.
+                    for _ in 0..64 {
+                        match try_recv_any(&self.sockets, &mut buf) {
+                            Some((i, n, from)) => self.core.handle_datagram(Instant::now(), from, locals[i], &buf[..n]),
+                            None => break,
+                        }
+                    }
+                }
+                Wake::Command(None) => self.core.close(now, None),
+                Wake::Command(Some(c)) => {
+                    self.command(now, c);
+                    while let Ok(c) = self.rx.try_recv() {
+                        self.command(now, c);
+                    }
+                }
+                Wake::Timeout => self.core.handle_timeout(now),
+                Wake::Woken => {}
+            }
+            self.core.set_consumed(self.shared.consumed.load(Ordering::Acquire));
+        }
+        self.shared.ended.store(true, Ordering::Release);
+        self.shared.drained.notify_waiters();
+        self.publish();
+    }
+
+    fn command(&mut self, now: Instant, c: Command) {
+        match c {
+            Command::Send { slot, msg } => {
+                self.accepted += msg.data.len() as u64;
+                self.core.send(slot, msg);
+            }
+            Command::Signal(s) => {
+                if let Err(e) = self.core.handle_signal(now, s) {
+                    tracing::debug!(link = self.id, error = %e, "signal refused");
+                }
+            }
+            Command::Close(reason) => self.core.close(now, reason),
+        }
+    }
+
+    /// Drains the core's outputs; returns when it next wants time.
+    async fn drain(&mut self) -> Instant {
+        let timeout = loop {
+            match self.core.poll_output() {
+                Output::Transmit { source, destination, contents } => {
+                    let socket = self
+                        .sockets
+                        .iter()
+                        .find(|s| s.local_addr().is_ok_and(|a| a == source))
+                        .or_else(|| self.sockets.first());
+                    if let Some(socket) = socket {
+                        match socket.try_send_to(&contents, destination) {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                let _ = socket.send_to(&contents, destination).await;
+                            }
+                            Err(e) => tracing::trace!(%destination, error = %e, "udp send failed"),
+                        }
+                    }
+                }
+                Output::Signal(s) => self.sink.signal(self.id, s),
+                Output::Event(e) => {
+                    if matches!(e, LinkEvent::State(_) | LinkEvent::Connected { .. } | LinkEvent::ChannelOpen { .. }) {
+                        self.publish();
+                    }
+                    self.sink.event(self.id, e);
+                }
+                Output::Timeout(t) => break t,
+            }
+        };
+        // Release send budget for what left the outbox.
+        let released = self.accepted - self.core.queued() as u64;
+        if released > self.released {
+            let delta = (released - self.released) as usize;
+            self.released = released;
+            let before = self.shared.queued.fetch_sub(delta, Ordering::AcqRel);
+            if before - delta <= self.low_watermark {
+                self.shared.drained.notify_waiters();
+            }
+        }
+        self.shared.inbox_full.store(self.core.inbox_full(), Ordering::Release);
+        if let Ok(mut snap) = self.shared.snapshot.lock() {
+            snap.stats = self.core.stats();
+        }
+        timeout
+    }
+
+    fn publish(&self) {
+        if let Ok(mut snap) = self.shared.snapshot.lock() {
+            snap.state = Some(self.core.state());
+            snap.stats = self.core.stats();
+            snap.history = self.core.history();
+            snap.labels = self.core.channel_labels().map(str::to_owned).collect();
+        }
+    }
+}
+
+async fn recv_any(sockets: &[UdpSocket], buf: &mut [u8]) -> std::io::Result<(usize, usize, SocketAddr)> {
+    if sockets.is_empty() {
+        return std::future::pending().await;
+    }
+    poll_fn(|cx| {
+        for (i, socket) in sockets.iter().enumerate() {
+            let mut rb = ReadBuf::new(buf);
+            match socket.poll_recv_from(cx, &mut rb) {
+                Poll::Ready(Ok(from)) => return Poll::Ready(Ok((i, rb.filled().len(), from))),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+fn try_recv_any(sockets: &[UdpSocket], buf: &mut [u8]) -> Option<(usize, usize, SocketAddr)> {
+    sockets.iter().enumerate().find_map(|(i, s)| s.try_recv_from(buf).ok().map(|(n, from)| (i, n, from)))
+}

@@ -1,0 +1,224 @@
+//! What a [`Node`](crate::Node) reports, and the errors of its operations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use switchboard_proto::{PeerId, RoomCode};
+
+use crate::link::{DisconnectReason, LinkState, PathKind};
+
+/// Something that happened, from [`Node::next_event`](crate::Node::next_event).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A peer is in a room with this node (also reported for the peers
+    /// already there when this node joins).
+    PeerJoined {
+        /// The room.
+        room: RoomCode,
+        /// The peer.
+        peer: PeerId,
+        /// What it joined with.
+        meta: Option<Value>,
+    },
+    /// A peer left a room.
+    PeerLeft {
+        /// The room.
+        room: RoomCode,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer asks for a link (request topology); answer with
+    /// [`Node::accept`](crate::Node::accept) or [`Node::reject`](crate::Node::reject).
+    LinkRequested {
+        /// Who asks.
+        peer: PeerId,
+        /// What it sent along.
+        meta: Option<Value>,
+    },
+    /// A peer declined this node's link request.
+    LinkRejected {
+        /// Who declined.
+        peer: PeerId,
+        /// Why, if it said.
+        reason: Option<String>,
+    },
+    /// A link's channels are open.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// How the path goes.
+        path: PathKind,
+        /// Round trip measured so far.
+        rtt: Option<Duration>,
+    },
+    /// A link ended.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// A link changed state.
+    LinkState {
+        /// The peer.
+        peer: PeerId,
+        /// The new state.
+        state: LinkState,
+    },
+    /// A message arrived.
+    Message(Message),
+    /// A request arrived; answer with [`Node::respond`](crate::Node::respond).
+    Request(Request),
+    /// The other side opened a channel in-band (DCEP).
+    ChannelOpened {
+        /// The peer.
+        peer: PeerId,
+        /// The channel's label.
+        channel: String,
+    },
+    /// A local ICE candidate for a link made with the bring-your-own-signaling
+    /// API; hand it to the other side.
+    LocalCandidate {
+        /// The link.
+        peer: PeerId,
+        /// The `candidate:` line.
+        candidate: String,
+    },
+    /// The connection to the signaling server ended; links keep working.
+    SignalingClosed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A message from a peer.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Message {
+    /// The sender.
+    pub peer: PeerId,
+    /// The channel it came on.
+    pub channel: Arc<str>,
+    /// The room the sender said it belongs to.
+    pub room: Option<RoomCode>,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+impl Message {
+    /// Decodes the data as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.data)
+    }
+
+    /// Decodes the data as MessagePack.
+    pub fn msgpack<T: DeserializeOwned>(&self) -> Result<T, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(&self.data)
+    }
+}
+
+/// A request from a peer, waiting for [`Node::respond`](crate::Node::respond).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Request {
+    /// The asker.
+    pub peer: PeerId,
+    /// The channel it came on (the answer goes back on it).
+    pub channel: Arc<str>,
+    /// The asker's request id.
+    pub id: u64,
+    /// The room the asker said it belongs to.
+    pub room: Option<RoomCode>,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The signaling server could not be reached or refused the session.
+    #[error(transparent)]
+    Signaling(#[from] crate::ConnectError),
+    /// The configuration is inconsistent.
+    #[error("invalid node configuration: {0}")]
+    Config(String),
+}
+
+/// Why a room operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomError {
+    /// This node has no signaling server.
+    #[error("this node has no signaling server")]
+    NoSignaling,
+    /// The server refused or the connection failed.
+    #[error(transparent)]
+    Request(#[from] crate::RequestError),
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No link to this peer (not connected yet, or gone).
+    #[error("no link to peer {0}")]
+    UnknownPeer(PeerId),
+    /// The channel was not declared on this node.
+    #[error("no channel named {0:?}")]
+    UnknownChannel(String),
+    /// The link's send buffer is full (`try_send` only); wait or retry.
+    #[error("send buffer full")]
+    Full,
+    /// The message exceeds the maximum message size.
+    #[error("message of {size} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// The message size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The link ended.
+    #[error("the link is closed")]
+    Closed,
+    /// The value could not be encoded.
+    #[error("cannot encode the value: {0}")]
+    Encode(String),
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestFailed {
+    /// Sending the request failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// No answer within the timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The other side answered with an error.
+    #[error("the peer answered with an error: {0}")]
+    Remote(String),
+    /// The link ended before the answer.
+    #[error("the link closed before the answer")]
+    Closed,
+}
+
+/// Why a bring-your-own-signaling call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// The session description or candidate is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such link, or it is not waiting for this step.
+    #[error("no link {0} waiting for this step")]
+    UnknownLink(PeerId),
+    /// No UDP socket could be bound.
+    #[error("cannot bind a UDP socket: {0}")]
+    Io(#[from] std::io::Error),
+}

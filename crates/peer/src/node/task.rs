@@ -1,0 +1,346 @@
+//! The node's signaling task: owns the server connection, follows room
+//! membership, decides which links to open, and carries their signals.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use switchboard_proto::{ClientMessage, ConnId, JoinedRoom, Leave, PeerId, RoomCode, ServerMessage, SignalData};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Event, Inner, Topology};
+use crate::link::Role;
+use crate::native::driver::Command;
+use crate::{Incoming, RequestError, SignalingClient};
+
+/// Work for the task.
+#[derive(Debug)]
+pub(crate) enum TaskCmd {
+    CreateRoom {
+        password: Option<String>,
+        max_peers: Option<u32>,
+        reply: oneshot::Sender<Result<RoomCode, RequestError>>,
+    },
+    Join {
+        room: RoomCode,
+        password: Option<String>,
+        meta: Option<Value>,
+        reply: oneshot::Sender<Result<JoinedRoom, RequestError>>,
+    },
+    Leave {
+        room: RoomCode,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    RequestLink {
+        peer: PeerId,
+        meta: Option<Value>,
+    },
+    Accept {
+        peer: PeerId,
+    },
+    Reject {
+        peer: PeerId,
+        reason: Option<String>,
+    },
+    Signal {
+        to: PeerId,
+        conn: ConnId,
+        data: SignalData,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+struct Task {
+    inner: Arc<Inner>,
+    client: SignalingClient,
+    /// Peers this node asked for a link and is waiting on.
+    asked: HashSet<PeerId>,
+    /// Peers whose request this node received and has not answered.
+    asking: HashSet<PeerId>,
+    /// Peers with an agreed link (request topology).
+    agreed: HashSet<PeerId>,
+}
+
+pub(crate) async fn run(inner: Arc<Inner>, client: SignalingClient, mut rx: mpsc::UnboundedReceiver<TaskCmd>) {
+    let mut task = Task { inner, client, asked: HashSet::new(), asking: HashSet::new(), agreed: HashSet::new() };
+    loop {
+        tokio::select! {
+            incoming = task.client.next() => match incoming {
+                Ok(Incoming::Message(msg)) => task.on_server(msg),
+                Ok(Incoming::Relay { .. }) => {}
+                Ok(Incoming::Closed { code, reason }) => {
+                    task.inner.emit(Event::SignalingClosed { reason: format!("closed by server ({code}): {reason}") });
+                    break;
+                }
+                Err(e) => {
+                    task.inner.emit(Event::SignalingClosed { reason: e.to_string() });
+                    break;
+                }
+            },
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                if let TaskCmd::Close { reply } = cmd {
+                    let _ = task.client.close().await;
+                    let _ = reply.send(());
+                    return;
+                }
+                task.on_command(cmd).await;
+            }
+        }
+    }
+    // The server is gone; answer what is still asked of the task.
+    while let Some(cmd) = rx.recv().await {
+        let gone = || RequestError::Transport("signaling connection closed".into());
+        match cmd {
+            TaskCmd::CreateRoom { reply, .. } => drop(reply.send(Err(gone()))),
+            TaskCmd::Join { reply, .. } => drop(reply.send(Err(gone()))),
+            TaskCmd::Leave { reply, .. } => drop(reply.send(Err(gone()))),
+            TaskCmd::Close { reply } => {
+                let _ = reply.send(());
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Task {
+    async fn on_command(&mut self, cmd: TaskCmd) {
+        match cmd {
+            TaskCmd::CreateRoom { password, max_peers, reply } => {
+                let r = self.client.create_room(password.as_deref(), max_peers).await;
+                let _ = reply.send(r);
+            }
+            TaskCmd::Join { room, password, meta, reply } => {
+                let r = self.client.join(room, password.as_deref(), meta).await;
+                if let Ok(joined) = &r {
+                    self.on_joined(joined);
+                }
+                let _ = reply.send(r);
+            }
+            TaskCmd::Leave { room, reply } => {
+                let r = self.client.request(ClientMessage::Leave(Leave { id: None, room })).await.map(|_| ());
+                if r.is_ok() {
+                    let members = self.inner.lock().rooms.remove(&room).unwrap_or_default();
+                    for peer in members {
+                        self.drop_if_unshared(peer);
+                    }
+                }
+                let _ = reply.send(r);
+            }
+            TaskCmd::RequestLink { peer, meta } => {
+                self.asked.insert(peer);
+                self.send_signal(peer, &topology_conn(), SignalData::Request { meta }).await;
+            }
+            TaskCmd::Accept { peer } => {
+                if self.asking.remove(&peer) {
+                    self.agreed.insert(peer);
+                    self.send_signal(peer, &topology_conn(), SignalData::Accept).await;
+                    self.open_if_offerer(peer);
+                }
+            }
+            TaskCmd::Reject { peer, reason } => {
+                if self.asking.remove(&peer) {
+                    self.send_signal(peer, &topology_conn(), SignalData::Reject { reason }).await;
+                }
+            }
+            TaskCmd::Signal { to, conn, data } => self.send_signal(to, &conn, data).await,
+            TaskCmd::Close { .. } => {}
+        }
+    }
+
+    async fn send_signal(&mut self, to: PeerId, conn: &ConnId, data: SignalData) {
+        if let Err(e) = self.client.signal(to, conn, data).await {
+            tracing::debug!(%to, error = %e, "signal not sent");
+        }
+    }
+
+    fn on_joined(&mut self, joined: &JoinedRoom) {
+        let me = self.inner.id;
+        {
+            let mut links = self.inner.lock();
+            let members = links.rooms.entry(joined.room).or_default();
+            for p in &joined.peers {
+                if p.peer_id != me {
+                    members.insert(p.peer_id);
+                }
+            }
+        }
+        for p in joined.peers.iter().filter(|p| p.peer_id != me) {
+            self.inner.emit(Event::PeerJoined { room: joined.room, peer: p.peer_id, meta: p.meta.clone() });
+            if self.inner.builder.topology == Topology::Mesh {
+                self.open_if_offerer(p.peer_id);
+            }
+        }
+    }
+
+    fn on_server(&mut self, msg: ServerMessage) {
+        match msg {
+            ServerMessage::PeerJoined { room, peer } => {
+                self.inner.lock().rooms.entry(room).or_default().insert(peer.peer_id);
+                self.inner.emit(Event::PeerJoined { room, peer: peer.peer_id, meta: peer.meta });
+                if self.inner.builder.topology == Topology::Mesh {
+                    self.open_if_offerer(peer.peer_id);
+                }
+            }
+            ServerMessage::PeerLeft { room, peer_id } => {
+                if let Some(members) = self.inner.lock().rooms.get_mut(&room) {
+                    members.remove(&peer_id);
+                }
+                self.inner.emit(Event::PeerLeft { room, peer: peer_id });
+                self.drop_if_unshared(peer_id);
+            }
+            ServerMessage::Signal { from, conn, data } => match data.parse() {
+                Ok(signal) => self.on_signal(from, conn, signal),
+                Err(e) => tracing::debug!(%from, error = %e, "ignoring a signal we cannot read"),
+            },
+            ServerMessage::Expired { to, conn } => tracing::debug!(%to, %conn, "signal expired undelivered"),
+            _ => {}
+        }
+    }
+
+    fn shares_room(&self, peer: PeerId) -> bool {
+        self.inner.lock().rooms.values().any(|m| m.contains(&peer))
+    }
+
+    fn drop_if_unshared(&mut self, peer: PeerId) {
+        if self.shares_room(peer) {
+            return;
+        }
+        self.agreed.remove(&peer);
+        self.asked.remove(&peer);
+        self.asking.remove(&peer);
+        let links = self.inner.lock();
+        if let Some(e) = links.by_peer.get(&peer)
+            && !e.byo
+        {
+            let _ = e.handle.commands.send(Command::Close(Some("no shared room".into())));
+        }
+    }
+
+    fn link_allowed(&self, peer: PeerId) -> bool {
+        match self.inner.builder.topology {
+            Topology::Mesh => self.shares_room(peer),
+            Topology::OnRequest => self.agreed.contains(&peer),
+        }
+    }
+
+    fn at_capacity(&self) -> bool {
+        self.inner.lock().by_peer.len() >= self.inner.builder.max_links
+    }
+
+    /// Opens the link if this node is the offering side (the lower id offers,
+    /// so simultaneous joins never glare).
+    fn open_if_offerer(&mut self, peer: PeerId) {
+        if self.inner.id >= peer || self.inner.lock().by_peer.contains_key(&peer) {
+            return;
+        }
+        if self.at_capacity() {
+            tracing::warn!(%peer, "link limit reached; no link opened");
+            return;
+        }
+        let now = Instant::now();
+        let (mut core, sockets) = match self.inner.new_core(now, Role::Offerer) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot create a link");
+                return;
+            }
+        };
+        if let Err(e) = core.start() {
+            tracing::warn!(%peer, error = %e, "cannot create an offer");
+            return;
+        }
+        let conn = random_conn();
+        self.inner.spawn_link(peer, Some(conn), core, sockets, false);
+    }
+
+    fn on_signal(&mut self, from: PeerId, conn: ConnId, signal: SignalData) {
+        match signal {
+            SignalData::Request { meta } => {
+                if !self.shares_room(from) {
+                    return;
+                }
+                if self.at_capacity() {
+                    let reason = Some("link limit reached".to_owned());
+                    let _ = self
+                        .inner
+                        .task
+                        .as_ref()
+                        .map(|t| t.send(TaskCmd::Signal { to: from, conn, data: SignalData::Reject { reason } }));
+                    return;
+                }
+                self.asking.insert(from);
+                self.inner.emit(Event::LinkRequested { peer: from, meta });
+            }
+            SignalData::Accept => {
+                if self.asked.remove(&from) {
+                    self.agreed.insert(from);
+                    self.open_if_offerer(from);
+                }
+            }
+            SignalData::Reject { reason } => {
+                if self.asked.remove(&from) {
+                    self.inner.emit(Event::LinkRejected { peer: from, reason });
+                }
+            }
+            SignalData::Offer { sdp } => self.on_offer(from, conn, sdp),
+            other => {
+                let links = self.inner.lock();
+                if let Some(e) = links.by_peer.get(&from)
+                    && e.conn.as_ref() == Some(&conn)
+                {
+                    let _ = e.handle.commands.send(Command::Signal(other));
+                }
+            }
+        }
+    }
+
+    fn on_offer(&mut self, from: PeerId, conn: ConnId, sdp: String) {
+        let bye = |reason: &str| TaskCmd::Signal {
+            to: from,
+            conn: conn.clone(),
+            data: SignalData::Bye { reason: Some(reason.to_owned()) },
+        };
+        if !self.link_allowed(from) {
+            let _ = self.inner.task.as_ref().map(|t| t.send(bye("no link agreed")));
+            return;
+        }
+        let existing = self.inner.lock().by_peer.get(&from).map(|e| e.conn.clone());
+        if let Some(c) = &existing
+            && c.as_ref() == Some(&conn)
+        {
+            return;
+        }
+        if existing.is_none() && self.at_capacity() {
+            let _ = self.inner.task.as_ref().map(|t| t.send(bye("link limit reached")));
+            return;
+        }
+        let now = Instant::now();
+        let (mut core, sockets) = match self.inner.new_core(now, Role::Answerer) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(%from, error = %e, "cannot create a link");
+                return;
+            }
+        };
+        if let Err(e) = core.handle_signal(now, SignalData::Offer { sdp }) {
+            tracing::debug!(%from, error = %e, "bad offer");
+        }
+        // A new offer from a known peer replaces its old link (it restarted).
+        self.inner.spawn_link(from, Some(conn), core, sockets, false);
+    }
+}
+
+/// The `conn` of request/accept/reject signals, which precede any link.
+fn topology_conn() -> ConnId {
+    ConnId::from_u64(0)
+}
+
+/// A fresh `conn` for one negotiation.
+fn random_conn() -> ConnId {
+    ConnId::from_u64(rand::random::<u64>() | 1)
+}

@@ -1,0 +1,17 @@
+//! Integration tests of `Node`: real signaling server, real UDP on 127.0.0.1.
+//! One behaviour per file.
+#![allow(missing_docs, unreachable_pub)]
+
+mod common;
+
+mod byo_signaling;
+mod eight_peer_mesh;
+mod large_message;
+mod multi_room;
+mod reliable_order;
+mod request_response;
+mod request_topology;
+mod simultaneous_joins;
+mod stalled_reader;
+mod two_nodes;
+mod unordered_channel;
