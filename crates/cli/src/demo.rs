@@ -1,135 +1,168 @@
-//! `switchboard demo`: a server and two peers on loopback, every step printed.
-//!
-//! The peers prove their identities, meet in a room by code, exchange
-//! signaling messages, relay data through the server, and leave mail for a
-//! peer that is offline until the server restarts from its mailbox file.
+//! `switchboard demo`: a server and two peers on loopback in one process,
+//! every step printed: identities, a room by code, a direct WebRTC link,
+//! messages, round trips, and 64 MiB checked by SHA-256.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use switchboard::proto::{ClientMessage, ConnId, MailRequest, ServerMessage, SignalData};
-use switchboard::{ConnectOptions, Identity, Incoming, SignalingClient};
+use sha2::{Digest, Sha256};
+use switchboard::{Event, HostCandidates, Node};
 use switchboard_server::{Server, ServerConfig};
 
 /// Flags of `demo`.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Also print the server's log.
+    /// Size of the bulk transfer in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=64))]
+    mib: u32,
+    /// Also print the library's log.
     #[arg(long)]
     verbose: bool,
 }
 
-struct Running {
-    url: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn wait_connected(node: &Node) -> anyhow::Result<Event> {
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(ev) = node.next_event().await {
+            if matches!(ev, Event::PeerConnected { .. }) {
+                return Some(ev);
+            }
+        }
+        None
+    })
+    .await
+    .context("no link within 20 s")?
+    .context("node closed")
 }
 
-async fn start(mailbox: &std::path::Path) -> anyhow::Result<Running> {
-    let config = ServerConfig {
-        bind: "127.0.0.1:0".parse()?,
-        mailbox_path: Some(mailbox.to_owned()),
-        ..ServerConfig::default()
-    };
-    let server = Server::builder().config(config).bind().await?;
-    let url = server.ws_url();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async move {
-                let _ = stopped.await;
-            })
-            .await?;
-        Ok(())
-    });
-    Ok(Running { url, stop, task })
-}
-
-async fn next_message(client: &mut SignalingClient) -> anyhow::Result<ServerMessage> {
-    let wait = tokio::time::timeout(std::time::Duration::from_secs(10), client.next());
-    match wait.await.context("no answer within 10 s")?? {
-        Incoming::Message(m) => Ok(m),
-        other => bail!("unexpected {other:?}"),
-    }
+async fn next_message(node: &Node) -> anyhow::Result<switchboard::Message> {
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(ev) = node.next_event().await {
+            if let Event::Message(m) = ev {
+                return Some(m);
+            }
+        }
+        None
+    })
+    .await
+    .context("no message within 20 s")?
+    .context("node closed")
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::init_logging(if args.verbose { "info" } else { "warn" });
     let started = Instant::now();
-    let dir = std::env::temp_dir().join(format!("switchboard-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let mailbox = dir.join("mailbox.db");
-    let step = |text: String| println!("[{:>7.1} ms] {text}", started.elapsed().as_secs_f64() * 1000.0);
+    let step = |text: String| println!("[{:>8.1} ms] {text}", started.elapsed().as_secs_f64() * 1000.0);
 
-    let server = start(&mailbox).await?;
-    step(format!("server listening on {}", server.url));
+    let config = ServerConfig { bind: "127.0.0.1:0".parse()?, ..ServerConfig::default() };
+    let server = Server::builder().config(config).bind().await?;
+    let url = server.ws_url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    step(format!("signaling server listening on {url}"));
 
-    let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
-    let mut alice = SignalingClient::connect(&server.url, &alice_id, ConnectOptions::default()).await?;
-    step(format!("alice proved her key; peer id {}", alice.peer_id()));
-    let mut bob = SignalingClient::connect(&server.url, &bob_id, ConnectOptions::default()).await?;
-    step(format!("bob proved his key; peer id {}", bob.peer_id()));
+    let node = || Node::builder().signaling(&url).host_candidates(HostCandidates::Loopback).start();
+    let alice = node().await?;
+    step(format!("alice proved her key to the server; peer id {}", alice.id()));
+    let bob = node().await?;
+    step(format!("bob proved his key to the server; peer id {}", bob.id()));
 
-    let room = alice.create_room(Some("demo password"), None).await?;
-    step(format!("alice created room {room} (password protected)"));
-    alice.join(room, Some("demo password"), Some(serde_json::json!({"name": "alice"}))).await?;
-    let joined = bob.join(room, Some("demo password"), Some(serde_json::json!({"name": "bob"}))).await?;
-    step(format!("bob joined {room} by code; host is alice: {}", joined.host == alice.peer_id()));
-    if let ServerMessage::PeerJoined { peer, .. } = next_message(&mut alice).await? {
-        step(format!("alice saw peer_joined for {} with meta {}", peer.peer_id, peer.meta.unwrap_or_default()));
+    let room = alice.create_room(None, None).await?;
+    alice.join(room).await?;
+    step(format!("alice created room {room} and joined it"));
+    let joined_at = Instant::now();
+    bob.join(room).await?;
+    step(format!("bob joined room {room} by its code"));
+    let (a, b) = tokio::join!(wait_connected(&alice), wait_connected(&bob));
+    let setup = joined_at.elapsed();
+    let (Event::PeerConnected { path, .. }, Event::PeerConnected { .. }) = (a?, b?) else { bail!("unexpected event") };
+    step(format!(
+        "direct WebRTC link open (offer, answer and ICE candidates through the server): setup {:.1} ms, path {path}",
+        setup.as_secs_f64() * 1000.0
+    ));
+    let stats = alice.stats(bob.id()).context("link stats")?;
+    if let (Some(l), Some(r)) = (stats.local_addr, stats.remote_addr) {
+        step(format!("selected candidate pair {l} <-> {r} (DTLS-encrypted SCTP over UDP)"));
     }
 
-    let conn: ConnId = "demo-1".parse()?;
-    let t = Instant::now();
-    alice.signal(bob.peer_id(), &conn, SignalData::Offer { sdp: "v=0 (demo offer)".into() }).await?;
-    let ServerMessage::Signal { data, .. } = next_message(&mut bob).await? else { bail!("bob expected a signal") };
-    bob.signal(alice.peer_id(), &conn, SignalData::Answer { sdp: "v=0 (demo answer)".into() }).await?;
-    let ServerMessage::Signal { data: answer, .. } = next_message(&mut alice).await? else {
-        bail!("alice expected a signal")
+    alice.send(bob.id(), "reliable", &b"hello bob, this went peer to peer"[..]).await?;
+    let m = next_message(&bob).await?;
+    step(format!("bob got {:?} on channel {:?}", String::from_utf8_lossy(&m.data), m.channel));
+    bob.send(alice.id(), "reliable", &b"hi alice"[..]).await?;
+    let m = next_message(&alice).await?;
+    step(format!("alice got {:?}", String::from_utf8_lossy(&m.data)));
+
+    // Round trips: alice asks, bob answers, 200 times.
+    let mut rtts = Vec::with_capacity(200);
+    let answering = async {
+        for _ in 0..200 {
+            let req = tokio::time::timeout(PATIENCE, async {
+                loop {
+                    if let Some(Event::Request(r)) = bob.next_event().await {
+                        return r;
+                    }
+                }
+            })
+            .await?;
+            bob.respond(&req, req.data.clone()).await?;
+        }
+        anyhow::Ok(())
     };
+    let asking = async {
+        for i in 0..200u32 {
+            let t = Instant::now();
+            alice.request(bob.id(), "reliable", i.to_le_bytes().to_vec(), PATIENCE).await?;
+            rtts.push(t.elapsed());
+        }
+        anyhow::Ok(())
+    };
+    let (x, y) = tokio::join!(answering, asking);
+    x?;
+    y?;
+    rtts.sort();
     step(format!(
-        "offer/answer relayed ({:?} → {:?}), round trip {:.2} ms",
-        data.kind().unwrap_or("?"),
-        answer.kind().unwrap_or("?"),
-        t.elapsed().as_secs_f64() * 1000.0
+        "200 request/response round trips: p50 {:.3} ms, p99 {:.3} ms",
+        rtts[rtts.len() / 2].as_secs_f64() * 1000.0,
+        rtts[rtts.len() * 99 / 100].as_secs_f64() * 1000.0
     ));
 
-    alice.send_relay(bob.peer_id(), 1, b"hello through the relay").await?;
-    match tokio::time::timeout(std::time::Duration::from_secs(10), bob.next()).await?? {
-        Incoming::Relay { payload, .. } => {
-            step(format!("bob got relayed bytes: {:?}", String::from_utf8_lossy(&payload)))
-        }
-        other => bail!("bob expected relay data, got {other:?}"),
+    let size = (args.mib as usize) << 20;
+    let data: Vec<u8> = (0..size as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let digest = Sha256::digest(&data);
+    step(format!("alice sends one {} MiB message, sha256 {}", args.mib, crate::peer::hex(&digest)));
+    let t = Instant::now();
+    let (sent, got) = tokio::join!(alice.send(bob.id(), "reliable", data), next_message(&bob));
+    sent?;
+    let got = got?;
+    let secs = t.elapsed().as_secs_f64();
+    let ok = Sha256::digest(&got.data) == digest && got.data.len() == size;
+    step(format!(
+        "bob received {} bytes in {:.3} s ({:.1} MB/s), sha256 {}",
+        got.data.len(),
+        secs,
+        size as f64 / secs / 1e6,
+        if ok { "matches" } else { "DOES NOT MATCH" }
+    ));
+    if !ok {
+        bail!("the transfer was corrupted");
     }
+    let stats = alice.stats(bob.id()).context("link stats")?;
+    step(format!(
+        "link stats (alice): {} messages / {} bytes sent, {} received, rtt {}",
+        stats.messages_sent,
+        stats.bytes_sent,
+        stats.messages_received,
+        stats.rtt.map_or("?".into(), |r| format!("{:.3} ms", r.as_secs_f64() * 1000.0))
+    ));
 
-    let carol = Identity::generate();
-    let accepted = alice
-        .request(ClientMessage::Mail(MailRequest {
-            id: None,
-            to: carol.peer_id(),
-            body: serde_json::json!({"text": "see you later"}),
-        }))
-        .await?;
-    step(format!("alice left mail for offline carol: {accepted:?}"));
-    bob.close().await?;
-    alice.close().await?;
-
-    let _ = server.stop.send(());
-    server.task.await??;
-    step("server stopped; restarting from the same mailbox file".into());
-    let server = start(&mailbox).await?;
-    let mut carol = SignalingClient::connect(&server.url, &carol, ConnectOptions::default()).await?;
-    match next_message(&mut carol).await? {
-        ServerMessage::Mail { from, body, .. } => {
-            step(format!("carol came online and got mail from alice ({}): {body}", from == alice_id.peer_id()));
-        }
-        other => bail!("carol expected mail, got {other:?}"),
-    }
-    carol.close().await?;
-    let _ = server.stop.send(());
-    server.task.await??;
-    let _ = std::fs::remove_dir_all(&dir);
-    step("done".into());
+    alice.close().await;
+    bob.close().await;
+    let _ = stop.send(());
+    server_task.await??;
+    step("closed both peers and stopped the server".into());
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod peer;
 mod serve;
 mod token;
 
@@ -23,6 +24,12 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Start a server and two peers on loopback and show what happens.
     Demo(demo::DemoArgs),
+    /// Chat with the peers of a room: lines from stdin, theirs to stdout.
+    Chat(peer::ChatArgs),
+    /// Send a file to the peer waiting in a room.
+    Send(peer::SendArgs),
+    /// Receive a file from a peer (creates a room without a code).
+    Recv(peer::RecvArgs),
     /// Mint an auth token for a server started with --auth-secret.
     Token(token::TokenArgs),
     /// Measure the server against a baseline in the same run.
@@ -45,6 +52,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Chat(args) => peer::chat(args).await,
+            Command::Send(args) => peer::send(args).await,
+            Command::Recv(args) => peer::recv(args).await,
             Command::Token(args) => token::run(args),
             Command::Bench(args) => bench::run(args).await,
             Command::EchoServer(args) => bench::echo_server(args).await,
@@ -54,7 +64,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<peer::Exit>() {
+                Some(exit) => ExitCode::from(exit.code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

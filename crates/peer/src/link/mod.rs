@@ -31,6 +31,8 @@ const CONTROL_STREAM: u16 = 1023;
 const CTL_CREDIT: u8 = 1;
 const CTL_PING: u8 = 2;
 const CTL_PONG: u8 = 3;
+/// Timer step while a link is coming up.
+const SETUP_TICK: Duration = Duration::from_millis(2);
 /// How often a connected link measures its round trip.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -123,7 +125,7 @@ pub struct LinkStats {
 }
 
 /// Settings of one link.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct LinkConfig {
     pub(crate) channels: Vec<ChannelConfig>,
     /// Raw mode: one message is one SCTP message, no header, no control channel.
@@ -135,7 +137,17 @@ pub(crate) struct LinkConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_timeout: Duration,
     pub(crate) sctp_buffer: usize,
+    /// DTLS certificate shared by the node's links (generated per link if unset).
+    pub(crate) cert: Option<str0m::config::DtlsCert>,
 }
+
+impl std::fmt::Debug for LinkConfigCert<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(<cert>)" } else { "None" })
+    }
+}
+
+struct LinkConfigCert<'a>(&'a Option<str0m::config::DtlsCert>);
 
 impl Default for LinkConfig {
     fn default() -> Self {
@@ -143,12 +155,26 @@ impl Default for LinkConfig {
             channels: vec![ChannelConfig::reliable("reliable"), ChannelConfig::unreliable("unreliable")],
             raw: false,
             max_message: 64 << 20,
-            chunk_size: 16 << 10,
+            chunk_size: 32 << 10,
             window: 8 << 20,
             connect_timeout: Duration::from_secs(15),
             reconnect_timeout: Duration::from_secs(15),
             sctp_buffer: 128 << 10,
+            cert: None,
         }
+    }
+}
+
+impl std::fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkConfig")
+            .field("channels", &self.channels)
+            .field("raw", &self.raw)
+            .field("max_message", &self.max_message)
+            .field("chunk_size", &self.chunk_size)
+            .field("window", &self.window)
+            .field("cert", &LinkConfigCert(&self.cert))
+            .finish_non_exhaustive()
     }
 }
 
@@ -244,7 +270,11 @@ pub(crate) struct LinkCore {
 impl LinkCore {
     /// A new link that starts at `now` in `role`.
     pub(crate) fn new(now: Instant, role: Role, cfg: LinkConfig) -> Self {
-        let rtc = Rtc::builder()
+        let mut builder = Rtc::builder();
+        if let Some(cert) = &cfg.cert {
+            builder = builder.set_dtls_cert(cert.clone());
+        }
+        let rtc = builder
             .set_sctp_max_buffered_amount(cfg.sctp_buffer)
             .set_sctp_max_message_size(u32::try_from(cfg.chunk_size.max(256 << 10)).unwrap_or(u32::MAX))
             .set_stats_interval(Some(Duration::from_secs(1)))
@@ -571,6 +601,11 @@ impl LinkCore {
                     }
                     if let Some(p) = self.next_ping {
                         at = at.min(p);
+                    }
+                    // str0m paces ICE at 50 ms steps; while the link comes up,
+                    // tick faster so checks and nominations go out at once.
+                    if matches!(self.state(), LinkState::Signaling | LinkState::Connecting) {
+                        at = at.min(self.now + SETUP_TICK);
                     }
                     return Output::Timeout(at.max(self.now));
                 }

@@ -126,6 +126,21 @@ impl NodeBuilder {
         self
     }
 
+    /// Largest chunk a message is cut into (default 32 KiB; at most 64 KiB,
+    /// the data-channel message size every WebRTC stack accepts).
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.link.chunk_size = bytes;
+        self
+    }
+
+    /// Bytes str0m may hold unacknowledged per link (default 128 KiB). It
+    /// caps data in flight: raise it for long, fast paths; on loopback and
+    /// LANs larger values cost CPU in the SCTP stack.
+    pub fn sctp_send_buffer(mut self, bytes: usize) -> Self {
+        self.link.sctp_buffer = bytes;
+        self
+    }
+
     /// Raw mode for standard WebRTC peers: one message is one data-channel
     /// message, no Switchboard framing (no chunking, flow control or requests).
     pub fn raw_messages(mut self, raw: bool) -> Self {
@@ -138,6 +153,12 @@ impl NodeBuilder {
         install_crypto();
         if self.low_watermark > self.high_watermark {
             return Err(StartError::Config("low watermark above high watermark".into()));
+        }
+        if !(1024..=64 << 10).contains(&self.link.chunk_size) {
+            return Err(StartError::Config("chunk size must be between 1 KiB and 64 KiB".into()));
+        }
+        if self.link.sctp_buffer < self.link.chunk_size + 1024 {
+            return Err(StartError::Config("SCTP send buffer must hold a whole chunk".into()));
         }
         if self.link.window < 4 * self.link.chunk_size {
             return Err(StartError::Config("receive window must hold at least 4 chunks".into()));
@@ -155,6 +176,13 @@ impl NodeBuilder {
             return Err(StartError::Config("at most 1000 channels".into()));
         }
         self.link.channels = self.channels.clone();
+        // One DTLS certificate for all of this node's links, made off the
+        // async threads (the first one also warms up the crypto library).
+        self.link.cert =
+            tokio::task::spawn_blocking(|| str0m_aws_lc_rs::default_provider().dtls_provider.generate_certificate())
+                .await
+                .ok()
+                .flatten();
         self.link.raw = self.raw;
         let identity = self.identity.take().unwrap_or_else(Identity::generate);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
