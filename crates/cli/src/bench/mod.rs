@@ -1,5 +1,6 @@
 //! `switchboard bench`: benchmarks that print a baseline measured in the same run.
 
+mod p2p;
 mod signaling;
 
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ pub(crate) struct BenchArgs {
 enum BenchKind {
     /// Signaling server: idle memory, relay rate and latency, join churn.
     Signaling(signaling::SignalingArgs),
+    /// Peer links: setup time, round trip and throughput against raw UDP.
+    P2p(p2p::P2pArgs),
 }
 
 /// Flags of the hidden echo server.
@@ -36,6 +39,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     crate::raise_fd_limit();
     match args.what {
         BenchKind::Signaling(a) => signaling::run(a).await,
+        BenchKind::P2p(a) => p2p::run(a).await,
     }
 }
 

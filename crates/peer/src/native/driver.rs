@@ -76,26 +76,32 @@ pub(crate) struct LinkHandle {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// Spawns the driver of `core` on `sockets` (whose host candidates the core already has).
-pub(crate) fn spawn(
+/// Builds the driver of `core` on `sockets` (whose host candidates the core
+/// already has). Register the handle first, then [`Driver::start`] it, so
+/// that nothing the link emits finds it unknown.
+pub(crate) fn build(
     id: u64,
     core: LinkCore,
     sockets: Vec<UdpSocket>,
     low_watermark: usize,
     sink: Arc<dyn LinkSink>,
-) -> LinkHandle {
+) -> (LinkHandle, Driver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared::default());
     let handle = LinkHandle { id, commands: tx, shared: shared.clone() };
-    let driver = Driver { id, core, sockets, rx, shared, sink, low_watermark, accepted: 0, released: 0 };
-    tokio::spawn(driver.run());
-    handle
+    let locals =
+        sockets.iter().map(|s| s.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))).collect();
+    let driver = Driver { id, core, sockets, locals, rx, shared, sink, low_watermark, accepted: 0, released: 0 };
+    (handle, driver)
 }
 
-struct Driver {
+/// The task that runs one link.
+pub(crate) struct Driver {
     id: u64,
     core: LinkCore,
     sockets: Vec<UdpSocket>,
+    /// Local address of each socket, in the same order.
+    locals: Vec<SocketAddr>,
     rx: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     sink: Arc<dyn LinkSink>,
@@ -115,9 +121,14 @@ enum Wake {
 }
 
 impl Driver {
+    /// Runs the link on the current tokio runtime until it ends.
+    pub(crate) fn start(self) {
+        tokio::spawn(self.run());
+    }
+
     async fn run(mut self) {
         let mut buf = vec![0u8; 2048];
-        let locals: Vec<SocketAddr> = self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let locals = self.locals.clone();
         self.publish();
         loop {
             let timeout = self.drain().await;
@@ -192,11 +203,8 @@ impl Driver {
         let timeout = loop {
             match self.core.poll_output() {
                 Output::Transmit { source, destination, contents } => {
-                    let socket = self
-                        .sockets
-                        .iter()
-                        .find(|s| s.local_addr().is_ok_and(|a| a == source))
-                        .or_else(|| self.sockets.first());
+                    let i = self.locals.iter().position(|a| *a == source).unwrap_or(0);
+                    let socket = self.sockets.get(i);
                     if let Some(socket) = socket {
                         match socket.try_send_to(&contents, destination) {
                             Ok(_) => {}

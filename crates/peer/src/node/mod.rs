@@ -719,13 +719,16 @@ impl Inner {
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
         let labels = core.channel_labels().map(Arc::from).collect();
         let sink: Arc<dyn LinkSink> = self.clone();
-        let handle = driver::spawn(id, core, sockets, self.builder.low_watermark, sink);
-        let mut links = self.lock();
-        if let Some(old) = links.by_peer.insert(peer, LinkEntry { handle, conn, labels, byo }) {
-            let _ = old.handle.commands.send(Command::Close(Some("replaced".into())));
-            links.by_id.remove(&old.handle.id);
+        let (handle, driver) = driver::build(id, core, sockets, self.builder.low_watermark, sink);
+        {
+            let mut links = self.lock();
+            if let Some(old) = links.by_peer.insert(peer, LinkEntry { handle, conn, labels, byo }) {
+                let _ = old.handle.commands.send(Command::Close(Some("replaced".into())));
+                links.by_id.remove(&old.handle.id);
+            }
+            links.by_id.insert(id, peer);
         }
-        links.by_id.insert(id, peer);
+        driver.start();
     }
 
     fn signal_link(&self, peer: PeerId, signal: SignalData) -> Result<(), SignalError> {

@@ -1,0 +1,254 @@
+//! `switchboard bench p2p`: link setup time, round trip and reliable
+//! throughput between two nodes on loopback, beside raw UDP measured in the
+//! same run.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use clap::Args;
+use switchboard::{Event, HostCandidates, Node};
+use switchboard_server::{Server, ServerConfig};
+use tokio::net::UdpSocket;
+
+/// Flags of `bench p2p`.
+#[derive(Debug, Args)]
+pub(crate) struct P2pArgs {
+    /// Link setups to time.
+    #[arg(long, default_value_t = 10)]
+    setups: usize,
+    /// Round trips to time.
+    #[arg(long, default_value_t = 2000)]
+    round_trips: usize,
+    /// MiB moved per throughput run.
+    #[arg(long, default_value_t = 256)]
+    mib: usize,
+}
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+pub(crate) async fn run(args: P2pArgs) -> anyhow::Result<()> {
+    // Measure on the runtime's worker threads, where applications run their tasks.
+    tokio::spawn(measure(args)).await?
+}
+
+async fn measure(args: P2pArgs) -> anyhow::Result<()> {
+    if args.setups == 0 || args.round_trips == 0 || args.mib == 0 {
+        bail!("--setups, --round-trips and --mib must be at least 1");
+    }
+    println!("# peer-to-peer on loopback: two nodes in one process, baseline raw UDP in the same run");
+    let config = ServerConfig { bind: "127.0.0.1:0".parse()?, ..ServerConfig::default() };
+    let server = Server::builder().config(config).bind().await?;
+    let url = server.ws_url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+
+    // Setup: both peers in the room -> channels open on both sides.
+    let mut setups = Vec::with_capacity(args.setups);
+    for _ in 0..args.setups {
+        let (a, b) = (node(&url).await?, node(&url).await?);
+        let room = a.create_room(None, None).await?;
+        a.join(room).await?;
+        let t = Instant::now();
+        b.join(room).await?;
+        let (x, y) = tokio::join!(connected(&a), connected(&b));
+        x?;
+        y?;
+        setups.push(t.elapsed());
+        a.close().await;
+        b.close().await;
+    }
+    setups.sort();
+    println!(
+        "setup (join -> both sides open): p50 {:.2} ms, p99 {:.2} ms over {} links   target p50 <= 20 ms",
+        ms(percentile(&setups, 50)),
+        ms(percentile(&setups, 99)),
+        setups.len()
+    );
+
+    let (a, b) = (node(&url).await?, node(&url).await?);
+    let room = a.create_room(None, None).await?;
+    a.join(room).await?;
+    b.join(room).await?;
+    let (x, y) = tokio::join!(connected(&a), connected(&b));
+    x?;
+    y?;
+
+    // Round trip: 64-byte message out, echoed back, one at a time.
+    let udp = udp_round_trips(args.round_trips).await?;
+    let link = link_round_trips(&a, &b, args.round_trips).await?;
+    let (u50, u99) = (percentile(&udp, 50), percentile(&udp, 99));
+    let (l50, l99) = (percentile(&link, 50), percentile(&link, 99));
+    println!("raw UDP round trip:  p50 {:.1} us, p99 {:.1} us", u50.as_secs_f64() * 1e6, u99.as_secs_f64() * 1e6);
+    println!(
+        "link round trip:     p50 {:.1} us, p99 {:.1} us   ratio p50 {:.2}x raw UDP   target <= 2x",
+        l50.as_secs_f64() * 1e6,
+        l99.as_secs_f64() * 1e6,
+        l50.as_secs_f64() / u50.as_secs_f64()
+    );
+
+    // Throughput.
+    let udp_rate = udp_throughput(args.mib).await?;
+    println!("raw UDP throughput (1200-byte datagrams, received): {udp_rate:.0} MB/s");
+    for size in [16usize << 10, 1 << 20] {
+        let rate = link_throughput(&a, &b, size, args.mib << 20).await?;
+        println!(
+            "reliable throughput, {:>4} KiB messages: {rate:.0} MB/s   ratio {:.2} of raw UDP   target >= 100 MB/s",
+            size >> 10,
+            rate / udp_rate
+        );
+    }
+    a.close().await;
+    b.close().await;
+    let _ = stop.send(());
+    server_task.await??;
+    Ok(())
+}
+
+async fn node(url: &str) -> anyhow::Result<Node> {
+    Ok(Node::builder().signaling(url).host_candidates(HostCandidates::Loopback).start().await?)
+}
+
+async fn connected(node: &Node) -> anyhow::Result<()> {
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(ev) = node.next_event().await {
+            if matches!(ev, Event::PeerConnected { .. }) {
+                return Ok(());
+            }
+        }
+        bail!("node closed")
+    })
+    .await
+    .context("no link within 30 s")?
+}
+
+async fn next_data(node: &Node) -> anyhow::Result<Bytes> {
+    loop {
+        match tokio::time::timeout(PATIENCE, node.next_event()).await.context("no message within 30 s")? {
+            Some(Event::Message(m)) => return Ok(m.data),
+            Some(_) => {}
+            None => bail!("node closed"),
+        }
+    }
+}
+
+async fn link_round_trips(a: &Node, b: &Node, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let (ida, idb) = (a.id(), b.id());
+    let echo = async {
+        for _ in 0..n {
+            let data = next_data(b).await?;
+            b.send(ida, "reliable", data).await?;
+        }
+        anyhow::Ok(())
+    };
+    let ping = async {
+        let mut out = Vec::with_capacity(n);
+        let payload = Bytes::from(vec![0u8; 64]);
+        for _ in 0..n {
+            let t = Instant::now();
+            a.send(idb, "reliable", payload.clone()).await?;
+            next_data(a).await?;
+            out.push(t.elapsed());
+        }
+        anyhow::Ok(out)
+    };
+    let (e, p) = tokio::join!(echo, ping);
+    e?;
+    let mut out = p?;
+    out.sort();
+    Ok(out)
+}
+
+async fn udp_round_trips(n: usize) -> anyhow::Result<Vec<Duration>> {
+    let echo = UdpSocket::bind("127.0.0.1:0").await?;
+    let client = UdpSocket::bind("127.0.0.1:0").await?;
+    client.connect(echo.local_addr()?).await?;
+    let echo_task = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        for _ in 0..n {
+            let Ok(Ok((len, from))) = tokio::time::timeout(PATIENCE, echo.recv_from(&mut buf)).await else { return };
+            let _ = echo.send_to(&buf[..len], from).await;
+        }
+    });
+    let mut out = Vec::with_capacity(n);
+    let mut buf = [0u8; 2048];
+    for _ in 0..n {
+        let t = Instant::now();
+        client.send(&[0u8; 64]).await?;
+        tokio::time::timeout(PATIENCE, client.recv(&mut buf)).await.context("udp echo lost")??;
+        out.push(t.elapsed());
+    }
+    echo_task.await?;
+    out.sort();
+    Ok(out)
+}
+
+/// Datagrams of 1200 bytes as fast as one sender can, counting what arrives.
+async fn udp_throughput(mib: usize) -> anyhow::Result<f64> {
+    let rx = switchboard_udp(4 << 20)?;
+    let tx = UdpSocket::bind("127.0.0.1:0").await?;
+    tx.connect(rx.local_addr()?).await?;
+    let total = mib << 20;
+    let count = total / 1200;
+    let receiver = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        let mut got = 0usize;
+        let mut first = None;
+        let mut last = Instant::now();
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), rx.recv(&mut buf)).await {
+            first.get_or_insert_with(Instant::now);
+            got += n;
+            last = Instant::now();
+        }
+        (got, first.map(|f| last - f))
+    });
+    let payload = [7u8; 1200];
+    for _ in 0..count {
+        tx.send(&payload).await?;
+    }
+    let (got, span) = receiver.await?;
+    let span = span.context("no datagram arrived")?;
+    Ok(got as f64 / span.as_secs_f64() / 1e6)
+}
+
+fn switchboard_udp(buffer: usize) -> anyhow::Result<UdpSocket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    let _ = socket.set_recv_buffer_size(buffer);
+    socket.set_nonblocking(true)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    Ok(UdpSocket::from_std(socket.into())?)
+}
+
+async fn link_throughput(a: &Node, b: &Node, size: usize, total: usize) -> anyhow::Result<f64> {
+    let n = total.div_ceil(size);
+    let to = b.id();
+    let payload = Bytes::from(vec![0x5Au8; size]);
+    let t = Instant::now();
+    let send = async {
+        for _ in 0..n {
+            a.send(to, "reliable", payload.clone()).await?;
+        }
+        anyhow::Ok(())
+    };
+    let recv = async {
+        let mut got = 0usize;
+        for _ in 0..n {
+            got += next_data(b).await?.len();
+        }
+        anyhow::Ok(got)
+    };
+    let (s, r) = tokio::join!(send, recv);
+    s?;
+    let got = r?;
+    Ok(got as f64 / t.elapsed().as_secs_f64() / 1e6)
+}
