@@ -166,6 +166,7 @@ pub(crate) async fn chat(args: ChatArgs) -> anyhow::Result<()> {
     let mut connected: Vec<PeerId> = Vec::new();
     let mut held: Vec<String> = Vec::new();
     let mut stdin_open = true;
+    let mut ever_connected = false;
     let mut stdout = tokio::io::stdout();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.peer.wait);
     loop {
@@ -177,7 +178,7 @@ pub(crate) async fn chat(args: ChatArgs) -> anyhow::Result<()> {
                 }
                 None => {
                     stdin_open = false;
-                    if !connected.is_empty() {
+                    if ever_connected {
                         break;
                     }
                 }
@@ -186,6 +187,7 @@ pub(crate) async fn chat(args: ChatArgs) -> anyhow::Result<()> {
                 Some(Event::PeerConnected { peer, path, rtt }) => {
                     eprintln!("* {} connected ({path}, rtt {})", short(peer), fmt_rtt(rtt));
                     connected.push(peer);
+                    ever_connected = true;
                     for line in held.drain(..) {
                         node.send(peer, "control", line.into_bytes()).await?;
                     }
@@ -209,7 +211,7 @@ pub(crate) async fn chat(args: ChatArgs) -> anyhow::Result<()> {
                 Some(_) => {}
                 None => break,
             },
-            _ = tokio::time::sleep_until(deadline), if connected.is_empty() => {
+            _ = tokio::time::sleep_until(deadline), if !ever_connected => {
                 return Err(exit(EXIT_PEER, format!("no peer connected within {} s", args.peer.wait)));
             }
         }
@@ -218,6 +220,14 @@ pub(crate) async fn chat(args: ChatArgs) -> anyhow::Result<()> {
     for peer in connected {
         node.request(peer, "control", Bytes::new(), Duration::from_secs(10)).await.ok();
     }
+    // Print what arrived meanwhile (the answers above came after it).
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::ZERO, node.next_event()).await {
+        if let Event::Message(m) = ev {
+            let line = format!("{}: {}\n", short(m.peer), String::from_utf8_lossy(&m.data));
+            stdout.write_all(line.as_bytes()).await?;
+        }
+    }
+    stdout.flush().await?;
     node.close().await;
     Ok(())
 }

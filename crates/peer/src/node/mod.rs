@@ -143,6 +143,8 @@ impl NodeBuilder {
 
     /// Raw mode for standard WebRTC peers: one message is one data-channel
     /// message, no Switchboard framing (no chunking, flow control or requests).
+    /// A raw node declares no default channels: it uses the ones it declares
+    /// and those the other side opens in-band.
     pub fn raw_messages(mut self, raw: bool) -> Self {
         self.raw = raw;
         self
@@ -163,7 +165,7 @@ impl NodeBuilder {
         if self.link.window < 4 * self.link.chunk_size {
             return Err(StartError::Config("receive window must hold at least 4 chunks".into()));
         }
-        if self.channels.is_empty() {
+        if self.channels.is_empty() && !self.raw {
             self.channels = vec![ChannelConfig::reliable("reliable"), ChannelConfig::unreliable("unreliable")];
         }
         let mut names = HashSet::new();

@@ -1,0 +1,84 @@
+//! Helpers for tests that run the real `switchboard` binary.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a test waits for a process.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// `switchboard serve` on a free port, mail in memory; killed on drop.
+pub struct Serve {
+    child: Child,
+    pub url: String,
+}
+
+impl Serve {
+    pub fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--log", "warn", "--memory"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("switchboard serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("first line");
+        let url = line.trim().strip_prefix("listening on ").expect("address line").to_owned();
+        Self { child, url }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `switchboard` peer command with piped stdin and stdout.
+pub fn peer(args: &[&str], server: &Serve) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .args(["--server", &server.url, "--hosts", "loopback", "--wait", "30"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("switchboard starts")
+}
+
+/// Reads the `room CODE` line a command prints when it creates a room.
+pub fn room_code(stdout: &mut BufReader<ChildStdout>) -> String {
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("room line");
+    line.trim().strip_prefix("room ").unwrap_or_else(|| panic!("expected a room line, got {line:?}")).to_owned()
+}
+
+/// Waits for the process to exit, at most [`PATIENCE`]; kills it after that.
+pub fn wait(mut child: Child) -> (ExitStatus, String) {
+    let mut stdout = child.stdout.take();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_string(&mut out);
+        }
+        out
+    });
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    if rx.recv_timeout(PATIENCE).is_err() {
+        // Ends only the process this test started, by its pid.
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        panic!("process {pid} did not exit within {PATIENCE:?}");
+    }
+    let status = waiter.join().expect("waiter").expect("status");
+    (status, reader.join().expect("reader"))
+}
