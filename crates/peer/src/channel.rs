@@ -97,12 +97,13 @@ impl ChannelConfig {
             }
             (None, None) => Reliability::Reliable,
         };
-        let mut config = str0m::channel::ChannelConfig::default();
-        config.label = self.label.clone();
-        config.ordered = self.ordered;
-        config.reliability = reliability;
-        config.negotiated = stream_id;
-        config
+        str0m::channel::ChannelConfig {
+            label: self.label.clone(),
+            ordered: self.ordered,
+            reliability,
+            negotiated: stream_id,
+            ..Default::default()
+        }
     }
 
     pub(crate) fn from_str0m(config: &str0m::channel::ChannelConfig) -> Self {

@@ -876,8 +876,9 @@ impl LinkCore {
 }
 
 fn control_config() -> str0m::channel::ChannelConfig {
-    let mut c = str0m::channel::ChannelConfig::default();
-    c.label = "switchboard-control".into();
-    c.negotiated = Some(CONTROL_STREAM);
-    c
+    str0m::channel::ChannelConfig {
+        label: "switchboard-control".into(),
+        negotiated: Some(CONTROL_STREAM),
+        ..Default::default()
+    }
 }

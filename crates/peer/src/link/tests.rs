@@ -23,7 +23,6 @@ struct Packet {
 
 struct Side {
     core: LinkCore,
-    addr: SocketAddr,
     events: Vec<LinkEvent>,
     timeout: Instant,
     /// Deliver signals from this side to the other.
@@ -46,7 +45,7 @@ fn side(now: Instant, role: Role, addr: &str, cfg: LinkConfig) -> Side {
     let addr: SocketAddr = addr.parse().expect("addr");
     let mut core = LinkCore::new(now, role, cfg);
     core.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-    Side { core, addr, events: Vec::new(), timeout: now, signals_on: true, consume: true }
+    Side { core, events: Vec::new(), timeout: now, signals_on: true, consume: true }
 }
 
 impl Pair {
@@ -302,14 +301,7 @@ fn trickled_candidates_connect() {
     // The candidate comes after the offer and travels as a signal.
     a.add_local_candidate(Candidate::host("192.0.2.1:5000".parse().expect("addr"), "udp").expect("candidate"));
     let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
-    let a = Side {
-        core: a,
-        addr: "192.0.2.1:5000".parse().expect("addr"),
-        events: vec![],
-        timeout: now,
-        signals_on: true,
-        consume: true,
-    };
+    let a = Side { core: a, events: vec![], timeout: now, signals_on: true, consume: true };
     let mut pair = Pair { a, b, now, rng: StdRng::seed_from_u64(1), loss: 0.0, cut: false, wire: Vec::new() };
     pair.connect();
 }

@@ -239,7 +239,7 @@ pub(crate) struct Inner {
     id: PeerId,
     builder: NodeBuilder,
     links: Mutex<Links>,
-    pending: Mutex<HashMap<u64, (PeerId, oneshot::Sender<Result<Bytes, RequestFailed>>)>>,
+    pending: Mutex<HashMap<u64, Waiter>>,
     next_request: AtomicU64,
     next_link: AtomicU64,
     events: mpsc::UnboundedSender<Event>,
@@ -247,6 +247,9 @@ pub(crate) struct Inner {
     unread: AtomicUsize,
     task: Option<mpsc::UnboundedSender<task::TaskCmd>>,
 }
+
+/// A request waiting for its answer: the peer asked, and where the answer goes.
+type Waiter = (PeerId, oneshot::Sender<Result<Bytes, RequestFailed>>);
 
 #[derive(Debug, Default)]
 pub(crate) struct Links {
@@ -600,8 +603,7 @@ impl Inner {
         self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    #[allow(clippy::type_complexity)]
-    fn pending(&self) -> MutexGuard<'_, HashMap<u64, (PeerId, oneshot::Sender<Result<Bytes, RequestFailed>>)>> {
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, Waiter>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -17,8 +17,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
-        let mut config = ServerConfig::default();
-        config.bind = "127.0.0.1:0".parse().expect("addr");
+        let config = ServerConfig { bind: "127.0.0.1:0".parse().expect("addr"), ..ServerConfig::default() };
         let server = Server::builder().config(config).bind().await.expect("server binds");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
