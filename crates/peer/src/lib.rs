@@ -1,33 +1,125 @@
 //! Switchboard: direct, encrypted peer-to-peer data channels over WebRTC.
 //!
-//! This crate is the peer side. So far it holds the two pieces every peer
-//! needs before any WebRTC link: an [`Identity`] (an Ed25519 key whose hash
-//! is the peer id) and a [`SignalingClient`] that proves that identity to a
-//! Switchboard server and exchanges protocol messages with it.
+//! A [`Node`] is one peer. It proves its [`Identity`] to a Switchboard
+//! signaling server, joins rooms by code, and keeps one WebRTC link (str0m:
+//! ICE, DTLS, SCTP over UDP) to every other peer of its rooms. Messages travel
+//! directly between the peers, encrypted; the server only introduces them.
 //!
 //! ```no_run
-//! use switchboard::{ConnectOptions, Identity, SignalingClient};
+//! use switchboard::{ChannelConfig, Event, Node};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let identity = Identity::generate();
-//! let mut client = SignalingClient::connect("ws://127.0.0.1:7600/ws", &identity, ConnectOptions::default()).await?;
-//! let room = client.create_room(None, None).await?;
-//! let joined = client.join(room, None, None).await?;
-//! println!("in room {} as {}, host {}", joined.room, client.peer_id(), joined.host);
+//! let node = Node::builder()
+//!     .signaling("ws://127.0.0.1:7600/ws")
+//!     .channel(ChannelConfig::reliable("control"))
+//!     .channel(ChannelConfig::unreliable("state"))
+//!     .start()
+//!     .await?;
+//! let room = node.create_room(None, None).await?;
+//! node.join(room).await?;
+//! println!("share this code: {room}");
+//! while let Some(event) = node.next_event().await {
+//!     match event {
+//!         Event::PeerConnected { peer, path, rtt } => {
+//!             println!("{peer} connected over a {path} path, rtt {rtt:?}");
+//!             node.send(peer, "control", &b"hi"[..]).await?;
+//!         }
+//!         Event::Message(m) => println!("{} on {}: {:?}", m.peer, m.channel, m.data),
+//!         _ => {}
+//!     }
+//! }
 //! # Ok(()) }
 //! ```
+//!
+//! # Concepts
+//!
+//! - **Channels** are declared on the node and open on every link, with fixed
+//!   SCTP stream ids (pre-negotiated: no extra round trip). [`ChannelConfig`]
+//!   sets ordering, `max_retransmits`, `max_packet_lifetime` and compression.
+//!   Without any declaration a node has `reliable` and `unreliable`.
+//! - **Links**: one per remote peer, however many rooms the two share. The
+//!   peer with the lower id writes the offer, so peers that join at the same
+//!   moment never glare. Every link moves through [`LinkState`]s (`new →
+//!   signaling → connecting → connected → reconnecting → closed | failed`),
+//!   each change reported as [`Event::LinkState`]; [`Node::link_history`]
+//!   keeps them with their times and [`Node::stats`] gives bytes, messages,
+//!   round trip, path kind and the selected candidate pair.
+//! - **Topology**: a full mesh by default; with [`Topology::OnRequest`] a link
+//!   opens only after [`Node::request_link`] is accepted
+//!   ([`Node::accept`] / [`Node::reject`] with a reason), and
+//!   [`NodeBuilder::max_links`] caps the links of a node.
+//! - **Messages** of any size up to [`NodeBuilder::max_message_size`]
+//!   (64 MiB by default) are cut into chunks below the data-channel message
+//!   size and reassembled; channels take turns, so a large transfer never
+//!   starves a small control message. On unreliable channels a message whose
+//!   chunk was lost is dropped whole, with bounded reassembly memory.
+//!   [`Node::send_json`] / [`Message::json`] and the MessagePack pair encode
+//!   typed values; [`Node::request`] waits for [`Node::respond`] with a timeout.
+//! - **Backpressure**: each link buffers at most its high watermark (16 MiB by
+//!   default). [`Node::send`] waits above it until the buffer drains to the low
+//!   watermark (1 MiB); [`Node::try_send`] returns [`SendError::Full`];
+//!   [`Node::buffered_amount`] reports. The receiving node grants credit as its
+//!   application reads, so a peer that stops reading stops the sender, and
+//!   memory stays bounded on both sides.
+//! - **Rooms**: a message can say which room it belongs to
+//!   ([`Node::send_in_room`], [`Node::broadcast`] with an excluded peer).
+//!
+//! # Bring your own signaling
+//!
+//! Without a server, a node makes links from session descriptions that the
+//! application carries itself. The SDP is standard (`a=sctp-port`,
+//! `a=max-message-size`, ICE candidates), so the other side can be any WebRTC
+//! stack; in [`NodeBuilder::raw_messages`] mode one message is one
+//! data-channel message and channels the other side opens in-band (DCEP)
+//! appear as [`Event::ChannelOpened`].
+//!
+//! ```no_run
+//! # use switchboard::{Event, HostCandidates, Node};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let a = Node::builder().host_candidates(HostCandidates::Loopback).start().await?;
+//! let b = Node::builder().host_candidates(HostCandidates::Loopback).start().await?;
+//! let (b_on_a, offer) = a.create_offer()?; // send `offer` over your channel
+//! let (a_on_b, answer) = b.accept_offer(&offer)?; // and `answer` back
+//! a.accept_answer(b_on_a, &answer)?;
+//! // Later candidates come as Event::LocalCandidate; hand them to
+//! // `add_remote_candidate` on the other side.
+//! a.send(b_on_a, "reliable", &b"no server involved"[..]).await?;
+//! # let _ = a_on_b; Ok(()) }
+//! ```
+//!
+//! `examples/byo-signaling` in the repository connects a node to a plain
+//! str0m peer that opens its channel in-band, as a browser would.
+//!
+//! # Errors and limits
+//!
+//! Each operation has its own error enum: [`StartError`], [`RoomError`],
+//! [`SendError`], [`RequestFailed`], [`SignalError`]. A link that breaks the
+//! framing rules or cannot connect within [`NodeBuilder::connect_timeout`]
+//! ends with a [`DisconnectReason`] in [`Event::PeerDisconnected`].
+//! Host candidates come from the local interfaces ([`HostCandidates`]); no
+//! ICE server outside this machine is ever contacted unless the signaling
+//! server hands one out.
+//!
+//! # Architecture
+//!
+//! - `link` is the sans-IO core of one link: str0m, the state machine,
+//!   framing, flow control. It takes datagrams, signals and time, and is
+//!   tested with two cores on a virtual clock with seeded loss.
+//! - `framing` cuts and reassembles messages.
+//! - `native` is the tokio driver: UDP sockets with 4 MiB buffers, timers,
+//!   and the node's task that speaks to the signaling server.
 
 mod channel;
 mod framing;
 mod identity;
-pub mod link;
+mod link;
 mod native;
 mod node;
 mod signaling;
 
 pub use channel::{ChannelConfig, Compression};
 pub use identity::{Identity, IdentityError};
-pub use link::{DisconnectReason, LinkState, LinkStats, PathKind};
+pub use link::{DisconnectReason, InvalidTransition, LinkState, LinkStats, PathKind};
 pub use native::net::HostCandidates;
 pub use node::{
     Event, Message, Node, NodeBuilder, Request, RequestFailed, RoomError, SendError, SignalError, StartError, Topology,

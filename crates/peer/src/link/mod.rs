@@ -7,7 +7,7 @@
 //! signals and time, then drains [`LinkCore::poll_output`] until it returns a
 //! timeout.
 
-pub mod state;
+pub(crate) mod state;
 #[cfg(test)]
 mod tests;
 
