@@ -23,6 +23,9 @@ pub(crate) struct P2pArgs {
     /// MiB moved per throughput run.
     #[arg(long, default_value_t = 256)]
     mib: usize,
+    /// str0m's SCTP send buffer per link, KiB (the library default is 128).
+    #[arg(long, default_value_t = 128)]
+    sctp_buffer_kib: usize,
 }
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -56,7 +59,7 @@ async fn measure(args: P2pArgs) -> anyhow::Result<()> {
     // Setup: both peers in the room -> channels open on both sides.
     let mut setups = Vec::with_capacity(args.setups);
     for _ in 0..args.setups {
-        let (a, b) = (node(&url).await?, node(&url).await?);
+        let (a, b) = (node(&url, &args).await?, node(&url, &args).await?);
         let room = a.create_room(None, None).await?;
         a.join(room).await?;
         let t = Instant::now();
@@ -76,7 +79,7 @@ async fn measure(args: P2pArgs) -> anyhow::Result<()> {
         setups.len()
     );
 
-    let (a, b) = (node(&url).await?, node(&url).await?);
+    let (a, b) = (node(&url, &args).await?, node(&url, &args).await?);
     let room = a.create_room(None, None).await?;
     a.join(room).await?;
     b.join(room).await?;
@@ -115,8 +118,13 @@ async fn measure(args: P2pArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn node(url: &str) -> anyhow::Result<Node> {
-    Ok(Node::builder().signaling(url).host_candidates(HostCandidates::Loopback).start().await?)
+async fn node(url: &str, args: &P2pArgs) -> anyhow::Result<Node> {
+    Ok(Node::builder()
+        .signaling(url)
+        .host_candidates(HostCandidates::Loopback)
+        .sctp_send_buffer(args.sctp_buffer_kib << 10)
+        .start()
+        .await?)
 }
 
 async fn connected(node: &Node) -> anyhow::Result<()> {
