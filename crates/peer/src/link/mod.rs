@@ -265,6 +265,9 @@ pub(crate) struct LinkCore {
     ping_sent: Option<(u64, Instant)>,
     stats: LinkStats,
     ended: bool,
+    /// Messages that arrived before the link counted as connected; they are
+    /// reported right after `Connected`, so applications see the peer first.
+    early_messages: Vec<Delivered>,
 }
 
 impl LinkCore {
@@ -323,6 +326,7 @@ impl LinkCore {
             ping_sent: None,
             stats: LinkStats::default(),
             ended: false,
+            early_messages: Vec::new(),
             cfg,
         }
     }
@@ -708,6 +712,9 @@ impl LinkCore {
         self.stats.setup_time = Some(self.now.saturating_duration_since(self.created));
         let path = self.path().unwrap_or(PathKind::Host);
         self.queue.push_back(Output::Event(LinkEvent::Connected { path, rtt: self.stats.rtt }));
+        for msg in std::mem::take(&mut self.early_messages) {
+            self.queue.push_back(Output::Event(LinkEvent::Message(msg)));
+        }
         if !self.cfg.raw {
             self.next_ping = Some(self.now);
         }
@@ -768,7 +775,11 @@ impl LinkCore {
                 self.stats.messages_received += 1;
                 self.stats.bytes_received += len;
                 self.delivered += len;
-                self.queue.push_back(Output::Event(LinkEvent::Message(msg)));
+                if self.state() == LinkState::Connecting {
+                    self.early_messages.push(msg);
+                } else {
+                    self.queue.push_back(Output::Event(LinkEvent::Message(msg)));
+                }
             }
             Ok(None) => {}
             Err(e) => {

@@ -327,3 +327,30 @@ fn rtt_is_measured_on_the_virtual_clock() {
     let rtt = pair.a.core.stats().rtt.expect("rtt measured");
     assert!(rtt >= 2 * LATENCY && rtt < 4 * LATENCY, "rtt {rtt:?}");
 }
+
+#[test]
+fn messages_never_come_before_connected() {
+    for seed in 0..20 {
+        for answerer_sends in [false, true] {
+            let mut pair = Pair::new(100 + seed, 0.0, LinkConfig::default());
+            // One side sends the moment it counts as connected, which can be
+            // before the other side's last channel has opened.
+            pair.run_until(Duration::from_secs(5), |p| {
+                let s = if answerer_sends { &p.b } else { &p.a };
+                s.core.state() == LinkState::Connected
+            });
+            let (tx, rx_events) = if answerer_sends { (&mut pair.b, 0) } else { (&mut pair.a, 1) };
+            tx.core.send(0, OutMessage::data(Bytes::from_static(b"first")));
+            tx.core.send(1, OutMessage::data(Bytes::from_static(b"second")));
+            let ok = pair.run_until(Duration::from_secs(5), |p| {
+                let r = if rx_events == 0 { &p.a } else { &p.b };
+                messages(&r.events).len() == 2
+            });
+            let rx = if rx_events == 0 { &pair.a } else { &pair.b };
+            assert!(ok, "seed {seed}: delivered {}", messages(&rx.events).len());
+            let connected = rx.events.iter().position(|e| matches!(e, LinkEvent::Connected { .. }));
+            let first = rx.events.iter().position(|e| matches!(e, LinkEvent::Message(_)));
+            assert!(connected.is_some() && connected < first, "seed {seed}: {:?}", rx.events);
+        }
+    }
+}
