@@ -2,13 +2,14 @@
 //! every step printed: identities, a room by code, a direct WebRTC link,
 //! messages, round trips, and 64 MiB checked by SHA-256.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use sha2::{Digest, Sha256};
 use switchboard::{Event, HostCandidates, Node};
-use switchboard_server::{Server, ServerConfig};
+
+use crate::local::{LocalServer, PATIENCE, connected, next_matching, next_message};
 
 /// Flags of `demo`.
 #[derive(Debug, Args)]
@@ -21,48 +22,13 @@ pub(crate) struct DemoArgs {
     verbose: bool,
 }
 
-const PATIENCE: Duration = Duration::from_secs(20);
-
-async fn wait_connected(node: &Node) -> anyhow::Result<Event> {
-    tokio::time::timeout(PATIENCE, async {
-        while let Some(ev) = node.next_event().await {
-            if matches!(ev, Event::PeerConnected { .. }) {
-                return Some(ev);
-            }
-        }
-        None
-    })
-    .await
-    .context("no link within 20 s")?
-    .context("node closed")
-}
-
-async fn next_message(node: &Node) -> anyhow::Result<switchboard::Message> {
-    tokio::time::timeout(PATIENCE, async {
-        while let Some(ev) = node.next_event().await {
-            if let Event::Message(m) = ev {
-                return Some(m);
-            }
-        }
-        None
-    })
-    .await
-    .context("no message within 20 s")?
-    .context("node closed")
-}
-
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::init_logging(if args.verbose { "info" } else { "warn" });
     let started = Instant::now();
     let step = |text: String| println!("[{:>8.1} ms] {text}", started.elapsed().as_secs_f64() * 1000.0);
 
-    let config = ServerConfig { bind: "127.0.0.1:0".parse()?, ..ServerConfig::default() };
-    let server = Server::builder().config(config).bind().await?;
-    let url = server.ws_url();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server.serve(async move {
-        let _ = stopped.await;
-    }));
+    let server = LocalServer::start().await?;
+    let url = server.url.clone();
     step(format!("signaling server listening on {url}"));
 
     let node = || Node::builder().signaling(&url).host_candidates(HostCandidates::Loopback).start();
@@ -77,7 +43,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let joined_at = Instant::now();
     bob.join(room).await?;
     step(format!("bob joined room {room} by its code"));
-    let (a, b) = tokio::join!(wait_connected(&alice), wait_connected(&bob));
+    let (a, b) = tokio::join!(connected(&alice), connected(&bob));
     let setup = joined_at.elapsed();
     let (Event::PeerConnected { path, .. }, Event::PeerConnected { .. }) = (a?, b?) else { bail!("unexpected event") };
     step(format!(
@@ -100,12 +66,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut rtts = Vec::with_capacity(200);
     let answering = async {
         for _ in 0..200 {
-            let req = tokio::time::timeout(PATIENCE, async {
-                loop {
-                    if let Some(Event::Request(r)) = bob.next_event().await {
-                        return r;
-                    }
-                }
+            let req = next_matching(&bob, |ev| match ev {
+                Event::Request(r) => Some(r),
+                _ => None,
             })
             .await?;
             bob.respond(&req, req.data.clone()).await?;
@@ -161,8 +124,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     alice.close().await;
     bob.close().await;
-    let _ = stop.send(());
-    server_task.await??;
+    server.stop().await?;
     step("closed both peers and stopped the server".into());
     Ok(())
 }

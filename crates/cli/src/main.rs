@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod local;
 mod peer;
 mod serve;
 mod token;

@@ -1,47 +1,19 @@
 //! Mail accepted by `switchboard serve` is delivered after the process is
 //! killed with SIGKILL and started again on the same mailbox file.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
+use common::Serve;
 use switchboard::proto::{ClientMessage, MailRequest, ServerMessage};
 use switchboard::{ConnectOptions, Identity, Incoming, SignalingClient};
-
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    fn start(mailbox: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--log", "warn", "--mailbox"])
-            .arg(mailbox)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("switchboard serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("first line");
-        let url = line.trim().strip_prefix("listening on ").expect("address line").to_owned();
-        Self { child, url }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn mail_survives_kill_dash_nine() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mailbox = dir.path().join("mail.db");
-    let mut server = Serve::start(&mailbox);
+    let mut server = Serve::with_mailbox(&mailbox);
     let mut sender =
         SignalingClient::connect(&server.url, &Identity::generate(), ConnectOptions::default()).await.expect("connect");
     let recipient = Identity::generate();
@@ -60,7 +32,7 @@ async fn mail_survives_kill_dash_nine() {
     server.child.wait().expect("reaped");
     drop(server);
 
-    let server = Serve::start(&mailbox);
+    let server = Serve::with_mailbox(&mailbox);
     let mut client = SignalingClient::connect(&server.url, &recipient, ConnectOptions::default())
         .await
         .expect("connect after restart");

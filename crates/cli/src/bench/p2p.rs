@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::Args;
-use switchboard::{Event, HostCandidates, Node};
-use switchboard_server::{Server, ServerConfig};
+use switchboard::{HostCandidates, Node};
 use tokio::net::UdpSocket;
+
+use crate::local::{LocalServer, PATIENCE, connected, next_message};
 
 /// Flags of `bench p2p`.
 #[derive(Debug, Args)]
@@ -27,8 +28,6 @@ pub(crate) struct P2pArgs {
     #[arg(long, default_value_t = 128)]
     sctp_buffer_kib: usize,
 }
-
-const PATIENCE: Duration = Duration::from_secs(30);
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -48,13 +47,8 @@ async fn measure(args: P2pArgs) -> anyhow::Result<()> {
         bail!("--setups, --round-trips and --mib must be at least 1");
     }
     println!("# peer-to-peer on loopback: two nodes in one process, baseline raw UDP in the same run");
-    let config = ServerConfig { bind: "127.0.0.1:0".parse()?, ..ServerConfig::default() };
-    let server = Server::builder().config(config).bind().await?;
-    let url = server.ws_url();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server.serve(async move {
-        let _ = stopped.await;
-    }));
+    let server = LocalServer::start().await?;
+    let url = server.url.clone();
 
     // Setup: both peers in the room -> channels open on both sides.
     let mut setups = Vec::with_capacity(args.setups);
@@ -113,8 +107,7 @@ async fn measure(args: P2pArgs) -> anyhow::Result<()> {
     }
     a.close().await;
     b.close().await;
-    let _ = stop.send(());
-    server_task.await??;
+    server.stop().await?;
     Ok(())
 }
 
@@ -127,27 +120,8 @@ async fn node(url: &str, args: &P2pArgs) -> anyhow::Result<Node> {
         .await?)
 }
 
-async fn connected(node: &Node) -> anyhow::Result<()> {
-    tokio::time::timeout(PATIENCE, async {
-        while let Some(ev) = node.next_event().await {
-            if matches!(ev, Event::PeerConnected { .. }) {
-                return Ok(());
-            }
-        }
-        bail!("node closed")
-    })
-    .await
-    .context("no link within 30 s")?
-}
-
 async fn next_data(node: &Node) -> anyhow::Result<Bytes> {
-    loop {
-        match tokio::time::timeout(PATIENCE, node.next_event()).await.context("no message within 30 s")? {
-            Some(Event::Message(m)) => return Ok(m.data),
-            Some(_) => {}
-            None => bail!("node closed"),
-        }
-    }
+    Ok(next_message(node).await?.data)
 }
 
 async fn link_round_trips(a: &Node, b: &Node, n: usize) -> anyhow::Result<Vec<Duration>> {

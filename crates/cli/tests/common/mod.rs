@@ -9,16 +9,27 @@ use std::time::Duration;
 /// How long a test waits for a process.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// `switchboard serve` on a free port, mail in memory; killed on drop.
+/// `switchboard serve` on a free port; killed on drop.
 pub struct Serve {
-    child: Child,
+    pub child: Child,
     pub url: String,
 }
 
 impl Serve {
+    /// Mail in memory.
     pub fn start() -> Self {
+        Self::start_with(&["--memory"])
+    }
+
+    /// Mail in the SQLite file `path`.
+    pub fn with_mailbox(path: &std::path::Path) -> Self {
+        Self::start_with(&["--mailbox", path.to_str().expect("utf-8 path")])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--log", "warn", "--memory"])
+            .args(["serve", "--bind", "127.0.0.1:0", "--log", "warn"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -242,20 +242,23 @@ impl Task {
             tracing::warn!(%peer, "link limit reached; no link opened");
             return;
         }
-        let now = Instant::now();
-        let (mut core, sockets) = match self.inner.new_core(now, Role::Offerer) {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "cannot create a link");
-                return;
-            }
-        };
+        let Some((mut core, sockets)) = self.new_core(peer, Instant::now(), Role::Offerer) else { return };
         if let Err(e) = core.start() {
             tracing::warn!(%peer, error = %e, "cannot create an offer");
             return;
         }
         let conn = random_conn();
         self.inner.spawn_link(peer, Some(conn), core, sockets, false);
+    }
+
+    /// A link core with its sockets, or `None` (logged) when none can be bound.
+    fn new_core(
+        &self,
+        peer: PeerId,
+        now: Instant,
+        role: Role,
+    ) -> Option<(crate::link::LinkCore, Vec<tokio::net::UdpSocket>)> {
+        self.inner.new_core(now, role).map_err(|e| tracing::warn!(%peer, error = %e, "cannot create a link")).ok()
     }
 
     fn on_signal(&mut self, from: PeerId, conn: ConnId, signal: SignalData) {
@@ -320,13 +323,7 @@ impl Task {
             return;
         }
         let now = Instant::now();
-        let (mut core, sockets) = match self.inner.new_core(now, Role::Answerer) {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(%from, error = %e, "cannot create a link");
-                return;
-            }
-        };
+        let Some((mut core, sockets)) = self.new_core(from, now, Role::Answerer) else { return };
         if let Err(e) = core.handle_signal(now, SignalData::Offer { sdp }) {
             tracing::debug!(%from, error = %e, "bad offer");
         }
