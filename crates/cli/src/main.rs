@@ -2,7 +2,9 @@
 
 mod bench;
 mod demo;
+mod lab;
 mod local;
+mod nat;
 mod peer;
 mod serve;
 mod token;
@@ -33,6 +35,10 @@ enum Command {
     Recv(peer::RecvArgs),
     /// Mint an auth token for a server started with --auth-secret.
     Token(token::TokenArgs),
+    /// Find out how the NAT in front of this machine behaves (RFC 5780).
+    Nat(nat::NatArgs),
+    /// Build the NAT lab (network namespaces, needs root) and connect every pair of NAT kinds.
+    Lab(lab::LabArgs),
     /// Measure the server against a baseline in the same run.
     Bench(bench::BenchArgs),
     /// (internal) A loopback WebSocket echo server: the benchmark's baseline.
@@ -57,6 +63,8 @@ fn main() -> ExitCode {
             Command::Send(args) => peer::send(args).await,
             Command::Recv(args) => peer::recv(args).await,
             Command::Token(args) => token::run(args),
+            Command::Nat(args) => nat::run(args).await,
+            Command::Lab(args) => tokio::task::spawn_blocking(move || lab::run(args)).await?,
             Command::Bench(args) => bench::run(args).await,
             Command::EchoServer(args) => bench::echo_server(args).await,
         }

@@ -1,12 +1,12 @@
 //! `switchboard serve`: configuration from a TOML file, environment and flags
 //! (flags win), then the server until SIGTERM or Ctrl-C.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use switchboard_server::{Secret, Server, ServerConfig};
+use switchboard_server::{Secret, Server, ServerConfig, TurnConfig};
 
 /// Flags of `serve`; each may also come from its environment variable.
 #[derive(Debug, Args)]
@@ -38,6 +38,33 @@ pub(crate) struct ServeArgs {
     /// STUN URL handed to peers without credentials (repeatable).
     #[arg(long = "stun-url")]
     stun_urls: Vec<String>,
+    /// Run no STUN/TURN server.
+    #[arg(long, env = "SWITCHBOARD_NO_TURN")]
+    no_turn: bool,
+    /// UDP address of the embedded STUN/TURN server (TCP takes the same port) [default: the bind IP, port 3478].
+    #[arg(long, env = "SWITCHBOARD_TURN_LISTEN")]
+    turn_listen: Option<SocketAddr>,
+    /// Serve TURN over UDP only.
+    #[arg(long)]
+    no_turn_tcp: bool,
+    /// Realm of TURN credentials [default: switchboard].
+    #[arg(long)]
+    turn_realm: Option<String>,
+    /// Relay port range, MIN-MAX [default: 49152-65535].
+    #[arg(long, value_parser = parse_port_range)]
+    turn_relay_ports: Option<(u16, u16)>,
+    /// Most TURN allocations per user at once [default: 32].
+    #[arg(long)]
+    turn_quota: Option<usize>,
+    /// Public address announced in relayed candidates and TURN URLs (server behind a 1:1 NAT).
+    #[arg(long, env = "SWITCHBOARD_TURN_EXTERNAL_IP")]
+    turn_external_ip: Option<IpAddr>,
+    /// Second local address for RFC 5780 NAT-behaviour tests (`switchboard nat`).
+    #[arg(long)]
+    stun_alt_ip: Option<IpAddr>,
+    /// Seconds minted TURN credentials stay valid [default: 43200].
+    #[arg(long)]
+    turn_ttl: Option<u64>,
     /// Seconds an empty room lives.
     #[arg(long)]
     room_ttl: Option<u64>,
@@ -93,6 +120,39 @@ impl ServeArgs {
                 credential: None,
             });
         }
+        if self.no_turn {
+            c.turn = None;
+        } else {
+            let mut t = c
+                .turn
+                .take()
+                .unwrap_or_else(|| TurnConfig { listen: SocketAddr::new(c.bind.ip(), 3478), ..TurnConfig::default() });
+            if let Some(v) = self.turn_listen {
+                t.listen = v;
+            }
+            if self.no_turn_tcp {
+                t.tcp = false;
+            }
+            if let Some(v) = &self.turn_realm {
+                t.realm.clone_from(v);
+            }
+            if let Some(v) = self.turn_relay_ports {
+                t.relay_ports = v;
+            }
+            if let Some(v) = self.turn_quota {
+                t.user_quota = v;
+            }
+            if let Some(v) = self.turn_external_ip {
+                t.external_ip = Some(v);
+            }
+            if let Some(v) = self.stun_alt_ip {
+                t.alt_ip = Some(v);
+            }
+            c.turn = Some(t);
+        }
+        if let Some(v) = self.turn_ttl {
+            c.turn_credential_ttl_secs = v;
+        }
         if let Some(v) = self.room_ttl {
             c.room_ttl_secs = v;
         }
@@ -113,6 +173,17 @@ impl ServeArgs {
     }
 }
 
+/// Parses `MIN-MAX`.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("expected MIN-MAX, e.g. 49152-65535")?;
+    let min: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
+    let max: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
+    if min == 0 || min > max {
+        return Err("the range must be non-empty, from a non-zero port".into());
+    }
+    Ok((min, max))
+}
+
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::init_logging(&args.log);
     crate::raise_fd_limit();
@@ -120,6 +191,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::builder().config(config).bind().await.context("cannot start the server")?;
     // The first stdout line names the address; scripts and tests read it.
     println!("listening on {}", server.ws_url());
+    if let Some(udp) = server.turn_udp_addr() {
+        let tcp = server.turn_tcp_addr().map_or_else(|| "off".to_owned(), |a| a.to_string());
+        println!("STUN/TURN on udp {udp}, tcp {tcp}");
+    }
     server.serve(shutdown_signal()).await?;
     Ok(())
 }

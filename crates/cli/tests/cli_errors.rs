@@ -26,7 +26,7 @@ fn a_bad_config_file_names_the_problem() {
     let (code, err) = switchboard(&["serve", "--config", path.to_str().expect("utf-8 path")]);
     assert_eq!(code, 1);
     assert!(err.contains("no_such_setting"), "{err}");
-    let (code, err) = switchboard(&["serve", "--memory", "--turn-secret", "x"]);
+    let (code, err) = switchboard(&["serve", "--memory", "--no-turn", "--turn-secret", "x"]);
     assert_eq!(code, 1);
     assert!(err.contains("turn_secret"), "{err}");
 }

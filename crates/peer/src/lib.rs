@@ -111,13 +111,16 @@
 
 mod channel;
 mod framing;
+pub mod ice;
 mod identity;
 mod link;
+pub mod nat;
 mod native;
 mod node;
 mod signaling;
 
 pub use channel::{ChannelConfig, Compression};
+pub use ice::{IcePolicy, IceServer};
 pub use identity::{Identity, IdentityError};
 pub use link::{DisconnectReason, InvalidTransition, LinkState, LinkStats, PathKind};
 pub use native::net::HostCandidates;

@@ -1,7 +1,7 @@
 //! Server configuration: every setting with its default, loadable from TOML.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,44 @@ pub struct ServerConfig {
     pub turn_urls: Vec<String>,
     /// Lifetime of minted TURN credentials, in seconds.
     pub turn_credential_ttl_secs: u64,
+    /// The embedded STUN/TURN server; `None` runs none.
+    pub turn: Option<TurnConfig>,
+}
+
+/// The embedded STUN/TURN server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// UDP address of STUN and TURN; TCP takes the same port when free.
+    pub listen: SocketAddr,
+    /// Also serve TURN over TCP.
+    pub tcp: bool,
+    /// Realm of the long-term credentials.
+    pub realm: String,
+    /// Ports relayed addresses are taken from (inclusive).
+    pub relay_ports: (u16, u16),
+    /// Address put in relayed candidates and URLs when the server sits behind
+    /// a 1:1 NAT or listens on a wildcard address.
+    pub external_ip: Option<IpAddr>,
+    /// Most allocations one user (the part after `:` of the username) holds at once.
+    pub user_quota: usize,
+    /// Second address of this host: answers RFC 5780 NAT-behaviour tests
+    /// (`switchboard nat`) from two addresses and two ports.
+    pub alt_ip: Option<IpAddr>,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3478)),
+            tcp: true,
+            realm: "switchboard".into(),
+            relay_ports: (49152, 65535),
+            external_ip: None,
+            user_quota: 32,
+            alt_ip: None,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -104,6 +142,7 @@ impl Default for ServerConfig {
             turn_secret: None,
             turn_urls: Vec::new(),
             turn_credential_ttl_secs: 12 * 3600,
+            turn: None,
         }
     }
 }
@@ -167,8 +206,25 @@ impl ServerConfig {
         if self.abuse_burst == 0 {
             return invalid("abuse_burst", "must be at least 1");
         }
-        if self.turn_secret.is_some() == self.turn_urls.is_empty() {
-            return invalid("turn_secret", "turn_secret and turn_urls go together");
+        if self.turn_secret.is_none() && !self.turn_urls.is_empty() {
+            return invalid("turn_secret", "turn_urls need a turn_secret to mint credentials");
+        }
+        if self.turn_secret.is_some() && self.turn_urls.is_empty() && self.turn.is_none() {
+            return invalid("turn_secret", "a turn_secret needs turn_urls or the embedded TURN server");
+        }
+        if self.turn_credential_ttl_secs == 0 {
+            return invalid("turn_credential_ttl_secs", "must be at least 1");
+        }
+        if let Some(t) = &self.turn {
+            if t.relay_ports.0 == 0 || t.relay_ports.0 > t.relay_ports.1 {
+                return invalid("turn.relay_ports", "must be a non-empty range of non-zero ports");
+            }
+            if t.user_quota == 0 {
+                return invalid("turn.user_quota", "must be at least 1");
+            }
+            if t.realm.is_empty() {
+                return invalid("turn.realm", "must not be empty");
+            }
         }
         for url in self.turn_urls.iter().chain(self.ice_servers.iter().flat_map(|s| &s.urls)) {
             if !(url.starts_with("stun:") || url.starts_with("turn:") || url.starts_with("turns:")) {

@@ -34,6 +34,8 @@ mod outbox;
 mod rate;
 mod shared;
 pub mod store;
+pub mod stun;
+mod turn;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,10 +48,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use auth::{Claims, TokenError, mint_token, verify_token};
-pub use config::{ConfigError, IceServerConfig, Secret, ServerConfig};
+pub use config::{ConfigError, IceServerConfig, Secret, ServerConfig, TurnConfig};
 pub use ice::turn_credential;
 use shared::Shared;
 use store::{MailStore, SqliteStore, StoreError};
+use turn::EmbeddedTurn;
+pub use turn::TurnStartError;
 
 /// Entry point: `Server::builder()`.
 #[derive(Debug)]
@@ -93,6 +97,9 @@ pub enum BindError {
         /// Why.
         source: std::io::Error,
     },
+    /// The embedded STUN/TURN server did not start.
+    #[error(transparent)]
+    Turn(#[from] TurnStartError),
 }
 
 /// Why the server stopped with an error.
@@ -134,9 +141,24 @@ impl ServerBuilder {
         let addr = self.config.bind;
         let listener = TcpListener::bind(addr).await.map_err(|source| BindError::Listen { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| BindError::Listen { addr, source })?;
+        let mut config = self.config;
+        let turn = match config.turn.clone() {
+            Some(turn_config) => {
+                let secret = config.turn_secret.get_or_insert_with(random_secret).clone();
+                let turn = EmbeddedTurn::start(&turn_config, secret).await?;
+                config.turn_urls.extend(turn.turn_urls());
+                config.ice_servers.push(IceServerConfig {
+                    urls: vec![turn.stun_url()],
+                    username: None,
+                    credential: None,
+                });
+                Some(turn)
+            }
+            None => None,
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared::new(self.config, store, shutdown_rx));
-        Ok(BoundServer { listener, local_addr, shared, shutdown_tx })
+        let shared = Arc::new(Shared::new(config, store, shutdown_rx));
+        Ok(BoundServer { listener, local_addr, shared, shutdown_tx, turn })
     }
 }
 
@@ -146,6 +168,13 @@ pub struct BoundServer {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown_tx: watch::Sender<bool>,
+    turn: Option<EmbeddedTurn>,
+}
+
+/// A TURN REST secret for a server that was given none: 32 random bytes, hex.
+fn random_secret() -> Secret {
+    let bytes: [u8; 32] = rand::random();
+    Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 impl std::fmt::Debug for BoundServer {
@@ -160,6 +189,16 @@ impl BoundServer {
         self.local_addr
     }
 
+    /// UDP address of the embedded STUN/TURN server, when it runs.
+    pub fn turn_udp_addr(&self) -> Option<SocketAddr> {
+        self.turn.as_ref().map(EmbeddedTurn::udp_addr)
+    }
+
+    /// TCP address of the embedded TURN server, when TURN over TCP runs.
+    pub fn turn_tcp_addr(&self) -> Option<SocketAddr> {
+        self.turn.as_ref().and_then(EmbeddedTurn::tcp_addr)
+    }
+
     /// The WebSocket URL clients connect to.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.local_addr)
@@ -168,7 +207,7 @@ impl BoundServer {
     /// Serves until `shutdown` resolves, then closes every connection with a
     /// reason (waiting up to 5 s for them to go).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-        let Self { listener, shared, shutdown_tx, local_addr } = self;
+        let Self { listener, shared, shutdown_tx, local_addr, turn } = self;
         tracing::info!(%local_addr, "serving");
         let timers = tokio::spawn(shared.clone().run_timers());
         let purge = tokio::spawn(shared.clone().run_mail_purge());
@@ -200,6 +239,9 @@ impl BoundServer {
         }
         timers.abort();
         purge.abort();
+        if let Some(turn) = &turn {
+            turn.close().await;
+        }
         tracing::info!("stopped");
         result.map_err(ServeError::from)
     }

@@ -28,7 +28,7 @@ impl Serve {
 
     fn start_with(extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--log", "warn"])
+            .args(["serve", "--bind", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--log", "warn"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

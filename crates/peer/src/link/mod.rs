@@ -23,6 +23,7 @@ use switchboard_proto::SignalData;
 
 use crate::channel::ChannelConfig;
 use crate::framing::{Delivered, Inbox, OutMessage, Outbox};
+use crate::ice::gather::{Gatherer, Route, Taken};
 use state::StateMachine;
 pub use state::{InvalidTransition, LinkState};
 
@@ -177,6 +178,8 @@ pub(crate) enum LinkEvent {
     State(LinkState),
     /// The link carries data.
     Connected { path: PathKind, rtt: Option<Duration> },
+    /// A connected link moved to another kind of path.
+    PathChanged(PathKind),
     /// A channel opened (for in-band channels the other side created, the slot is new).
     ChannelOpen { slot: usize, label: String },
     /// A complete message.
@@ -190,6 +193,10 @@ pub(crate) enum LinkEvent {
 pub(crate) enum Output {
     /// Send a datagram.
     Transmit { source: SocketAddr, destination: SocketAddr, contents: Vec<u8> },
+    /// Open a TCP stream to a TURN server; report with `stream_connected`/`stream_closed`.
+    OpenStream { stream: usize, server: SocketAddr },
+    /// Write bytes to a stream.
+    StreamSend { stream: usize, contents: Vec<u8> },
     /// Send a signal to the other side.
     Signal(SignalData),
     /// Tell the application.
@@ -260,6 +267,10 @@ pub(crate) struct LinkCore {
     /// Messages that arrived before the link counted as connected; they are
     /// reported right after `Connected`, so applications see the peer first.
     early_messages: Vec<Delivered>,
+    /// STUN/TURN gathering and relaying, when the link has ICE servers.
+    gather: Option<Gatherer>,
+    /// Path kind last reported to the application.
+    reported_path: Option<PathKind>,
 }
 
 impl LinkCore {
@@ -319,6 +330,8 @@ impl LinkCore {
             stats: LinkStats::default(),
             ended: false,
             early_messages: Vec::new(),
+            gather: None,
+            reported_path: None,
             cfg,
         }
     }
@@ -357,6 +370,38 @@ impl LinkCore {
     /// Whether the inbox holds more undelivered-to-app bytes than the window allows.
     pub(crate) fn inbox_full(&self) -> bool {
         self.delivered - self.consumed > self.cfg.window as u64 / 2
+    }
+
+    /// Gathers server-reflexive and relayed candidates with `gatherer`.
+    pub(crate) fn set_gatherer(&mut self, gatherer: Gatherer) {
+        self.gather = Some(gatherer);
+    }
+
+    /// The driver connected TURN stream `id` from `local`.
+    pub(crate) fn stream_connected(&mut self, now: Instant, id: usize, local: SocketAddr) {
+        self.advance(now);
+        if let Some(g) = &mut self.gather {
+            g.stream_connected(now, id, local);
+        }
+    }
+
+    /// TURN stream `id` failed or ended.
+    pub(crate) fn stream_closed(&mut self, id: usize) {
+        if let Some(g) = &mut self.gather {
+            g.stream_closed(id);
+        }
+    }
+
+    /// Bytes read from TURN stream `id`.
+    pub(crate) fn stream_data(&mut self, now: Instant, id: usize, data: &[u8]) {
+        self.advance(now);
+        let mut relayed = Vec::new();
+        if let Some(g) = &mut self.gather {
+            g.stream_data(now, id, data, &mut relayed);
+        }
+        for r in relayed {
+            self.receive(now, r.peer, r.relayed, &r.data);
+        }
     }
 
     /// Adds a local candidate; once the description is out it is trickled.
@@ -475,6 +520,9 @@ impl LinkCore {
         }
         let c = Candidate::from_sdp_string(line).map_err(|e| LinkError::Candidate(e.to_string()))?;
         self.remote_kinds.insert(c.addr(), c.kind());
+        if let Some(g) = &mut self.gather {
+            g.add_remote(self.now, c.addr());
+        }
         if self.have_remote {
             self.rtc.add_remote_candidate(c);
         } else if self.early_candidates.len() < 64 {
@@ -495,6 +543,9 @@ impl LinkCore {
                 && let Ok(c) = Candidate::from_sdp_string(c)
             {
                 self.remote_kinds.insert(c.addr(), c.kind());
+                if let Some(g) = &mut self.gather {
+                    g.add_remote(self.now, c.addr());
+                }
             }
         }
     }
@@ -530,6 +581,20 @@ impl LinkCore {
         if self.ended {
             return;
         }
+        if let Some(g) = &mut self.gather {
+            match g.handle_udp(now, destination, source, data) {
+                Taken::No => {}
+                Taken::Yes => return,
+                Taken::Relayed(r) => return self.receive(now, r.peer, r.relayed, &r.data),
+            }
+        }
+        self.receive(now, source, destination, data);
+    }
+
+    fn receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+        if self.ended {
+            return;
+        }
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
             tracing::trace!(%source, "ignoring a datagram that is not STUN, DTLS or RTP");
             return;
@@ -551,6 +616,9 @@ impl LinkCore {
             let reason = reason.clone();
             self.end(reason, true);
             return;
+        }
+        if let Some(g) = &mut self.gather {
+            g.handle_timeout(now);
         }
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
             tracing::debug!(error = %e, "timeout input refused");
@@ -575,10 +643,21 @@ impl LinkCore {
             if self.ended {
                 return Output::Timeout(self.now + Duration::from_secs(3600));
             }
+            if let Some(out) = self.poll_gather() {
+                return out;
+            }
             match self.rtc.poll_output() {
                 Ok(str0m::Output::Transmit(t)) => {
-                    if t.contents.first().is_some_and(|b| (20..64).contains(b)) {
+                    if t.contents.first().is_some_and(|b| (20..64).contains(b))
+                        && self.selected != Some((t.source, t.destination))
+                    {
                         self.selected = Some((t.source, t.destination));
+                        self.note_path();
+                    }
+                    if let Some(g) = &mut self.gather
+                        && g.send_relayed(self.now, t.source, t.destination, &t.contents).is_some()
+                    {
+                        continue;
                     }
                     return Output::Transmit {
                         source: t.source,
@@ -597,6 +676,9 @@ impl LinkCore {
                     }
                     if let Some(p) = self.next_ping {
                         at = at.min(p);
+                    }
+                    if let Some(t) = self.gather.as_mut().and_then(Gatherer::poll_timeout) {
+                        at = at.min(t);
                     }
                     // str0m paces ICE at 50 ms steps; while the link comes up,
                     // tick faster so checks and nominations go out at once.
@@ -703,12 +785,55 @@ impl LinkCore {
         self.set_state(LinkState::Connected);
         self.stats.setup_time = Some(self.now.saturating_duration_since(self.created));
         let path = self.path().unwrap_or(PathKind::Host);
+        self.reported_path = Some(path);
+        if path != PathKind::Relayed
+            && let Some(g) = &mut self.gather
+        {
+            g.direct_connected(self.now);
+        }
         self.queue.push_back(Output::Event(LinkEvent::Connected { path, rtt: self.stats.rtt }));
         for msg in std::mem::take(&mut self.early_messages) {
             self.queue.push_back(Output::Event(LinkEvent::Message(msg)));
         }
         if !self.cfg.raw {
             self.next_ping = Some(self.now);
+        }
+    }
+
+    /// Gathering's next output: candidates go to ICE (and are trickled),
+    /// datagrams and streams to the driver.
+    fn poll_gather(&mut self) -> Option<Output> {
+        let g = self.gather.as_mut()?;
+        let mut candidates = Vec::new();
+        while let Some(c) = g.poll_candidate() {
+            candidates.push(c);
+        }
+        let out = if let Some((stream, server)) = g.poll_connect() {
+            Some(Output::OpenStream { stream, server })
+        } else {
+            g.poll_transmit().map(|x| match x.route {
+                Route::Udp(source) => Output::Transmit { source, destination: x.to, contents: x.data },
+                Route::Stream(stream) => Output::StreamSend { stream, contents: x.data },
+            })
+        };
+        for c in candidates {
+            self.add_local_candidate(c);
+        }
+        out.or_else(|| self.queue.pop_front())
+    }
+
+    /// Reports a change of path kind on a connected link.
+    fn note_path(&mut self) {
+        if self.state() != LinkState::Connected {
+            return;
+        }
+        let path = self.path();
+        if path.is_some() && path != self.reported_path {
+            self.reported_path = path;
+            if let Some(p) = path {
+                tracing::debug!(path = %p, "path changed");
+                self.queue.push_back(Output::Event(LinkEvent::PathChanged(p)));
+            }
         }
     }
 

@@ -78,6 +78,10 @@ impl Pair {
                                 data: contents,
                             });
                         }
+                        // These cores have no STUN/TURN servers.
+                        Output::OpenStream { .. } | Output::StreamSend { .. } => {
+                            unreachable!("a link without ICE servers opened a TURN stream")
+                        }
                         Output::Signal(s) => {
                             if me.signals_on {
                                 signals.push(s);

@@ -5,6 +5,7 @@
 //! [`LinkCore::poll_output`] until it returns a timeout, then wait for the
 //! next datagram, command, wake-up or that timeout.
 
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use switchboard_proto::SignalData;
-use tokio::io::ReadBuf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 
@@ -91,7 +92,23 @@ pub(crate) fn build(
     let handle = LinkHandle { id, commands: tx, shared: shared.clone() };
     let locals =
         sockets.iter().map(|s| s.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))).collect();
-    let driver = Driver { id, core, sockets, locals, rx, shared, sink, low_watermark, accepted: 0, released: 0 };
+    let (stream_tx, stream_rx) = mpsc::channel(64);
+    let driver = Driver {
+        id,
+        core,
+        sockets,
+        locals,
+        rx,
+        shared,
+        sink,
+        low_watermark,
+        accepted: 0,
+        released: 0,
+        streams: HashMap::new(),
+        stream_tx,
+        stream_rx,
+        stream_tasks: Vec::new(),
+    };
     (handle, driver)
 }
 
@@ -108,7 +125,24 @@ pub(crate) struct Driver {
     low_watermark: usize,
     accepted: u64,
     released: u64,
+    /// Writers of open TURN TCP streams.
+    streams: HashMap<usize, mpsc::Sender<Vec<u8>>>,
+    stream_tx: mpsc::Sender<StreamEvent>,
+    stream_rx: mpsc::Receiver<StreamEvent>,
+    stream_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// What a TURN stream task reports.
+enum StreamEvent {
+    Connected { id: usize, local: SocketAddr, writer: mpsc::Sender<Vec<u8>> },
+    Data { id: usize, data: Vec<u8> },
+    Closed { id: usize },
+}
+
+/// Longest wait for a TCP connection to a TURN server.
+const STREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Writes queued towards one TURN stream before new ones are dropped.
+const STREAM_QUEUE: usize = 256;
 
 /// Datagrams handled between two drains.
 const DRAIN_EVERY: usize = 16;
@@ -116,6 +150,7 @@ const DRAIN_EVERY: usize = 16;
 enum Wake {
     Datagram(usize, usize, SocketAddr),
     Command(Option<Command>),
+    Stream(Option<StreamEvent>),
     Timeout,
     Woken,
 }
@@ -146,6 +181,7 @@ impl Driver {
                     }
                 },
                 c = self.rx.recv() => Wake::Command(c),
+                e = self.stream_rx.recv() => Wake::Stream(e),
                 _ = self.shared.wake.notified() => Wake::Woken,
                 _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
             };
@@ -173,14 +209,81 @@ impl Driver {
                         self.command(now, c);
                     }
                 }
-                Wake::Timeout => self.core.handle_timeout(now),
+                Wake::Stream(Some(e)) => self.stream_event(now, e),
+                Wake::Stream(None) | Wake::Timeout => self.core.handle_timeout(now),
                 Wake::Woken => {}
             }
             self.core.set_consumed(self.shared.consumed.load(Ordering::Acquire));
         }
+        for task in &self.stream_tasks {
+            task.abort();
+        }
         self.shared.ended.store(true, Ordering::Release);
         self.shared.drained.notify_waiters();
         self.publish();
+    }
+
+    fn stream_event(&mut self, now: Instant, e: StreamEvent) {
+        match e {
+            StreamEvent::Connected { id, local, writer } => {
+                self.streams.insert(id, writer);
+                self.core.stream_connected(now, id, local);
+            }
+            StreamEvent::Data { id, data } => self.core.stream_data(now, id, &data),
+            StreamEvent::Closed { id } => {
+                self.streams.remove(&id);
+                self.core.stream_closed(id);
+            }
+        }
+    }
+
+    /// Connects a TURN TCP stream in its own task.
+    fn open_stream(&mut self, id: usize, server: SocketAddr) {
+        let events = self.stream_tx.clone();
+        self.stream_tasks.push(tokio::spawn(async move {
+            let connect = tokio::time::timeout(STREAM_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(server)).await;
+            let stream = match connect {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%server, error = %e, "TURN TCP connect failed");
+                    let _ = events.send(StreamEvent::Closed { id }).await;
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%server, "TURN TCP connect timed out");
+                    let _ = events.send(StreamEvent::Closed { id }).await;
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok(local) = stream.local_addr() else { return };
+            let (mut read, mut write) = stream.into_split();
+            let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
+            let writer = tokio::spawn(async move {
+                while let Some(buf) = wrx.recv().await {
+                    if write.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            if events.send(StreamEvent::Connected { id, local, writer: wtx }).await.is_err() {
+                writer.abort();
+                return;
+            }
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                match read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if events.send(StreamEvent::Data { id, data: buf[..n].to_vec() }).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            writer.abort();
+            let _ = events.send(StreamEvent::Closed { id }).await;
+        }));
     }
 
     fn command(&mut self, now: Instant, c: Command) {
@@ -215,9 +318,23 @@ impl Driver {
                         }
                     }
                 }
+                Output::OpenStream { stream, server } => self.open_stream(stream, server),
+                Output::StreamSend { stream, contents } => {
+                    if let Some(w) = self.streams.get(&stream)
+                        && w.try_send(contents).is_err()
+                    {
+                        tracing::trace!(stream, "TURN stream backed up; datagram dropped");
+                    }
+                }
                 Output::Signal(s) => self.sink.signal(self.id, s),
                 Output::Event(e) => {
-                    if matches!(e, LinkEvent::State(_) | LinkEvent::Connected { .. } | LinkEvent::ChannelOpen { .. }) {
+                    if matches!(
+                        e,
+                        LinkEvent::State(_)
+                            | LinkEvent::Connected { .. }
+                            | LinkEvent::ChannelOpen { .. }
+                            | LinkEvent::PathChanged(_)
+                    ) {
                         self.publish();
                     }
                     self.sink.event(self.id, e);

@@ -55,6 +55,14 @@ pub enum Event {
         /// Round trip measured so far.
         rtt: Option<Duration>,
     },
+    /// A connected link moved to another kind of path (for example from the
+    /// relay to a direct one).
+    PathChanged {
+        /// The peer.
+        peer: PeerId,
+        /// The new path.
+        path: PathKind,
+    },
     /// A link ended.
     PeerDisconnected {
         /// The peer.

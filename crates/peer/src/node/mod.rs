@@ -5,6 +5,7 @@ mod event;
 mod task;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ pub use event::{Event, Message, Request, RequestFailed, RoomError, SendError, Si
 
 use crate::channel::ChannelConfig;
 use crate::framing::{MessageKind, OutMessage};
+use crate::ice::gather::Gatherer;
+use crate::ice::{IcePolicy, IceServer};
 use crate::link::{LinkConfig, LinkCore, LinkEvent, LinkState, LinkStats, Role};
 use crate::native::driver::{self, Command, LinkHandle, LinkSink};
 use crate::native::net::{HostCandidates, bind_udp};
@@ -51,6 +54,9 @@ pub struct NodeBuilder {
     low_watermark: usize,
     raw: bool,
     link: LinkConfig,
+    ice_servers: Vec<IceServer>,
+    ice_policy: IcePolicy,
+    relay_delay: Duration,
 }
 
 impl NodeBuilder {
@@ -84,6 +90,27 @@ impl NodeBuilder {
     /// Which local addresses become host candidates.
     pub fn host_candidates(mut self, hosts: HostCandidates) -> Self {
         self.hosts = hosts;
+        self
+    }
+
+    /// STUN/TURN servers used besides the ones the signaling server hands
+    /// out in `welcome`. None by default: no traffic goes to any server the
+    /// application did not name.
+    pub fn ice_servers(mut self, servers: impl IntoIterator<Item = IceServer>) -> Self {
+        self.ice_servers.extend(servers);
+        self
+    }
+
+    /// Which candidates links use (default [`IcePolicy::All`]).
+    pub fn ice_policy(mut self, policy: IcePolicy) -> Self {
+        self.ice_policy = policy;
+        self
+    }
+
+    /// Under [`IcePolicy::All`], how long direct checks run before relayed
+    /// candidates join (default 250 ms; at once when no STUN server answers).
+    pub fn relay_delay(mut self, delay: Duration) -> Self {
+        self.relay_delay = delay;
         self
     }
 
@@ -178,6 +205,9 @@ impl NodeBuilder {
             return Err(StartError::Config("at most 1000 channels".into()));
         }
         self.link.channels = self.channels.clone();
+        for server in &self.ice_servers {
+            server.validate().map_err(|e| StartError::Config(e.to_string()))?;
+        }
         // One DTLS certificate for all of this node's links, made off the
         // async threads (the first one also warms up the crypto library).
         self.link.cert =
@@ -198,8 +228,17 @@ impl NodeBuilder {
             }
             None => None,
         };
+        let mut servers = self.ice_servers.clone();
+        if let Some(c) = &client {
+            servers.extend(c.welcome().ice_servers.iter().cloned().map(IceServer::from));
+        }
+        let ice = crate::ice::resolve(&servers).await;
+        if self.ice_policy == IcePolicy::Relay && !ice.iter().any(|s| s.turn.is_some()) {
+            return Err(StartError::Config("relay-only policy needs a TURN server".into()));
+        }
         let (task_tx, task_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
+            ice: Mutex::new(ice),
             id: identity.peer_id(),
             builder: self,
             links: Mutex::new(Links::default()),
@@ -236,6 +275,8 @@ pub struct Node {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
+    /// Resolved STUN/TURN servers for new links.
+    ice: Mutex<Vec<crate::ice::gather::Server>>,
     id: PeerId,
     builder: NodeBuilder,
     links: Mutex<Links>,
@@ -282,6 +323,9 @@ impl Node {
             low_watermark: 1 << 20,
             raw: false,
             link: LinkConfig::default(),
+            ice_servers: Vec::new(),
+            ice_policy: IcePolicy::All,
+            relay_delay: Duration::from_millis(250),
         }
     }
 
@@ -702,12 +746,18 @@ impl Inner {
             return Err(SignalError::Io(std::io::Error::other("no local address to bind")));
         }
         let mut core = LinkCore::new(now, role, self.builder.link.clone());
-        for socket in &sockets {
-            if let Ok(addr) = socket.local_addr()
-                && let Ok(c) = str0m::Candidate::host(addr, "udp")
-            {
-                core.add_local_candidate(c);
+        let locals: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        if self.builder.ice_policy == IcePolicy::All {
+            for &addr in &locals {
+                if let Ok(c) = str0m::Candidate::host(addr, "udp") {
+                    core.add_local_candidate(c);
+                }
             }
+        }
+        let servers = self.ice.lock().map(|s| s.clone()).unwrap_or_default();
+        if !servers.is_empty() {
+            let policy = self.builder.ice_policy;
+            core.set_gatherer(Gatherer::new(now, &servers, &locals, policy, self.builder.relay_delay));
         }
         Ok((core, sockets))
     }
@@ -795,6 +845,7 @@ impl LinkSink for Inner {
         match event {
             LinkEvent::State(state) => self.emit(Event::LinkState { peer, state }),
             LinkEvent::Connected { path, rtt } => self.emit(Event::PeerConnected { peer, path, rtt }),
+            LinkEvent::PathChanged(path) => self.emit(Event::PathChanged { peer, path }),
             LinkEvent::ChannelOpen { .. } => {
                 if let Some(channel) = label {
                     self.emit(Event::ChannelOpened { peer, channel: channel.to_string() });

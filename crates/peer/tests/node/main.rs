@@ -5,9 +5,13 @@
 mod common;
 
 mod byo_signaling;
+mod direct_before_relay;
 mod eight_peer_mesh;
 mod large_message;
 mod multi_room;
+mod relay_only_embedded_turn;
+mod relay_over_tcp;
+mod relay_through_coturn;
 mod reliable_order;
 mod request_response;
 mod request_topology;
