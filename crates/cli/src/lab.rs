@@ -27,8 +27,9 @@ pub(crate) struct LabArgs {
     /// Relay-only policy in every cell (every path must then be relayed).
     #[arg(long)]
     relay_only: bool,
-    /// Log filter when RUST_LOG is unset.
-    #[arg(long, default_value = "warn")]
+    /// Log filter when RUST_LOG is unset (the TURN relay's failed sends to
+    /// private addresses it cannot route are expected here, so they are off).
+    #[arg(long, default_value = "warn,turn::server=off")]
     log: String,
 }
 
@@ -178,6 +179,8 @@ fn start_server(
 
 /// What one side of a link saw.
 struct SideResult {
+    /// The path once the proof messages went through (ICE may move from the
+    /// relay to a direct pair that succeeds later).
     path: PathKind,
     connected_at: Instant,
 }
@@ -229,6 +232,7 @@ fn run_once(
             node.join(room).await?;
             code_tx.send(room)?;
             let result = await_link(&node).await;
+            let mut final_path = None;
             if result.is_ok() {
                 // The proof: numbered messages from b, all in order.
                 for i in 0..PROOF_MESSAGES {
@@ -237,10 +241,14 @@ fn run_once(
                         bail!("message {i} arrived altered or out of order");
                     }
                 }
-                node.send(node_peer(&node)?, "reliable", b"ok".to_vec()).await?;
+                let peer = node_peer(&node)?;
+                node.send(peer, "reliable", b"ok".to_vec()).await?;
+                final_path = node.stats(peer).and_then(|s| s.path);
+                // b closes once it has the acknowledgement.
+                await_disconnect(&node).await?;
             }
             node.close().await;
-            result
+            result.map(|r| SideResult { path: final_path.unwrap_or(r.path), ..r })
         })
     })?;
     let side_b = lab.peer(b.0, b.1).netns().spawn(move || {
@@ -250,6 +258,7 @@ fn run_once(
             start_tx.send(Instant::now())?;
             node.join(room).await?;
             let result = await_link(&node).await;
+            let mut final_path = None;
             if result.is_ok() {
                 let peer = node_peer(&node)?;
                 for i in 0..PROOF_MESSAGES {
@@ -258,9 +267,10 @@ fn run_once(
                 if next_message(&node).await? != b"ok" {
                     bail!("no acknowledgement of the proof messages");
                 }
+                final_path = node.stats(peer).and_then(|s| s.path);
             }
             node.close().await;
-            result
+            result.map(|r| SideResult { path: final_path.unwrap_or(r.path), ..r })
         })
     })?;
     let ra = side_a.join().map_err(|_| anyhow::anyhow!("peer a panicked"))?;
@@ -294,6 +304,18 @@ async fn await_link(node: &Node) -> anyhow::Result<SideResult> {
         }
     };
     tokio::time::timeout(CELL_PATIENCE, wait).await.context("no link in time")?
+}
+
+async fn await_disconnect(node: &Node) -> anyhow::Result<()> {
+    let wait = async {
+        loop {
+            match node.next_event().await {
+                Some(Event::PeerDisconnected { .. }) | None => return,
+                Some(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(CELL_PATIENCE, wait).await.context("the other side did not close")
 }
 
 async fn next_message(node: &Node) -> anyhow::Result<Vec<u8>> {
