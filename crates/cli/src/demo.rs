@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use sha2::{Digest, Sha256};
-use switchboard::{Event, HostCandidates, Node};
+use switchboard::{Event, HostCandidates, IcePolicy, Node};
 
 use crate::local::{LocalServer, PATIENCE, connected, next_matching, next_message};
 
@@ -27,9 +27,13 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let step = |text: String| println!("[{:>8.1} ms] {text}", started.elapsed().as_secs_f64() * 1000.0);
 
-    let server = LocalServer::start().await?;
+    let server = LocalServer::with_turn().await?;
     let url = server.url.clone();
     step(format!("signaling server listening on {url}"));
+    if let Some((udp, tcp)) = server.turn {
+        let tcp = tcp.map_or_else(|| "off".to_owned(), |t| t.to_string());
+        step(format!("embedded STUN/TURN server on udp {udp}, tcp {tcp}; peers get minted credentials in welcome"));
+    }
 
     let node = || Node::builder().signaling(&url).host_candidates(HostCandidates::Loopback).start();
     let alice = node().await?;
@@ -61,6 +65,34 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     bob.send(alice.id(), "reliable", &b"hi alice"[..]).await?;
     let m = next_message(&alice).await?;
     step(format!("alice got {:?}", String::from_utf8_lossy(&m.data)));
+
+    // A third peer that must not reveal its addresses: relay-only policy.
+    let carol = Node::builder()
+        .signaling(&url)
+        .host_candidates(HostCandidates::Loopback)
+        .ice_policy(IcePolicy::Relay)
+        .start()
+        .await?;
+    let carol_joined = Instant::now();
+    carol.join(room).await?;
+    let carol_link = connected(&carol).await?;
+    let Event::PeerConnected { path: carol_path, .. } = carol_link else { bail!("unexpected event") };
+    // Carol links to both; take the link to alice.
+    while carol.stats(alice.id()).is_none_or(|s| s.path.is_none()) {
+        connected(&carol).await?;
+    }
+    step(format!(
+        "carol joined with the relay-only policy: linked through the TURN server in {:.1} ms, path {carol_path}",
+        carol_joined.elapsed().as_secs_f64() * 1000.0
+    ));
+    carol.send(alice.id(), "reliable", &b"hello from behind the relay"[..]).await?;
+    let m = next_matching(&alice, |ev| match ev {
+        Event::Message(m) if m.peer == carol.id() => Some(m),
+        _ => None,
+    })
+    .await?;
+    step(format!("alice got {:?} from carol through the relay", String::from_utf8_lossy(&m.data)));
+    carol.close().await;
 
     // Round trips: alice asks, bob answers, 200 times.
     let mut rtts = Vec::with_capacity(200);

@@ -45,6 +45,8 @@ const KINDS: [NatKind; 6] = [
 
 /// How long one link may take before the cell counts as failed.
 const CELL_PATIENCE: Duration = Duration::from_secs(20);
+/// Longest wait for a relayed link to move to a direct pair.
+const SETTLE: Duration = Duration::from_secs(3);
 /// Reliable messages each link carries to prove it works.
 const PROOF_MESSAGES: u32 = 20;
 
@@ -198,7 +200,7 @@ fn run_cell(
 ) -> Cell {
     let mut cell = Cell { name, paths: None, setups: Vec::new(), error: None, expect_relay };
     for _ in 0..runs {
-        match run_once(lab, url, policy, a, b) {
+        match run_once(lab, url, policy, a, b, !expect_relay) {
             Ok((pa, pb, setup)) => {
                 cell.paths = Some((pa, pb));
                 cell.setups.push(setup);
@@ -220,6 +222,7 @@ fn run_once(
     policy: IcePolicy,
     a: (usize, usize),
     b: (usize, usize),
+    expect_direct: bool,
 ) -> anyhow::Result<(PathKind, PathKind, Duration)> {
     let (code_tx, code_rx) = mpsc::channel::<RoomCode>();
     let (start_tx, start_rx) = mpsc::channel::<Instant>();
@@ -242,8 +245,8 @@ fn run_once(
                     }
                 }
                 let peer = node_peer(&node)?;
+                final_path = settled_path(&node, peer, expect_direct).await;
                 node.send(peer, "reliable", b"ok".to_vec()).await?;
-                final_path = node.stats(peer).and_then(|s| s.path);
                 // b closes once it has the acknowledgement.
                 await_disconnect(&node).await?;
             }
@@ -267,7 +270,7 @@ fn run_once(
                 if next_message(&node).await? != b"ok" {
                     bail!("no acknowledgement of the proof messages");
                 }
-                final_path = node.stats(peer).and_then(|s| s.path);
+                final_path = settled_path(&node, peer, expect_direct).await;
             }
             node.close().await;
             result.map(|r| SideResult { path: final_path.unwrap_or(r.path), ..r })
@@ -304,6 +307,23 @@ async fn await_link(node: &Node) -> anyhow::Result<SideResult> {
         }
     };
     tokio::time::timeout(CELL_PATIENCE, wait).await.context("no link in time")?
+}
+
+/// The link's path once settled: where a direct path should exist but the
+/// relay answered first, ICE moves to the direct pair when its checks
+/// succeed (a `PathChanged` event); give it a moment.
+async fn settled_path(node: &Node, peer: switchboard::proto::PeerId, expect_direct: bool) -> Option<PathKind> {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let path = node.stats(peer).and_then(|s| s.path);
+        if !expect_direct || path != Some(PathKind::Relayed) {
+            return path;
+        }
+        match tokio::time::timeout_at(deadline, node.next_event()).await {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return path,
+        }
+    }
 }
 
 async fn await_disconnect(node: &Node) -> anyhow::Result<()> {

@@ -1,11 +1,12 @@
 //! An in-process signaling server on loopback and event helpers, shared by
 //! `demo` and `bench p2p`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use switchboard::{Event, Message, Node};
-use switchboard_server::{Server, ServerConfig};
+use switchboard_server::{Server, ServerConfig, TurnConfig};
 
 /// How long a local step may take.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
@@ -13,20 +14,32 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 /// A server on 127.0.0.1 with a free port, running in this process.
 pub(crate) struct LocalServer {
     pub(crate) url: String,
+    /// UDP and TCP addresses of the embedded STUN/TURN server, when it runs.
+    pub(crate) turn: Option<(SocketAddr, Option<SocketAddr>)>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), switchboard_server::ServeError>>,
 }
 
 impl LocalServer {
     pub(crate) async fn start() -> anyhow::Result<Self> {
-        let config = ServerConfig { bind: "127.0.0.1:0".parse()?, ..ServerConfig::default() };
+        Self::start_with(None).await
+    }
+
+    /// With the embedded STUN/TURN server on 127.0.0.1 (UDP and TCP, free ports).
+    pub(crate) async fn with_turn() -> anyhow::Result<Self> {
+        Self::start_with(Some(TurnConfig { listen: "127.0.0.1:0".parse()?, ..TurnConfig::default() })).await
+    }
+
+    async fn start_with(turn: Option<TurnConfig>) -> anyhow::Result<Self> {
+        let config = ServerConfig { bind: "127.0.0.1:0".parse()?, turn, ..ServerConfig::default() };
         let server = Server::builder().config(config).bind().await?;
         let url = server.ws_url();
+        let turn = server.turn_udp_addr().map(|udp| (udp, server.turn_tcp_addr()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
-        Ok(Self { url, stop, task })
+        Ok(Self { url, turn, stop, task })
     }
 
     /// Stops the server and waits until it has.

@@ -1,6 +1,7 @@
 //! `switchboard serve`: configuration from a TOML file, environment and flags
 //! (flags win), then the server until SIGTERM or Ctrl-C.
 
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -190,11 +191,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let server = Server::builder().config(config).bind().await.context("cannot start the server")?;
     // The first stdout line names the address; scripts and tests read it.
-    println!("listening on {}", server.ws_url());
+    // Whoever started us may stop reading stdout; that must not stop the server.
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "listening on {}", server.ws_url());
     if let Some(udp) = server.turn_udp_addr() {
         let tcp = server.turn_tcp_addr().map_or_else(|| "off".to_owned(), |a| a.to_string());
-        println!("STUN/TURN on udp {udp}, tcp {tcp}");
+        let _ = writeln!(out, "STUN/TURN on udp {udp}, tcp {tcp}");
     }
+    let _ = out.flush();
     server.serve(shutdown_signal()).await?;
     Ok(())
 }

@@ -63,6 +63,16 @@
 //!   memory stays bounded on both sides.
 //! - **Rooms**: a message can say which room it belongs to
 //!   ([`Node::send_in_room`], [`Node::broadcast`] with an excluded peer).
+//! - **NAT traversal**: links gather host candidates, server-reflexive ones by
+//!   STUN and relayed ones by TURN (UDP or TCP) from the servers the
+//!   signaling server hands out in `welcome` (with credentials minted for
+//!   this peer and renewed before they expire) and from
+//!   [`NodeBuilder::ice_servers`]. Under [`IcePolicy::All`] relayed
+//!   candidates join only when direct checks have not succeeded within
+//!   [`NodeBuilder::relay_delay`]; [`IcePolicy::Relay`] uses only the relay.
+//!   [`Event::PeerConnected`] names the path and [`Event::PathChanged`]
+//!   reports a move. [`nat::detect_nat`] classifies the NAT in front of this
+//!   host (RFC 5780).
 //!
 //! # Bring your own signaling
 //!
@@ -106,6 +116,8 @@
 //!   framing, flow control. It takes datagrams, signals and time, and is
 //!   tested with two cores on a virtual clock with seeded loss.
 //! - `framing` cuts and reassembles messages.
+//! - `ice` gathers candidates and glues links to TURN servers (sans-IO, over
+//!   `turn-client-proto`'s allocation, permission and channel machines).
 //! - `native` is the tokio driver: UDP sockets with 4 MiB buffers, timers,
 //!   and the node's task that speaks to the signaling server.
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::Args;
-use switchboard::{HostCandidates, Node};
+use switchboard::{HostCandidates, IcePolicy, Node};
 use tokio::net::UdpSocket;
 
 use crate::local::{LocalServer, PATIENCE, connected, next_message};
@@ -27,6 +27,10 @@ pub(crate) struct P2pArgs {
     /// str0m's SCTP send buffer per link, KiB (the library default is 128).
     #[arg(long, default_value_t = 128)]
     sctp_buffer_kib: usize,
+    /// Relay-only policy: every link goes through the server's embedded TURN
+    /// server (compare with a run without it).
+    #[arg(long)]
+    relay: bool,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -47,7 +51,12 @@ async fn measure(args: P2pArgs) -> anyhow::Result<()> {
         bail!("--setups, --round-trips and --mib must be at least 1");
     }
     println!("# peer-to-peer on loopback: two nodes in one process, baseline raw UDP in the same run");
-    let server = LocalServer::start().await?;
+    let server = if args.relay {
+        println!("# relay-only policy: every link goes through the embedded TURN server on 127.0.0.1");
+        LocalServer::with_turn().await?
+    } else {
+        LocalServer::start().await?
+    };
     let url = server.url.clone();
 
     // Setup: both peers in the room -> channels open on both sides.
@@ -116,6 +125,7 @@ async fn node(url: &str, args: &P2pArgs) -> anyhow::Result<Node> {
         .signaling(url)
         .host_candidates(HostCandidates::Loopback)
         .sctp_send_buffer(args.sctp_buffer_kib << 10)
+        .ice_policy(if args.relay { IcePolicy::Relay } else { IcePolicy::All })
         .start()
         .await?)
 }

@@ -13,6 +13,8 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 pub struct Serve {
     pub child: Child,
     pub url: String,
+    /// The rest of serve's stdout, kept open so that its later lines find a reader.
+    _stdout: BufReader<ChildStdout>,
 }
 
 impl Serve {
@@ -35,10 +37,11 @@ impl Serve {
             .spawn()
             .expect("switchboard serve starts");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("first line");
+        stdout.read_line(&mut line).expect("first line");
         let url = line.trim().strip_prefix("listening on ").expect("address line").to_owned();
-        Self { child, url }
+        Self { child, url, _stdout: stdout }
     }
 }
 

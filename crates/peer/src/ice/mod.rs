@@ -4,7 +4,7 @@
 //! (with time-limited TURN credentials) and from
 //! [`NodeBuilder::ice_servers`](crate::NodeBuilder::ice_servers). Each link
 //! gathers host candidates from its sockets, server-reflexive ones by STUN,
-//! and relayed ones by TURN over UDP or TCP ([`gather`]).
+//! and relayed ones by TURN over UDP or TCP.
 
 pub(crate) mod gather;
 pub(crate) mod url;

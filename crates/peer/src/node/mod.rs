@@ -734,6 +734,13 @@ impl Inner {
         }
     }
 
+    /// Replaces the STUN/TURN servers new links use.
+    pub(crate) fn set_ice_servers(&self, servers: Vec<crate::ice::gather::Server>) {
+        if let Ok(mut ice) = self.ice.lock() {
+            *ice = servers;
+        }
+    }
+
     fn new_core(&self, now: Instant, role: Role) -> Result<(LinkCore, Vec<tokio::net::UdpSocket>), SignalError> {
         let mut sockets = Vec::new();
         for ip in self.builder.hosts.addresses()? {

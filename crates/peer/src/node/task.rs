@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use switchboard_proto::{ClientMessage, ConnId, JoinedRoom, Leave, PeerId, RoomCode, ServerMessage, SignalData};
@@ -66,8 +66,18 @@ struct Task {
 
 pub(crate) async fn run(inner: Arc<Inner>, client: SignalingClient, mut rx: mpsc::UnboundedReceiver<TaskCmd>) {
     let mut task = Task { inner, client, asked: HashSet::new(), asking: HashSet::new(), agreed: HashSet::new() };
+    let mut refresh_at = ice_refresh_at(&task.client.welcome().ice_servers);
     loop {
+        let refresh = async {
+            match refresh_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = refresh => {
+                refresh_at = task.refresh_ice_servers().await;
+            }
             incoming = task.client.next() => match incoming {
                 Ok(Incoming::Message(msg)) => task.on_server(msg),
                 Ok(Incoming::Relay { .. }) => {}
@@ -107,7 +117,41 @@ pub(crate) async fn run(inner: Arc<Inner>, client: SignalingClient, mut rx: mpsc
     }
 }
 
+/// When to ask for fresh TURN credentials: well before the first minted
+/// ones expire (half their remaining life, at most five minutes early).
+fn ice_refresh_at(servers: &[switchboard_proto::IceServer]) -> Option<tokio::time::Instant> {
+    let expires = servers.iter().filter_map(|s| s.expires_at).min()?;
+    let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let left = Duration::from_secs(expires.saturating_sub(now_unix));
+    let early = (left / 2).min(Duration::from_secs(300));
+    Some(tokio::time::Instant::now() + (left - early).max(Duration::from_secs(1)))
+}
+
 impl Task {
+    /// Fetches fresh ICE servers (new TURN credentials) for the links made
+    /// from now on; returns when to do it again.
+    async fn refresh_ice_servers(&mut self) -> Option<tokio::time::Instant> {
+        let ask = ClientMessage::IceServers(switchboard_proto::Ping { id: None });
+        match self.client.request(ask).await {
+            Ok(ServerMessage::IceServers { ice_servers, .. }) => {
+                let mut servers = self.inner.builder.ice_servers.clone();
+                servers.extend(ice_servers.iter().cloned().map(crate::ice::IceServer::from));
+                let resolved = crate::ice::resolve(&servers).await;
+                tracing::debug!(servers = resolved.len(), "ICE servers refreshed");
+                self.inner.set_ice_servers(resolved);
+                ice_refresh_at(&ice_servers)
+            }
+            Ok(other) => {
+                tracing::warn!(?other, "unexpected answer to ice_servers");
+                Some(tokio::time::Instant::now() + Duration::from_secs(30))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot refresh ICE servers; retrying in 30 s");
+                Some(tokio::time::Instant::now() + Duration::from_secs(30))
+            }
+        }
+    }
+
     async fn on_command(&mut self, cmd: TaskCmd) {
         match cmd {
             TaskCmd::CreateRoom { password, max_peers, reply } => {

@@ -9,6 +9,7 @@ mod direct_before_relay;
 mod eight_peer_mesh;
 mod large_message;
 mod multi_room;
+mod relay_credentials_refresh;
 mod relay_only_embedded_turn;
 mod relay_over_tcp;
 mod relay_through_coturn;
