@@ -121,6 +121,8 @@ struct Relay {
     channels: Vec<SocketAddr>,
     /// Datagrams waiting for a permission, per peer IP.
     held: HashMap<IpAddr, Vec<(SocketAddr, Vec<u8>)>>,
+    /// Permissions asked for and not yet answered.
+    asked: Vec<IpAddr>,
 }
 
 /// Gathering state of one link.
@@ -320,12 +322,13 @@ impl Gatherer {
         let r = &mut self.relays[i];
         let RelayState::Running(client) = &mut r.state else { return Some(()) };
         if !client.have_permission(TransportType::Udp, to.ip()) {
-            let held = r.held.entry(to.ip()).or_default();
-            if held.is_empty()
-                && let Err(e) = client.create_permission(TransportType::Udp, to.ip(), at)
-            {
-                tracing::trace!(%to, error = %e, "TURN permission not requested");
+            if !r.asked.contains(&to.ip()) {
+                r.asked.push(to.ip());
+                if let Err(e) = client.create_permission(TransportType::Udp, to.ip(), at) {
+                    tracing::trace!(%to, error = %e, "TURN permission not requested");
+                }
             }
+            let held = r.held.entry(to.ip()).or_default();
             if held.len() < HELD_PER_PEER {
                 held.push((to, data.to_vec()));
             }
@@ -373,9 +376,9 @@ impl Gatherer {
             }
             if let RelayState::Running(client) = &mut r.state
                 && !client.have_permission(TransportType::Udp, addr.ip())
-                && !r.held.contains_key(&addr.ip())
+                && !r.asked.contains(&addr.ip())
             {
-                r.held.insert(addr.ip(), Vec::new());
+                r.asked.push(addr.ip());
                 let _ = client.create_permission(TransportType::Udp, addr.ip(), at);
             }
             self.pump(i, now);
@@ -459,8 +462,12 @@ impl Gatherer {
                 TurnEvent::AllocationCreateFailed(_) => {
                     tracing::debug!(server = %r.server.addr, "TURN allocation refused");
                 }
-                TurnEvent::PermissionCreated(_, ip) => granted.push(ip),
+                TurnEvent::PermissionCreated(_, ip) => {
+                    r.asked.retain(|a| *a != ip);
+                    granted.push(ip);
+                }
                 TurnEvent::PermissionCreateFailed(_, ip) => {
+                    r.asked.retain(|a| *a != ip);
                     r.held.remove(&ip);
                 }
                 _ => {}
@@ -480,8 +487,8 @@ impl Gatherer {
             let ips = self.remote_ips.clone();
             if let RelayState::Running(client) = &mut r.state {
                 for ip in ips {
-                    if !client.have_permission(TransportType::Udp, ip) && !r.held.contains_key(&ip) {
-                        r.held.insert(ip, Vec::new());
+                    if !client.have_permission(TransportType::Udp, ip) && !r.asked.contains(&ip) {
+                        r.asked.push(ip);
                         let _ = client.create_permission(TransportType::Udp, ip, at);
                     }
                 }
@@ -568,6 +575,7 @@ impl Relay {
             announced: false,
             channels: Vec::new(),
             held: HashMap::new(),
+            asked: Vec::new(),
         }
     }
 }
