@@ -64,7 +64,7 @@
 //! - **Rooms**: a message can say which room it belongs to
 //!   ([`Node::send_in_room`], [`Node::broadcast`] with an excluded peer).
 //! - **NAT traversal**: links gather host candidates, server-reflexive ones by
-//!   STUN and relayed ones by TURN (UDP or TCP) from the servers the
+//!   STUN and relayed ones by TURN (UDP, TCP or TLS) from the servers the
 //!   signaling server hands out in `welcome` (with credentials minted for
 //!   this peer and renewed before they expire) and from
 //!   [`NodeBuilder::ice_servers`]. Under [`IcePolicy::All`] relayed

@@ -47,6 +47,8 @@ pub(crate) struct Server {
     pub(crate) transport: Transport,
     /// TURN credentials; `None` for a STUN-only server.
     pub(crate) turn: Option<Credentials>,
+    /// For `turns:`: the name the server's certificate must carry.
+    pub(crate) tls_name: Option<String>,
 }
 
 /// TURN long-term credentials.
@@ -54,6 +56,16 @@ pub(crate) struct Server {
 pub(crate) struct Credentials {
     pub(crate) username: String,
     pub(crate) password: String,
+}
+
+/// A TCP stream to a TURN server for the driver to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Connect {
+    /// Id to report the stream with.
+    pub(crate) stream: usize,
+    pub(crate) server: SocketAddr,
+    /// Wrap the stream in TLS, checking the certificate for this name (`turns:`).
+    pub(crate) tls_name: Option<String>,
 }
 
 /// Where a datagram for a server goes.
@@ -136,8 +148,8 @@ pub(crate) struct Gatherer {
     relays: Vec<Relay>,
     out: VecDeque<Xmit>,
     candidates: VecDeque<Candidate>,
-    /// Streams the driver must open: (relay index, server address).
-    connects: VecDeque<(usize, SocketAddr)>,
+    /// Streams the driver must open.
+    connects: VecDeque<Connect>,
     remote_ips: Vec<IpAddr>,
 }
 
@@ -187,7 +199,8 @@ impl Gatherer {
                 }
                 (Some(_), Transport::Tcp) => {
                     g.relays.push(Relay::new(server.clone(), None));
-                    g.connects.push_back((g.relays.len() - 1, server.addr));
+                    let stream = g.relays.len() - 1;
+                    g.connects.push_back(Connect { stream, server: server.addr, tls_name: server.tls_name.clone() });
                 }
                 _ => {}
             }
@@ -208,6 +221,7 @@ impl Gatherer {
         let Some(creds) = self.relays[i].server.turn.clone() else { return };
         let config = TurnConfig::new(TurnCredentials::new(&creds.username, &creds.password));
         let server = self.relays[i].server.addr;
+        // Over `turns:` the driver's stream is already TLS: the client sees plain TCP.
         let client = match self.relays[i].server.transport {
             Transport::Udp => TurnClient::Udp(TurnClientUdp::allocate(local, server, config)),
             Transport::Tcp => TurnClient::Tcp(TurnClientTcp::allocate(local, server, config)),
@@ -217,8 +231,8 @@ impl Gatherer {
         self.pump(i, now);
     }
 
-    /// The next stream the driver must open: (stream id, server address).
-    pub(crate) fn poll_connect(&mut self) -> Option<(usize, SocketAddr)> {
+    /// The next stream the driver must open.
+    pub(crate) fn poll_connect(&mut self) -> Option<Connect> {
         self.connects.pop_front()
     }
 

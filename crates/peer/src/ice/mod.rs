@@ -4,9 +4,10 @@
 //! (with time-limited TURN credentials) and from
 //! [`NodeBuilder::ice_servers`](crate::NodeBuilder::ice_servers). Each link
 //! gathers host candidates from its sockets, server-reflexive ones by STUN,
-//! and relayed ones by TURN over UDP or TCP.
+//! and relayed ones by TURN over UDP, TCP or TLS (`turns:`).
 
 pub(crate) mod gather;
+pub(crate) mod tls;
 pub(crate) mod url;
 
 use std::net::SocketAddr;
@@ -68,7 +69,6 @@ impl From<switchboard_proto::IceServer> for IceServer {
 
 /// Resolves `servers` to addresses; URLs that do not parse or resolve are
 /// skipped with a log line (one bad entry must not stop the others).
-/// `turns:` needs TLS, which this build does not speak: skipped too.
 pub(crate) async fn resolve(servers: &[IceServer]) -> Vec<gather::Server> {
     let mut out = Vec::new();
     for s in servers {
@@ -80,10 +80,6 @@ pub(crate) async fn resolve(servers: &[IceServer]) -> Vec<gather::Server> {
                     continue;
                 }
             };
-            if url.scheme == Scheme::Turns {
-                tracing::warn!(%url, "turns: (TLS) is not supported yet; skipped");
-                continue;
-            }
             let turn = match (url.scheme, &s.username, &s.credential) {
                 (Scheme::Stun, ..) => None,
                 (_, Some(u), Some(p)) => Some(gather::Credentials { username: u.clone(), password: p.clone() }),
@@ -102,7 +98,8 @@ pub(crate) async fn resolve(servers: &[IceServer]) -> Vec<gather::Server> {
             // One address per family is enough.
             for v4 in [true, false] {
                 if let Some(addr) = addrs.iter().find(|a| a.is_ipv4() == v4) {
-                    let server = gather::Server { addr: *addr, transport: url.transport, turn: turn.clone() };
+                    let tls_name = (url.scheme == Scheme::Turns).then(|| url.host.clone());
+                    let server = gather::Server { addr: *addr, transport: url.transport, turn: turn.clone(), tls_name };
                     if !out.contains(&server) {
                         out.push(server);
                     }

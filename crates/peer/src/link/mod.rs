@@ -195,8 +195,8 @@ pub(crate) enum LinkEvent {
 pub(crate) enum Output {
     /// Send a datagram.
     Transmit { source: SocketAddr, destination: SocketAddr, contents: Vec<u8> },
-    /// Open a TCP stream to a TURN server; report with `stream_connected`/`stream_closed`.
-    OpenStream { stream: usize, server: SocketAddr },
+    /// Open a TCP (or TLS) stream to a TURN server; report with `stream_connected`/`stream_closed`.
+    OpenStream(crate::ice::gather::Connect),
     /// Write bytes to a stream.
     StreamSend { stream: usize, contents: Vec<u8> },
     /// Send a signal to the other side.
@@ -814,8 +814,8 @@ impl LinkCore {
         while let Some(c) = g.poll_candidate() {
             candidates.push(c);
         }
-        let out = if let Some((stream, server)) = g.poll_connect() {
-            Some(Output::OpenStream { stream, server })
+        let out = if let Some(connect) = g.poll_connect() {
+            Some(Output::OpenStream(connect))
         } else {
             g.poll_transmit().map(|x| match x.route {
                 Route::Udp(source) => Output::Transmit { source, destination: x.to, contents: x.data },

@@ -79,7 +79,7 @@ impl Pair {
                             });
                         }
                         // These cores have no STUN/TURN servers.
-                        Output::OpenStream { .. } | Output::StreamSend { .. } => {
+                        Output::OpenStream(_) | Output::StreamSend { .. } => {
                             unreachable!("a link without ICE servers opened a TURN stream")
                         }
                         Output::Signal(s) => {

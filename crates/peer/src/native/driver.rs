@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 
 use crate::framing::OutMessage;
+use crate::ice::gather::Connect;
 use crate::link::{LinkCore, LinkEvent, LinkState, LinkStats, Output};
 
 /// Where a driver reports what its link did.
@@ -86,6 +87,7 @@ pub(crate) fn build(
     sockets: Vec<UdpSocket>,
     low_watermark: usize,
     sink: Arc<dyn LinkSink>,
+    tls: Arc<rustls::ClientConfig>,
 ) -> (LinkHandle, Driver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared::default());
@@ -108,6 +110,7 @@ pub(crate) fn build(
         stream_tx,
         stream_rx,
         stream_tasks: Vec::new(),
+        tls,
     };
     (handle, driver)
 }
@@ -130,6 +133,8 @@ pub(crate) struct Driver {
     stream_tx: mpsc::Sender<StreamEvent>,
     stream_rx: mpsc::Receiver<StreamEvent>,
     stream_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// TLS settings for `turns:` streams.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 /// What a TURN stream task reports.
@@ -237,31 +242,34 @@ impl Driver {
         }
     }
 
-    /// Connects a TURN TCP stream in its own task.
-    fn open_stream(&mut self, id: usize, server: SocketAddr) {
+    /// Connects a TURN TCP (or TLS) stream in its own task.
+    fn open_stream(&mut self, connect: Connect) {
         let events = self.stream_tx.clone();
+        let tls = self.tls.clone();
         self.stream_tasks.push(tokio::spawn(async move {
-            let connect = tokio::time::timeout(STREAM_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(server)).await;
-            let stream = match connect {
+            let (id, server) = (connect.stream, connect.server);
+            let opened = tokio::time::timeout(STREAM_CONNECT_TIMEOUT, open(connect, tls)).await;
+            let (local, mut read, mut write) = match opened {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    tracing::debug!(%server, error = %e, "TURN TCP connect failed");
+                    tracing::debug!(%server, error = %e, "TURN stream failed to open");
                     let _ = events.send(StreamEvent::Closed { id }).await;
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(%server, "TURN TCP connect timed out");
+                    tracing::debug!(%server, "TURN stream open timed out");
                     let _ = events.send(StreamEvent::Closed { id }).await;
                     return;
                 }
             };
-            let _ = stream.set_nodelay(true);
-            let Ok(local) = stream.local_addr() else { return };
-            let (mut read, mut write) = stream.into_split();
             let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
             let writer = tokio::spawn(async move {
                 while let Some(buf) = wrx.recv().await {
                     if write.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                    // TLS holds written bytes until flushed.
+                    if wrx.is_empty() && write.flush().await.is_err() {
                         break;
                     }
                 }
@@ -318,7 +326,7 @@ impl Driver {
                         }
                     }
                 }
-                Output::OpenStream { stream, server } => self.open_stream(stream, server),
+                Output::OpenStream(connect) => self.open_stream(connect),
                 Output::StreamSend { stream, contents } => {
                     if let Some(w) = self.streams.get(&stream)
                         && w.try_send(contents).is_err()
@@ -367,6 +375,25 @@ impl Driver {
             snap.labels = self.core.channel_labels().map(str::to_owned).collect();
         }
     }
+}
+
+type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// Connects to a TURN server over TCP, with TLS for `turns:`.
+async fn open(connect: Connect, tls: Arc<rustls::ClientConfig>) -> std::io::Result<(SocketAddr, Reader, Writer)> {
+    let tcp = tokio::net::TcpStream::connect(connect.server).await?;
+    let _ = tcp.set_nodelay(true);
+    let local = tcp.local_addr()?;
+    let Some(name) = connect.tls_name else {
+        let (r, w) = tcp.into_split();
+        return Ok((local, Box::new(r), Box::new(w)));
+    };
+    let name = rustls::pki_types::ServerName::try_from(name)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+    let (r, w) = tokio::io::split(stream);
+    Ok((local, Box::new(r), Box::new(w)))
 }
 
 async fn recv_any(sockets: &[UdpSocket], buf: &mut [u8]) -> std::io::Result<(usize, usize, SocketAddr)> {

@@ -57,6 +57,7 @@ pub struct NodeBuilder {
     ice_servers: Vec<IceServer>,
     ice_policy: IcePolicy,
     relay_delay: Duration,
+    tls_roots: Vec<Vec<u8>>,
 }
 
 impl NodeBuilder {
@@ -111,6 +112,13 @@ impl NodeBuilder {
     /// candidates join (default 250 ms; at once when no STUN server answers).
     pub fn relay_delay(mut self, delay: Duration) -> Self {
         self.relay_delay = delay;
+        self
+    }
+
+    /// Trusts this certificate (DER) for `turns:` servers, besides the
+    /// built-in Mozilla roots: for TURN servers with a private CA.
+    pub fn turns_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots.push(der.into());
         self
     }
 
@@ -236,9 +244,11 @@ impl NodeBuilder {
         if self.ice_policy == IcePolicy::Relay && !ice.iter().any(|s| s.turn.is_some()) {
             return Err(StartError::Config("relay-only policy needs a TURN server".into()));
         }
+        let tls = crate::ice::tls::client_config(&self.tls_roots).map_err(|e| StartError::Config(e.to_string()))?;
         let (task_tx, task_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             ice: Mutex::new(ice),
+            tls,
             id: identity.peer_id(),
             builder: self,
             links: Mutex::new(Links::default()),
@@ -277,6 +287,8 @@ pub struct Node {
 pub(crate) struct Inner {
     /// Resolved STUN/TURN servers for new links.
     ice: Mutex<Vec<crate::ice::gather::Server>>,
+    /// TLS settings for `turns:` servers.
+    tls: Arc<rustls::ClientConfig>,
     id: PeerId,
     builder: NodeBuilder,
     links: Mutex<Links>,
@@ -326,6 +338,7 @@ impl Node {
             ice_servers: Vec::new(),
             ice_policy: IcePolicy::All,
             relay_delay: Duration::from_millis(250),
+            tls_roots: Vec::new(),
         }
     }
 
@@ -780,7 +793,7 @@ impl Inner {
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
         let labels = core.channel_labels().map(Arc::from).collect();
         let sink: Arc<dyn LinkSink> = self.clone();
-        let (handle, driver) = driver::build(id, core, sockets, self.builder.low_watermark, sink);
+        let (handle, driver) = driver::build(id, core, sockets, self.builder.low_watermark, sink, self.tls.clone());
         {
             let mut links = self.lock();
             if let Some(old) = links.by_peer.insert(peer, LinkEntry { handle, conn, labels, byo }) {

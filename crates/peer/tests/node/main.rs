@@ -3,6 +3,7 @@
 #![allow(missing_docs, unreachable_pub)]
 
 mod common;
+mod coturn;
 
 mod byo_signaling;
 mod direct_before_relay;
@@ -13,6 +14,7 @@ mod relay_credentials_refresh;
 mod relay_only_embedded_turn;
 mod relay_over_tcp;
 mod relay_through_coturn;
+mod relay_through_coturn_tls;
 mod reliable_order;
 mod request_response;
 mod request_topology;
