@@ -7,6 +7,8 @@
 //! and relayed ones by TURN over UDP, TCP or TLS (`turns:`).
 
 pub(crate) mod gather;
+#[cfg(test)]
+mod tests;
 pub(crate) mod tls;
 pub(crate) mod url;
 
