@@ -34,14 +34,7 @@ pub(crate) struct LabArgs {
 }
 
 /// Kinds in the matrix, in print order.
-const KINDS: [NatKind; 6] = [
-    NatKind::Open,
-    NatKind::FullCone,
-    NatKind::Restricted,
-    NatKind::PortRestricted,
-    NatKind::Symmetric,
-    NatKind::UdpBlocked,
-];
+const KINDS: [NatKind; 6] = NatKind::ALL;
 
 /// How long one link may take before the cell counts as failed.
 const CELL_PATIENCE: Duration = Duration::from_secs(20);
