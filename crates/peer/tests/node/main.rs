@@ -20,5 +20,6 @@ mod request_response;
 mod request_topology;
 mod simultaneous_joins;
 mod stalled_reader;
+mod turn_quota;
 mod two_nodes;
 mod unordered_channel;
