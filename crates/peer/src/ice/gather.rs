@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use str0m::Candidate;
 use turn_client_proto::api::{TurnConfig, TurnEvent, TurnPollRet, TurnRecvRet};
-use turn_client_proto::client::TurnClient;
+use turn_client_proto::client::{CreatePermissionError, TurnClient};
 use turn_client_proto::prelude::TurnClientApi;
 use turn_client_proto::stun::Instant as StunInstant;
 use turn_client_proto::stun::agent::Transmit as StunTransmit;
@@ -336,12 +336,7 @@ impl Gatherer {
         let r = &mut self.relays[i];
         let RelayState::Running(client) = &mut r.state else { return Some(()) };
         if !client.have_permission(TransportType::Udp, to.ip()) {
-            if !r.asked.contains(&to.ip()) {
-                r.asked.push(to.ip());
-                if let Err(e) = client.create_permission(TransportType::Udp, to.ip(), at) {
-                    tracing::trace!(%to, error = %e, "TURN permission not requested");
-                }
-            }
+            r.ask_permission(to.ip(), at);
             let held = r.held.entry(to.ip()).or_default();
             if held.len() < HELD_PER_PEER {
                 held.push((to, data.to_vec()));
@@ -388,13 +383,7 @@ impl Gatherer {
             if r.relayed.is_none() {
                 continue;
             }
-            if let RelayState::Running(client) = &mut r.state
-                && !client.have_permission(TransportType::Udp, addr.ip())
-                && !r.asked.contains(&addr.ip())
-            {
-                r.asked.push(addr.ip());
-                let _ = client.create_permission(TransportType::Udp, addr.ip(), at);
-            }
+            r.ask_permission(addr.ip(), at);
             self.pump(i, now);
         }
     }
@@ -498,14 +487,10 @@ impl Gatherer {
             }
         }
         if r.relayed.is_some() && !self.remote_ips.is_empty() {
-            let ips = self.remote_ips.clone();
+            for &ip in &self.remote_ips {
+                r.ask_permission(ip, at);
+            }
             if let RelayState::Running(client) = &mut r.state {
-                for ip in ips {
-                    if !client.have_permission(TransportType::Udp, ip) && !r.asked.contains(&ip) {
-                        r.asked.push(ip);
-                        let _ = client.create_permission(TransportType::Udp, ip, at);
-                    }
-                }
                 while let Some(t) = client.poll_transmit(at) {
                     let data = t.data.to_vec();
                     let to = t.to;
@@ -580,6 +565,19 @@ impl Gatherer {
 }
 
 impl Relay {
+    /// Asks the server to let `ip` reach this relay, once; a refused ask
+    /// (no allocation yet) is asked again later.
+    fn ask_permission(&mut self, ip: IpAddr, at: StunInstant) {
+        let RelayState::Running(client) = &mut self.state else { return };
+        if self.asked.contains(&ip) || client.have_permission(TransportType::Udp, ip) {
+            return;
+        }
+        match client.create_permission(TransportType::Udp, ip, at) {
+            Ok(()) | Err(CreatePermissionError::AlreadyExists) => self.asked.push(ip),
+            Err(e) => tracing::trace!(%ip, error = %e, "TURN permission not asked yet"),
+        }
+    }
+
     fn new(server: Server, local: Option<SocketAddr>) -> Self {
         Relay {
             server,
