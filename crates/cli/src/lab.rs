@@ -15,6 +15,8 @@ use switchboard::{Event, IcePolicy, Node, PathKind};
 use switchboard_natlab::{Lab, LabSpec, NatKind, Netns};
 use switchboard_server::{Server, ServerConfig, TurnConfig};
 
+use crate::local::next_matching_within;
+
 /// Flags of `lab`.
 #[derive(Debug, Args)]
 pub(crate) struct LabArgs {
@@ -286,20 +288,22 @@ fn node_peer(node: &Node) -> anyhow::Result<switchboard::proto::PeerId> {
     node.peers().into_iter().next().context("no linked peer")
 }
 
+/// The next event `pick` takes on a cell's link; the link ending first is an error.
+async fn next_on_link<T>(node: &Node, mut pick: impl FnMut(Event) -> Option<T>) -> anyhow::Result<T> {
+    let r = next_matching_within(node, CELL_PATIENCE, |ev| match ev {
+        Event::PeerDisconnected { reason, .. } => Some(Err(reason)),
+        ev => pick(ev).map(Ok),
+    })
+    .await?;
+    r.map_err(|reason| anyhow::anyhow!("link ended: {reason}"))
+}
+
 async fn await_link(node: &Node) -> anyhow::Result<SideResult> {
-    let wait = async {
-        loop {
-            match node.next_event().await {
-                Some(Event::PeerConnected { path, .. }) => {
-                    return Ok(SideResult { path, connected_at: Instant::now() });
-                }
-                Some(Event::PeerDisconnected { reason, .. }) => bail!("link ended: {reason}"),
-                Some(_) => {}
-                None => bail!("node closed"),
-            }
-        }
-    };
-    tokio::time::timeout(CELL_PATIENCE, wait).await.context("no link in time")?
+    next_on_link(node, |ev| match ev {
+        Event::PeerConnected { path, .. } => Some(SideResult { path, connected_at: Instant::now() }),
+        _ => None,
+    })
+    .await
 }
 
 /// The link's path once settled: where a direct path should exist but the
@@ -320,29 +324,15 @@ async fn settled_path(node: &Node, peer: switchboard::proto::PeerId, expect_dire
 }
 
 async fn await_disconnect(node: &Node) -> anyhow::Result<()> {
-    let wait = async {
-        loop {
-            match node.next_event().await {
-                Some(Event::PeerDisconnected { .. }) | None => return,
-                Some(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(CELL_PATIENCE, wait).await.context("the other side did not close")
+    next_matching_within(node, CELL_PATIENCE, |ev| matches!(ev, Event::PeerDisconnected { .. }).then_some(())).await
 }
 
 async fn next_message(node: &Node) -> anyhow::Result<Vec<u8>> {
-    let wait = async {
-        loop {
-            match node.next_event().await {
-                Some(Event::Message(m)) => return Ok(m.data.to_vec()),
-                Some(Event::PeerDisconnected { reason, .. }) => bail!("link ended: {reason}"),
-                Some(_) => {}
-                None => bail!("node closed"),
-            }
-        }
-    };
-    tokio::time::timeout(CELL_PATIENCE, wait).await.context("no message in time")?
+    next_on_link(node, |ev| match ev {
+        Event::Message(m) => Some(m.data.to_vec()),
+        _ => None,
+    })
+    .await
 }
 
 fn median(v: &[Duration]) -> Option<Duration> {

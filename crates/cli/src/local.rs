@@ -65,8 +65,17 @@ pub(crate) async fn next_message(node: &Node) -> anyhow::Result<Message> {
 }
 
 /// Waits for the first event that `pick` maps to `Some`, at most [`PATIENCE`].
-pub(crate) async fn next_matching<T>(node: &Node, mut pick: impl FnMut(Event) -> Option<T>) -> anyhow::Result<T> {
-    tokio::time::timeout(PATIENCE, async {
+pub(crate) async fn next_matching<T>(node: &Node, pick: impl FnMut(Event) -> Option<T>) -> anyhow::Result<T> {
+    next_matching_within(node, PATIENCE, pick).await
+}
+
+/// The first event that `pick` maps to `Some` within `patience`, skipping others.
+pub(crate) async fn next_matching_within<T>(
+    node: &Node,
+    patience: Duration,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(patience, async {
         while let Some(ev) = node.next_event().await {
             if let Some(t) = pick(ev) {
                 return Ok(t);
@@ -75,5 +84,5 @@ pub(crate) async fn next_matching<T>(node: &Node, mut pick: impl FnMut(Event) ->
         bail!("node closed")
     })
     .await
-    .context("nothing within 30 s")?
+    .with_context(|| format!("nothing within {patience:?}"))?
 }

@@ -450,11 +450,6 @@ impl Gatherer {
             r.state = RelayState::Failed;
             return;
         }
-        while let Some(t) = client.poll_transmit(at) {
-            let data = t.data.to_vec();
-            let to = t.to;
-            self.out.push_back(Xmit { route, to, data });
-        }
         let mut granted = Vec::new();
         while let Some(e) = client.poll_event() {
             match e {
@@ -476,6 +471,7 @@ impl Gatherer {
                 _ => {}
             }
         }
+        // Datagrams held for a permission that just arrived.
         for ip in granted {
             for (to, data) in r.held.remove(&ip).unwrap_or_default() {
                 if let RelayState::Running(client) = &mut r.state
@@ -486,16 +482,17 @@ impl Gatherer {
                 }
             }
         }
-        if r.relayed.is_some() && !self.remote_ips.is_empty() {
+        if r.relayed.is_some() {
             for &ip in &self.remote_ips {
                 r.ask_permission(ip, at);
             }
-            if let RelayState::Running(client) = &mut r.state {
-                while let Some(t) = client.poll_transmit(at) {
-                    let data = t.data.to_vec();
-                    let to = t.to;
-                    self.out.push_back(Xmit { route, to, data });
-                }
+        }
+        // Everything the client wants sent: requests, refreshes, permissions.
+        if let RelayState::Running(client) = &mut r.state {
+            while let Some(t) = client.poll_transmit(at) {
+                let data = t.data.to_vec();
+                let to = t.to;
+                self.out.push_back(Xmit { route, to, data });
             }
         }
         self.maybe_announce(now);

@@ -71,9 +71,12 @@ impl From<switchboard_proto::IceServer> for IceServer {
 
 /// Resolves `servers` to addresses; URLs that do not parse or resolve are
 /// skipped with a log line (one bad entry must not stop the others).
-pub(crate) async fn resolve(servers: &[IceServer]) -> Vec<gather::Server> {
+/// The servers the application named (`own`) come first, then the ones the
+/// signaling server handed out.
+pub(crate) async fn resolve(own: &[IceServer], handed: &[switchboard_proto::IceServer]) -> Vec<gather::Server> {
+    let handed: Vec<IceServer> = handed.iter().cloned().map(IceServer::from).collect();
     let mut out = Vec::new();
-    for s in servers {
+    for s in own.iter().chain(&handed) {
         for u in &s.urls {
             let url = match ServerUrl::parse(u) {
                 Ok(url) => url,

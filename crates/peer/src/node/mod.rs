@@ -236,11 +236,8 @@ impl NodeBuilder {
             }
             None => None,
         };
-        let mut servers = self.ice_servers.clone();
-        if let Some(c) = &client {
-            servers.extend(c.welcome().ice_servers.iter().cloned().map(IceServer::from));
-        }
-        let ice = crate::ice::resolve(&servers).await;
+        let handed = client.as_ref().map_or(&[][..], |c| &c.welcome().ice_servers);
+        let ice = crate::ice::resolve(&self.ice_servers, handed).await;
         if self.ice_policy == IcePolicy::Relay && !ice.iter().any(|s| s.turn.is_some()) {
             return Err(StartError::Config("relay-only policy needs a TURN server".into()));
         }

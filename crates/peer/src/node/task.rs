@@ -134,9 +134,7 @@ impl Task {
         let ask = ClientMessage::IceServers(switchboard_proto::Ping { id: None });
         match self.client.request(ask).await {
             Ok(ServerMessage::IceServers { ice_servers, .. }) => {
-                let mut servers = self.inner.builder.ice_servers.clone();
-                servers.extend(ice_servers.iter().cloned().map(crate::ice::IceServer::from));
-                let resolved = crate::ice::resolve(&servers).await;
+                let resolved = crate::ice::resolve(&self.inner.builder.ice_servers, &ice_servers).await;
                 tracing::debug!(servers = resolved.len(), "ICE servers refreshed");
                 self.inner.set_ice_servers(resolved);
                 ice_refresh_at(&ice_servers)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use switchboard::proto::{PeerId, RoomCode};
 use switchboard::{Event, HostCandidates, Node, NodeBuilder, PathKind};
-use switchboard_server::{Server, ServerConfig, TurnConfig};
+use switchboard_server::{Secret, Server, ServerConfig, TurnConfig};
 use tokio::sync::oneshot;
 
 /// How long a test waits for something that should happen quickly.
@@ -27,6 +27,18 @@ impl TestServer {
     pub async fn with_turn() -> Self {
         let turn = TurnConfig { listen: "127.0.0.1:0".parse().expect("addr"), ..TurnConfig::default() };
         Self::start_with(ServerConfig { turn: Some(turn), ..ServerConfig::default() }).await
+    }
+
+    /// Without its own TURN server; `welcome` carries credentials minted
+    /// with `secret` for the external TURN server at `url` (coturn's
+    /// `use-auth-secret` setup).
+    pub async fn minting_for(secret: &str, url: String) -> Self {
+        Self::start_with(ServerConfig {
+            turn_secret: Some(Secret::new(secret)),
+            turn_urls: vec![url],
+            ..ServerConfig::default()
+        })
+        .await
     }
 
     pub async fn start_with(config: ServerConfig) -> Self {

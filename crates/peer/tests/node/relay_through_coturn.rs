@@ -3,7 +3,6 @@
 //! links carry data through it over UDP.
 
 use switchboard::{IcePolicy, PathKind};
-use switchboard_server::{Secret, ServerConfig};
 
 use crate::common::{TestServer, exchange_in_order, pair_with_paths};
 use crate::coturn::Coturn;
@@ -11,12 +10,8 @@ use crate::coturn::Coturn;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_only_links_work_through_coturn_with_minted_credentials() {
     let coturn = Coturn::start("coturn-secret", None);
-    let server = TestServer::start_with(ServerConfig {
-        turn_secret: Some(Secret::new("coturn-secret")),
-        turn_urls: vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)],
-        ..ServerConfig::default()
-    })
-    .await;
+    let server =
+        TestServer::minting_for("coturn-secret", format!("turn:127.0.0.1:{}?transport=udp", coturn.port)).await;
     let node = || server.node().ice_policy(IcePolicy::Relay);
     let (a, b, pa, pb) = pair_with_paths(node(), node()).await;
     assert_eq!((pa, pb), (PathKind::Relayed, PathKind::Relayed));

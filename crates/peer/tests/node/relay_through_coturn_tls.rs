@@ -2,7 +2,6 @@
 //! checking its certificate against a root the application trusts.
 
 use switchboard::{IcePolicy, PathKind};
-use switchboard_server::{Secret, ServerConfig};
 
 use crate::common::{TestServer, exchange_in_order, pair_with_paths};
 use crate::coturn::{Coturn, SelfSigned};
@@ -11,12 +10,8 @@ use crate::coturn::{Coturn, SelfSigned};
 async fn relay_only_links_work_through_coturn_over_tls() {
     let cert = SelfSigned::make();
     let coturn = Coturn::start("coturn-secret", Some((&cert.dir.join("cert.pem"), &cert.dir.join("key.pem"))));
-    let server = TestServer::start_with(ServerConfig {
-        turn_secret: Some(Secret::new("coturn-secret")),
-        turn_urls: vec![format!("turns:127.0.0.1:{}?transport=tcp", coturn.tls_port)],
-        ..ServerConfig::default()
-    })
-    .await;
+    let server =
+        TestServer::minting_for("coturn-secret", format!("turns:127.0.0.1:{}?transport=tcp", coturn.tls_port)).await;
     let der = std::fs::read(cert.dir.join("cert.der")).expect("certificate");
     let node = || server.node().ice_policy(IcePolicy::Relay).turns_root_certificate(der.clone());
     let (a, b, pa, pb) = pair_with_paths(node(), node()).await;
