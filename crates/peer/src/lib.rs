@@ -100,6 +100,17 @@
 //! `examples/byo-signaling` in the repository connects a node to a plain
 //! str0m peer that opens its channel in-band, as a browser would.
 //!
+//! # Losing and finding a path
+//!
+//! A link that hears nothing from the other side for 3 s goes
+//! [`LinkState::Reconnecting`] and restarts ICE through the signaling server
+//! (fresh candidates, fresh TURN allocations) until a path answers again or
+//! the give-up time passes ([`NodeBuilder::path_timeouts`]). Reliable channels
+//! lose nothing across a restart. A node that renews its TURN credentials
+//! moves its relayed links to new allocations the same way;
+//! [`LinkStats::ice_restarts`] counts the restarts. Links made with the
+//! bring-your-own-signaling calls do not restart.
+//!
 //! # Errors and limits
 //!
 //! Each operation has its own error enum: [`StartError`], [`RoomError`],

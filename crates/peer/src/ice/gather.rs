@@ -151,6 +151,9 @@ pub(crate) struct Gatherer {
     /// Streams the driver must open.
     connects: VecDeque<Connect>,
     remote_ips: Vec<IpAddr>,
+    /// Stream ids of this gatherer start here (after those of the gatherers
+    /// it replaced on the same link).
+    stream_base: usize,
 }
 
 impl Gatherer {
@@ -174,6 +177,7 @@ impl Gatherer {
             candidates: VecDeque::new(),
             connects: VecDeque::new(),
             remote_ips: Vec::new(),
+            stream_base: 0,
         };
         for server in servers {
             let udp_locals = locals.iter().filter(|l| l.is_ipv4() == server.addr.is_ipv4());
@@ -233,18 +237,51 @@ impl Gatherer {
 
     /// The next stream the driver must open.
     pub(crate) fn poll_connect(&mut self) -> Option<Connect> {
-        self.connects.pop_front()
+        let mut c = self.connects.pop_front()?;
+        c.stream += self.stream_base;
+        Some(c)
+    }
+
+    /// Takes over from `old` on the same link: `old` gives its allocations
+    /// back (its last requests and the streams to close come out of
+    /// [`Self::release`]) and this gatherer's stream ids follow its own.
+    pub(crate) fn follow(&mut self, old: &Gatherer) {
+        self.stream_base = old.stream_base + old.relays.len();
+    }
+
+    /// Gives every allocation back (a REFRESH with lifetime 0, so that the
+    /// next gatherer can allocate from the same socket); returns the ids of
+    /// this gatherer's streams, which the driver may then close.
+    pub(crate) fn release(&mut self, now: Instant) -> Vec<usize> {
+        let at = self.at(now);
+        let mut streams = Vec::new();
+        for i in 0..self.relays.len() {
+            if let RelayState::Running(client) = &mut self.relays[i].state {
+                let _ = client.delete(at);
+            }
+            self.pump(i, now);
+            if self.relays[i].server.transport == Transport::Tcp {
+                streams.push(self.stream_base + i);
+            }
+        }
+        streams
+    }
+
+    fn index(&self, id: usize) -> Option<usize> {
+        id.checked_sub(self.stream_base).filter(|i| *i < self.relays.len())
     }
 
     /// The driver connected stream `id` from `local`.
     pub(crate) fn stream_connected(&mut self, now: Instant, id: usize, local: SocketAddr) {
-        if self.relays.get(id).is_some_and(|r| matches!(r.state, RelayState::Connecting)) {
+        let Some(id) = self.index(id) else { return };
+        if matches!(self.relays[id].state, RelayState::Connecting) {
             self.start_relay(id, local, now);
         }
     }
 
     /// Stream `id` failed or closed.
     pub(crate) fn stream_closed(&mut self, id: usize) {
+        let Some(id) = self.index(id) else { return };
         if let Some(r) = self.relays.get_mut(id) {
             tracing::debug!(server = %r.server.addr, "TURN stream closed");
             r.state = RelayState::Failed;
@@ -254,6 +291,7 @@ impl Gatherer {
     /// Bytes read from stream `id`; peer data comes back in `relayed`.
     pub(crate) fn stream_data(&mut self, now: Instant, id: usize, data: &[u8], relayed: &mut Vec<Relayed>) {
         let at = self.at(now);
+        let Some(id) = self.index(id) else { return };
         let Some(r) = self.relays.get_mut(id) else { return };
         let (Some(local), RelayState::Running(client)) = (r.local, &mut r.state) else { return };
         let t = StunTransmit { data, transport: TransportType::Tcp, from: r.server.addr, to: local };
@@ -353,17 +391,25 @@ impl Gatherer {
                 tracing::trace!(%to, error = %e, "TURN channel not bound");
             }
         }
-        Self::send_through(r, i, to, data, at, &mut self.out);
+        Self::send_through(r, self.stream_base + i, to, data, at, &mut self.out);
         self.pump(i, now);
         Some(())
     }
 
-    fn send_through(r: &mut Relay, i: usize, to: SocketAddr, data: &[u8], at: StunInstant, out: &mut VecDeque<Xmit>) {
+    fn send_through(
+        r: &mut Relay,
+        stream: usize,
+        to: SocketAddr,
+        data: &[u8],
+        at: StunInstant,
+        out: &mut VecDeque<Xmit>,
+    ) {
         let (RelayState::Running(client), Some(local)) = (&mut r.state, r.local) else { return };
         match client.send_to(TransportType::Udp, to, data, at) {
             Ok(Some(t)) => {
                 let t = t.build();
-                let route = if r.server.transport == Transport::Udp { Route::Udp(local) } else { Route::Stream(i) };
+                let route =
+                    if r.server.transport == Transport::Udp { Route::Udp(local) } else { Route::Stream(stream) };
                 out.push_back(Xmit { route, to: t.to, data: t.data });
             }
             Ok(None) => {}
@@ -439,10 +485,11 @@ impl Gatherer {
     /// Moves one relay's client along: transmits, events, held data.
     fn pump(&mut self, i: usize, now: Instant) {
         let at = self.at(now);
+        let base = self.stream_base;
         let r = &mut self.relays[i];
         let Some(local) = r.local else { return };
         let RelayState::Running(client) = &mut r.state else { return };
-        let route = if r.server.transport == Transport::Udp { Route::Udp(local) } else { Route::Stream(i) };
+        let route = if r.server.transport == Transport::Udp { Route::Udp(local) } else { Route::Stream(base + i) };
         if let TurnPollRet::Closed = client.poll(at) {
             if r.relayed.is_some() || r.announced {
                 tracing::debug!(server = %r.server.addr, "TURN allocation closed");

@@ -7,6 +7,7 @@
 //! signals and time, then drains [`LinkCore::poll_output`] until it returns a
 //! timeout.
 
+mod recovery;
 pub(crate) mod state;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ use switchboard_proto::SignalData;
 use crate::channel::ChannelConfig;
 use crate::framing::{Delivered, Inbox, OutMessage, Outbox};
 use crate::ice::gather::{Gatherer, Route, Taken};
+use recovery::Recovery;
 use state::StateMachine;
 pub use state::{InvalidTransition, LinkState};
 
@@ -38,6 +40,9 @@ const SETUP_TICK: Duration = Duration::from_millis(2);
 const STUN_INITIAL_RTO: Duration = Duration::from_millis(100);
 /// How often a connected link measures its round trip.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest pause between STUN keep-alives on the selected pair, so that a
+/// live path is never silent for long.
+const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Which side writes the offer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +130,9 @@ pub struct LinkStats {
     pub setup_time: Option<Duration>,
     /// Partial messages dropped on unreliable channels.
     pub dropped_partials: u64,
+    /// ICE restarts this link went through (path lost, network change,
+    /// fresh TURN credentials).
+    pub ice_restarts: u32,
 }
 
 /// Settings of one link.
@@ -139,6 +147,8 @@ pub(crate) struct LinkConfig {
     pub(crate) window: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_timeout: Duration,
+    /// Silence after which a connected path counts as dead.
+    pub(crate) dead_after: Duration,
     pub(crate) sctp_buffer: usize,
     /// DTLS certificate shared by the node's links (generated per link if unset).
     pub(crate) cert: Option<str0m::config::DtlsCert>,
@@ -154,6 +164,7 @@ impl Default for LinkConfig {
             window: 8 << 20,
             connect_timeout: Duration::from_secs(15),
             reconnect_timeout: Duration::from_secs(15),
+            dead_after: Duration::from_secs(3),
             sctp_buffer: 128 << 10,
             cert: None,
         }
@@ -199,8 +210,13 @@ pub(crate) enum Output {
     OpenStream(crate::ice::gather::Connect),
     /// Write bytes to a stream.
     StreamSend { stream: usize, contents: Vec<u8> },
+    /// Close a stream once what was written to it is out.
+    CloseStream(usize),
     /// Send a signal to the other side.
     Signal(SignalData),
+    /// An ICE restart began: build a fresh gatherer (current ICE servers and
+    /// credentials) and hand it to [`LinkCore::regather`].
+    Regather,
     /// Tell the application.
     Event(LinkEvent),
     /// Nothing more until this time (or new input).
@@ -273,6 +289,17 @@ pub(crate) struct LinkCore {
     gather: Option<Gatherer>,
     /// Path kind last reported to the application.
     reported_path: Option<PathKind>,
+    /// Local candidates the gatherer added (dropped when it is replaced).
+    gathered: Vec<Candidate>,
+    /// Silence detection and restart pacing.
+    recovery: Recovery,
+    /// The offer waiting for its answer, sent again if a restart is retried.
+    pending_sdp: Option<String>,
+    /// The other side's current ICE username fragment.
+    remote_ufrag: Option<String>,
+    /// An ICE restart is under way: ICE passes through `disconnected` while
+    /// the new candidates arrive, which is no loss of the path.
+    restarting: bool,
 }
 
 impl LinkCore {
@@ -283,6 +310,7 @@ impl LinkCore {
         // design; retry it after 100 ms rather than str0m's 250 ms so that
         // direct paths through restricted NATs open before the relay joins.
         builder.set_initial_stun_rto(STUN_INITIAL_RTO);
+        builder.set_max_stun_rto(KEEPALIVE);
         if let Some(cert) = &cfg.cert {
             builder = builder.set_dtls_cert(cert.clone());
         }
@@ -338,6 +366,11 @@ impl LinkCore {
             early_messages: Vec::new(),
             gather: None,
             reported_path: None,
+            gathered: Vec::new(),
+            recovery: Recovery::new(now, cfg.dead_after),
+            pending_sdp: None,
+            remote_ufrag: None,
+            restarting: false,
             cfg,
         }
     }
@@ -414,6 +447,9 @@ impl LinkCore {
     pub(crate) fn add_local_candidate(&mut self, candidate: Candidate) {
         let addr = candidate.addr();
         let kind = candidate.kind();
+        if kind != CandidateKind::Host {
+            self.gathered.push(candidate.clone());
+        }
         if let Some(c) = self.rtc.add_local_candidate(candidate) {
             let line = c.to_sdp_string();
             self.local_kinds.insert(addr, kind);
@@ -448,6 +484,7 @@ impl LinkCore {
         self.described = true;
         self.set_state(LinkState::Signaling);
         let sdp = offer.to_sdp_string();
+        self.pending_sdp = Some(sdp.clone());
         self.queue.push_back(Output::Signal(SignalData::Offer { sdp: sdp.clone() }));
         Ok(sdp)
     }
@@ -456,16 +493,24 @@ impl LinkCore {
     pub(crate) fn handle_signal(&mut self, now: Instant, signal: SignalData) -> Result<(), LinkError> {
         self.advance(now);
         let result = match signal {
+            SignalData::Offer { sdp } if self.have_remote && self.role == Role::Answerer => self.accept_restart(&sdp),
             SignalData::Offer { sdp } => self.accept_offer(&sdp).map(|answer| {
                 self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer }));
             }),
+            SignalData::Restart => {
+                if self.role == Role::Offerer && matches!(self.state(), LinkState::Connected | LinkState::Reconnecting)
+                {
+                    self.restart_ice();
+                }
+                Ok(())
+            }
             SignalData::Answer { sdp } => self.accept_answer(&sdp),
             SignalData::Candidate { candidate, .. } => self.add_remote_candidate(&candidate),
             SignalData::Bye { reason } => {
                 self.end(DisconnectReason::ClosedByPeer(reason), false);
                 Ok(())
             }
-            // End of candidates, restart and the topology signals are the node's business.
+            // End of candidates and the topology signals are the node's business.
             _ => Ok(()),
         };
         if let Err(e) = &result
@@ -484,6 +529,7 @@ impl LinkCore {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| LinkError::Sdp(e.to_string()))?;
         self.note_remote_kinds(sdp);
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| LinkError::Sdp(e.to_string()))?;
+        self.remote_ufrag = ice_ufrag(sdp);
         // Pre-negotiated channels exist on both sides without DCEP.
         let mut direct = self.rtc.direct_api();
         for (i, slot) in self.slots.iter_mut().enumerate() {
@@ -512,9 +558,13 @@ impl LinkCore {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| LinkError::Sdp(e.to_string()))?;
         self.note_remote_kinds(sdp);
         self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| LinkError::Sdp(e.to_string()))?;
+        self.pending_sdp = None;
+        self.remote_ufrag = ice_ufrag(sdp);
         self.have_remote = true;
         self.flush_early_candidates();
-        self.set_state(LinkState::Connecting);
+        if self.state() == LinkState::Signaling {
+            self.set_state(LinkState::Connecting);
+        }
         Ok(())
     }
 
@@ -601,6 +651,11 @@ impl LinkCore {
         if self.ended {
             return;
         }
+        self.recovery.heard(now);
+        // A path that came back by itself, with no restart under way.
+        if self.state() == LinkState::Reconnecting && self.ice_connected && self.pending_sdp.is_none() {
+            self.path_back();
+        }
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
             tracing::trace!(%source, "ignoring a datagram that is not STUN, DTLS or RTP");
             return;
@@ -631,6 +686,13 @@ impl LinkCore {
         }
         if self.next_ping.is_some_and(|at| now >= at) {
             self.send_ping();
+        }
+        if self.state() == LinkState::Connected && self.recovery.is_silent(now) {
+            tracing::debug!(silent_for = ?self.cfg.dead_after, "path silent");
+            self.path_lost();
+        }
+        if self.state() == LinkState::Reconnecting && self.recovery.attempt_due(now) {
+            self.try_restart();
         }
     }
 
@@ -684,6 +746,10 @@ impl LinkCore {
                         at = at.min(p);
                     }
                     if let Some(t) = self.gather.as_mut().and_then(Gatherer::poll_timeout) {
+                        at = at.min(t);
+                    }
+                    let live = self.state() == LinkState::Connected;
+                    if let Some(t) = self.recovery.poll_timeout(live) {
                         at = at.min(t);
                     }
                     // str0m paces ICE at 50 ms steps; while the link comes up,
@@ -762,19 +828,19 @@ impl LinkCore {
         match s {
             IceConnectionState::Connected | IceConnectionState::Completed => {
                 self.ice_connected = true;
+                self.restarting = false;
                 if self.state() == LinkState::Reconnecting {
-                    self.deadline = None;
-                    self.set_state(LinkState::Connected);
+                    self.path_back();
                 }
                 self.check_connected();
             }
             IceConnectionState::Disconnected => {
                 self.ice_connected = false;
-                if self.state() == LinkState::Connected {
-                    self.deadline = Some((self.now + self.cfg.reconnect_timeout, DisconnectReason::PathLost));
-                    self.set_state(LinkState::Reconnecting);
+                if !self.restarting {
+                    self.path_lost();
                 }
             }
+            IceConnectionState::Checking => self.ice_connected = false,
             _ => {}
         }
     }
@@ -803,6 +869,116 @@ impl LinkCore {
         }
         if !self.cfg.raw {
             self.next_ping = Some(self.now);
+        }
+    }
+
+    /// The path stopped answering: look for another, give up at the reconnect timeout.
+    fn path_lost(&mut self) {
+        if self.state() != LinkState::Connected {
+            return;
+        }
+        self.deadline = Some((self.now + self.cfg.reconnect_timeout, DisconnectReason::PathLost));
+        self.recovery.lost(self.now);
+        self.set_state(LinkState::Reconnecting);
+    }
+
+    /// A path works again.
+    fn path_back(&mut self) {
+        self.deadline = None;
+        self.recovery.recovered(self.now);
+        self.set_state(LinkState::Connected);
+        self.note_path();
+    }
+
+    /// One restart attempt: the offering side restarts ICE, the answering
+    /// side asks it to.
+    fn try_restart(&mut self) {
+        match self.role {
+            Role::Offerer => self.restart_ice(),
+            Role::Answerer => self.queue.push_back(Output::Signal(SignalData::Restart)),
+        }
+    }
+
+    /// The node got fresh TURN credentials: a link on a relay moves to a new
+    /// allocation (by ICE restart) before the old credentials expire.
+    pub(crate) fn renew_relay(&mut self, now: Instant) {
+        self.advance(now);
+        if self.state() == LinkState::Connected && !self.restarting && self.path() == Some(PathKind::Relayed) {
+            self.try_restart();
+        }
+    }
+
+    /// Restarts ICE (offering side): new credentials, fresh gathering, and
+    /// an offer for the other side. An offer still unanswered is sent again.
+    fn restart_ice(&mut self) {
+        if let Some(sdp) = &self.pending_sdp {
+            self.queue.push_back(Output::Signal(SignalData::Offer { sdp: sdp.clone() }));
+            return;
+        }
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let Some((offer, pending)) = api.apply() else { return };
+        let sdp = offer.to_sdp_string();
+        tracing::debug!(state = %self.state(), "ICE restart");
+        self.pending_offer = Some(pending);
+        self.pending_sdp = Some(sdp.clone());
+        self.restarting = true;
+        self.stats.ice_restarts += 1;
+        self.queue.push_back(Output::Signal(SignalData::Offer { sdp }));
+        self.queue.push_back(Output::Regather);
+    }
+
+    /// Answers an offer on a negotiated link: an ICE restart when the
+    /// other side's credentials changed, else a repeat of the last offer.
+    fn accept_restart(&mut self, sdp: &str) -> Result<(), LinkError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| LinkError::Sdp(e.to_string()))?;
+        let restarted = ice_ufrag(sdp) != self.remote_ufrag;
+        self.note_remote_kinds(sdp);
+        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| LinkError::Sdp(e.to_string()))?;
+        self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer.to_sdp_string() }));
+        if restarted {
+            tracing::debug!(state = %self.state(), "ICE restart by the other side");
+            self.remote_ufrag = ice_ufrag(sdp);
+            self.restarting = true;
+            self.stats.ice_restarts += 1;
+            self.queue.push_back(Output::Regather);
+        }
+        Ok(())
+    }
+
+    /// Replaces the gatherer after an ICE restart: the old one's candidates
+    /// are dropped (their allocations may be about to lose their
+    /// credentials) and the new one learns the known remote addresses.
+    pub(crate) fn regather(&mut self, now: Instant, gatherer: Option<Gatherer>) {
+        self.advance(now);
+        if self.gather.is_none() && gatherer.is_none() {
+            return;
+        }
+        let mut direct = self.rtc.direct_api();
+        for c in self.gathered.drain(..) {
+            direct.invalidate_candidate(&c);
+        }
+        let mut gatherer = gatherer;
+        if let Some(mut old) = self.gather.take() {
+            // The old allocations go first, so that the new ones can be made
+            // from the same sockets; then the old streams close.
+            let streams = old.release(now);
+            while let Some(x) = old.poll_transmit() {
+                self.queue.push_back(match x.route {
+                    Route::Udp(source) => Output::Transmit { source, destination: x.to, contents: x.data },
+                    Route::Stream(stream) => Output::StreamSend { stream, contents: x.data },
+                });
+            }
+            self.queue.extend(streams.into_iter().map(Output::CloseStream));
+            if let Some(g) = &mut gatherer {
+                g.follow(&old);
+            }
+        }
+        self.gather = gatherer;
+        if let Some(g) = &mut self.gather {
+            for &addr in self.remote_kinds.keys() {
+                g.add_remote(now, addr);
+            }
         }
     }
 
@@ -1007,6 +1183,11 @@ impl LinkCore {
         }
         moved
     }
+}
+
+/// The `a=ice-ufrag` of a session description.
+fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(str::to_owned)
 }
 
 fn control_config() -> str0m::channel::ChannelConfig {

@@ -79,9 +79,10 @@ impl Pair {
                             });
                         }
                         // These cores have no STUN/TURN servers.
-                        Output::OpenStream(_) | Output::StreamSend { .. } => {
+                        Output::OpenStream(_) | Output::StreamSend { .. } | Output::CloseStream(_) => {
                             unreachable!("a link without ICE servers opened a TURN stream")
                         }
+                        Output::Regather => me.core.regather(self.now, None),
                         Output::Signal(s) => {
                             if me.signals_on {
                                 signals.push(s);
@@ -357,4 +358,77 @@ fn messages_never_come_before_connected() {
             assert!(connected.is_some() && connected < first, "seed {seed}: {:?}", rx.events);
         }
     }
+}
+
+#[test]
+fn a_silent_path_is_noticed_within_five_seconds_and_recovers_by_ice_restart() {
+    let mut pair = Pair::new(12, 0.0, LinkConfig::default());
+    pair.connect();
+    let cut_at = pair.now;
+    pair.cut = true;
+    for i in 0..50u8 {
+        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![i; 3000])));
+    }
+    let noticed = pair.run_until(Duration::from_secs(5), |p| {
+        p.a.core.state() == LinkState::Reconnecting && p.b.core.state() == LinkState::Reconnecting
+    });
+    assert!(noticed, "after 5 s: a {:?} b {:?}", pair.a.core.state(), pair.b.core.state());
+    assert!(pair.now - cut_at <= Duration::from_secs(5));
+    // Ten seconds without a path, then it returns.
+    pair.run_until(Duration::from_secs(10) - (pair.now - cut_at), |_| false);
+    assert!(pair.a.core.stats().ice_restarts >= 2, "restarts {}", pair.a.core.stats().ice_restarts);
+    pair.cut = false;
+    let back = pair.run_until(Duration::from_secs(3), |p| {
+        p.a.core.state() == LinkState::Connected && p.b.core.state() == LinkState::Connected
+    });
+    assert!(back, "no path 3 s after the network returned");
+    // The restart brings the path back at once; SCTP resends what it holds
+    // at its next retransmission timeout, which backed off while cut.
+    let ok = pair.run_until(Duration::from_secs(30), |p| {
+        messages(&p.b.events).len() == 50
+            && p.a.core.state() == LinkState::Connected
+            && p.b.core.state() == LinkState::Connected
+    });
+    assert!(ok, "delivered {} a {:?} b {:?}", messages(&pair.b.events).len(), pair.a.core.state(), pair.b.core.state());
+    for (i, m) in messages(&pair.b.events).iter().enumerate() {
+        assert_eq!(m.data[0], i as u8, "message {i} out of order");
+    }
+    use LinkState::*;
+    assert_eq!(states(&pair.b.core), [New, Signaling, Connecting, Connected, Reconnecting, Connected]);
+    // The restarted link keeps working both ways.
+    pair.b.core.send(0, OutMessage::data(Bytes::from_static(b"back")));
+    let ok = pair.run_until(Duration::from_secs(2), |p| messages(&p.a.events).iter().any(|m| &m.data[..] == b"back"));
+    assert!(ok, "no message from b after the restart");
+}
+
+#[test]
+fn the_answering_side_asks_for_the_restart() {
+    let mut pair = Pair::new(13, 0.0, LinkConfig::default());
+    pair.connect();
+    let now = pair.now;
+    pair.b.core.handle_timeout(now);
+    // Only the answering side hears silence (its own clock runs ahead).
+    let later = now + Duration::from_secs(4);
+    pair.b.core.handle_timeout(later);
+    assert_eq!(pair.b.core.state(), LinkState::Reconnecting);
+    let mut asked = false;
+    loop {
+        match pair.b.core.poll_output() {
+            Output::Signal(SignalData::Restart) => asked = true,
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert!(asked, "the answering side did not ask for a restart");
+    pair.a.core.handle_signal(now, SignalData::Restart).expect("restart signal");
+    let mut offered = false;
+    loop {
+        match pair.a.core.poll_output() {
+            Output::Signal(SignalData::Offer { .. }) => offered = true,
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert!(offered, "the offering side did not restart");
+    assert_eq!(pair.a.core.stats().ice_restarts, 1);
 }

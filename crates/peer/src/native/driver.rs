@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 
 use crate::framing::OutMessage;
-use crate::ice::gather::Connect;
+use crate::ice::gather::{Connect, Gatherer};
 use crate::link::{LinkCore, LinkEvent, LinkState, LinkStats, Output};
 
 /// Where a driver reports what its link did.
@@ -28,6 +28,9 @@ pub(crate) trait LinkSink: Send + Sync + 'static {
     fn signal(&self, link: u64, signal: SignalData);
     /// Something happened on the link.
     fn event(&self, link: u64, event: LinkEvent);
+    /// A gatherer with the current ICE servers for sockets at `locals`
+    /// (`None` when the node has none).
+    fn gatherer(&self, now: Instant, locals: &[SocketAddr]) -> Option<Gatherer>;
 }
 
 /// A command for the driver.
@@ -39,6 +42,8 @@ pub(crate) enum Command {
     Signal(SignalData),
     /// Close on purpose.
     Close(Option<String>),
+    /// The node has fresh TURN credentials.
+    RenewRelay,
 }
 
 /// State shared between the driver and the handles that send on the link.
@@ -109,7 +114,7 @@ pub(crate) fn build(
         streams: HashMap::new(),
         stream_tx,
         stream_rx,
-        stream_tasks: Vec::new(),
+        stream_tasks: HashMap::new(),
         tls,
     };
     (handle, driver)
@@ -132,7 +137,7 @@ pub(crate) struct Driver {
     streams: HashMap<usize, mpsc::Sender<Vec<u8>>>,
     stream_tx: mpsc::Sender<StreamEvent>,
     stream_rx: mpsc::Receiver<StreamEvent>,
-    stream_tasks: Vec<tokio::task::JoinHandle<()>>,
+    stream_tasks: HashMap<usize, tokio::task::JoinHandle<()>>,
     /// TLS settings for `turns:` streams.
     tls: Arc<rustls::ClientConfig>,
 }
@@ -220,7 +225,7 @@ impl Driver {
             }
             self.core.set_consumed(self.shared.consumed.load(Ordering::Acquire));
         }
-        for task in &self.stream_tasks {
+        for task in self.stream_tasks.values() {
             task.abort();
         }
         self.shared.ended.store(true, Ordering::Release);
@@ -246,8 +251,8 @@ impl Driver {
     fn open_stream(&mut self, connect: Connect) {
         let events = self.stream_tx.clone();
         let tls = self.tls.clone();
-        self.stream_tasks.push(tokio::spawn(async move {
-            let (id, server) = (connect.stream, connect.server);
+        let (id, server) = (connect.stream, connect.server);
+        let task = tokio::spawn(async move {
             let opened = tokio::time::timeout(STREAM_CONNECT_TIMEOUT, open(connect, tls)).await;
             let (local, mut read, mut write) = match opened {
                 Ok(Ok(s)) => s,
@@ -291,7 +296,8 @@ impl Driver {
             }
             writer.abort();
             let _ = events.send(StreamEvent::Closed { id }).await;
-        }));
+        });
+        self.stream_tasks.insert(id, task);
     }
 
     fn command(&mut self, now: Instant, c: Command) {
@@ -306,6 +312,7 @@ impl Driver {
                 }
             }
             Command::Close(reason) => self.core.close(now, reason),
+            Command::RenewRelay => self.core.renew_relay(now),
         }
     }
 
@@ -327,6 +334,13 @@ impl Driver {
                     }
                 }
                 Output::OpenStream(connect) => self.open_stream(connect),
+                Output::CloseStream(stream) => {
+                    // The writer task sends what it holds, then ends.
+                    self.streams.remove(&stream);
+                    if let Some(task) = self.stream_tasks.remove(&stream) {
+                        task.abort();
+                    }
+                }
                 Output::StreamSend { stream, contents } => {
                     if let Some(w) = self.streams.get(&stream)
                         && w.try_send(contents).is_err()
@@ -335,6 +349,11 @@ impl Driver {
                     }
                 }
                 Output::Signal(s) => self.sink.signal(self.id, s),
+                Output::Regather => {
+                    let now = Instant::now();
+                    let gatherer = self.sink.gatherer(now, &self.locals);
+                    self.core.regather(now, gatherer);
+                }
                 Output::Event(e) => {
                     if matches!(
                         e,

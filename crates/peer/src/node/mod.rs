@@ -154,6 +154,16 @@ impl NodeBuilder {
         self
     }
 
+    /// How a link notices a dead path and how long it tries to get one back:
+    /// silence for `dead_after` (default 3 s; keep-alives go every second)
+    /// starts ICE restarts, and after `give_up` (default 15 s) without a
+    /// path the link fails with [`DisconnectReason::PathLost`](crate::DisconnectReason::PathLost).
+    pub fn path_timeouts(mut self, dead_after: Duration, give_up: Duration) -> Self {
+        self.link.dead_after = dead_after;
+        self.link.reconnect_timeout = give_up;
+        self
+    }
+
     /// Receive window per link (default 8 MiB): how much a peer may send
     /// ahead of what this application has read.
     pub fn receive_window(mut self, bytes: usize) -> Self {
@@ -745,9 +755,13 @@ impl Inner {
     }
 
     /// Replaces the STUN/TURN servers new links use.
+    /// Links on a relay move to the new credentials.
     pub(crate) fn set_ice_servers(&self, servers: Vec<crate::ice::gather::Server>) {
         if let Ok(mut ice) = self.ice.lock() {
             *ice = servers;
+        }
+        for entry in self.lock().by_peer.values() {
+            let _ = entry.handle.commands.send(Command::RenewRelay);
         }
     }
 
@@ -771,12 +785,17 @@ impl Inner {
                 }
             }
         }
-        let servers = self.ice.lock().map(|s| s.clone()).unwrap_or_default();
-        if !servers.is_empty() {
-            let policy = self.builder.ice_policy;
-            core.set_gatherer(Gatherer::new(now, &servers, &locals, policy, self.builder.relay_delay));
+        if let Some(g) = self.gatherer_for(now, &locals) {
+            core.set_gatherer(g);
         }
         Ok((core, sockets))
+    }
+
+    /// A gatherer with the current STUN/TURN servers, if there are any.
+    fn gatherer_for(&self, now: Instant, locals: &[SocketAddr]) -> Option<Gatherer> {
+        let servers = self.ice.lock().map(|s| s.clone()).unwrap_or_default();
+        (!servers.is_empty())
+            .then(|| Gatherer::new(now, &servers, locals, self.builder.ice_policy, self.builder.relay_delay))
     }
 
     fn spawn_link(
@@ -814,6 +833,10 @@ impl Inner {
 }
 
 impl LinkSink for Inner {
+    fn gatherer(&self, now: Instant, locals: &[SocketAddr]) -> Option<Gatherer> {
+        self.gatherer_for(now, locals)
+    }
+
     fn signal(&self, link: u64, signal: SignalData) {
         let links = self.lock();
         let Some(peer) = links.by_id.get(&link).copied() else { return };

@@ -354,12 +354,17 @@ impl Task {
             let _ = self.inner.task.as_ref().map(|t| t.send(bye("no link agreed")));
             return;
         }
-        let existing = self.inner.lock().by_peer.get(&from).map(|e| e.conn.clone());
-        if let Some(c) = &existing
-            && c.as_ref() == Some(&conn)
         {
-            return;
+            // An offer on the current link restarts its ICE.
+            let links = self.inner.lock();
+            if let Some(e) = links.by_peer.get(&from)
+                && e.conn.as_ref() == Some(&conn)
+            {
+                let _ = e.handle.commands.send(Command::Signal(SignalData::Offer { sdp }));
+                return;
+            }
         }
+        let existing = self.inner.lock().by_peer.get(&from).map(|e| e.conn.clone());
         if existing.is_none() && self.at_capacity() {
             let _ = self.inner.task.as_ref().map(|t| t.send(bye("link limit reached")));
             return;

@@ -13,6 +13,7 @@ mod multi_room;
 mod relay_credentials_refresh;
 mod relay_only_embedded_turn;
 mod relay_over_tcp;
+mod relay_survives_credential_expiry;
 mod relay_through_coturn;
 mod relay_through_coturn_tls;
 mod reliable_order;

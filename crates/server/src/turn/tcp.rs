@@ -196,8 +196,10 @@ impl Conn for TcpFront {
         None
     }
 
+    /// The `turn` crate closes an allocation's listener conn when the
+    /// allocation ends; this one is shared by every TCP client, so it stays
+    /// open (it stops when the front is dropped).
     async fn close(&self) -> webrtc_util::Result<()> {
-        self.accept_task.abort();
         Ok(())
     }
 
