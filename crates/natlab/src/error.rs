@@ -46,6 +46,14 @@ pub enum LabError {
         /// What went wrong.
         reason: String,
     },
+    /// The NFQUEUE delayer (used where the kernel has no netem) could not start.
+    #[error("cannot delay packets in {netns}: {reason}")]
+    Delay {
+        /// The namespace.
+        netns: String,
+        /// What failed.
+        reason: String,
+    },
     /// The running kernel has no `netem` qdisc, so delays cannot be added.
     #[error("the kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is off): `{command}` said: {stderr}")]
     NetemUnavailable {

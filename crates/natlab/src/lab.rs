@@ -2,10 +2,12 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::cmd::{self, exec_in, ip, ip_in};
+use crate::delay::Delayer;
 use crate::nft::router_ruleset;
 use crate::{LabError, LabSpec, NatKind, Netns};
 
@@ -177,6 +179,8 @@ pub struct Lab {
     server: Server,
     sites: Vec<Site>,
     owned: Owned,
+    /// NFQUEUE delayers, where the kernel has no netem.
+    delayers: Mutex<Vec<Delayer>>,
 }
 
 impl Lab {
@@ -229,7 +233,7 @@ impl Lab {
             };
             sites.push(built);
         }
-        Ok(Lab { prefix, public, server, sites, owned })
+        Ok(Lab { prefix, public, server, sites, owned, delayers: Mutex::new(Vec::new()) })
     }
 
     /// The prefix of every namespace of this lab, `sbl<pid>-<n>-`.
@@ -288,8 +292,30 @@ impl Lab {
     /// another) then grows by `2 × delay`; peers of one site still reach each other at once.
     /// `Duration::ZERO` removes the delay.
     ///
-    /// Fails with [`LabError::NetemUnavailable`] if the kernel was built without netem.
+    /// Where the kernel was built without netem, an NFQUEUE rule on each of those interfaces
+    /// hands packets to a thread in its namespace that lets each go `delay` after it came
+    /// (0.5 ms granularity; needs `iptables`).
     pub fn set_delay(&self, delay: Duration) -> Result<(), LabError> {
+        if let Ok(mut d) = self.delayers.lock() {
+            d.clear();
+        }
+        match self.set_netem_delay(delay) {
+            Err(LabError::NetemUnavailable { .. }) if !delay.is_zero() => {
+                let mut started = Vec::new();
+                for (netns, device) in self.delay_points() {
+                    started.push(Delayer::start(netns, device, delay)?);
+                }
+                if let Ok(mut d) = self.delayers.lock() {
+                    *d = started;
+                }
+                Ok(())
+            }
+            Err(LabError::NetemUnavailable { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn set_netem_delay(&self, delay: Duration) -> Result<(), LabError> {
         cmd::require("tc", "iproute2")?;
         let micros = format!("{}us", delay.as_micros());
         for (netns, device) in self.delay_points() {
@@ -328,6 +354,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Delayer threads live in the namespaces: stop them first.
+        if let Ok(mut d) = self.delayers.lock() {
+            d.clear();
+        }
         self.owned.delete_all();
     }
 }

@@ -29,6 +29,7 @@
 //! interfaces are made inside the lab's namespaces and nothing routes out of them.
 
 mod cmd;
+mod delay;
 mod error;
 mod lab;
 mod netns;
