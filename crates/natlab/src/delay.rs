@@ -108,16 +108,11 @@ fn open_queue() -> std::io::Result<Queue> {
 fn hold_and_release(queue: &mut Queue, delay: Duration, stop: &AtomicBool) {
     let mut held = VecDeque::new();
     while !stop.load(Ordering::Acquire) {
-        loop {
-            match queue.recv() {
-                Ok(mut msg) => {
-                    msg.set_verdict(Verdict::Accept);
-                    held.push_back((Instant::now() + delay, msg));
-                }
-                // Nothing waiting; other errors (ENOBUFS after an overflow)
-                // lose nothing: the queue fails open.
-                Err(_) => break,
-            }
+        // Until nothing waits; other errors (ENOBUFS after an overflow) lose
+        // nothing either: the queue fails open.
+        while let Ok(mut msg) = queue.recv() {
+            msg.set_verdict(Verdict::Accept);
+            held.push_back((Instant::now() + delay, msg));
         }
         let now = Instant::now();
         while held.front().is_some_and(|(due, _)| *due <= now) {
