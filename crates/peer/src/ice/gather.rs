@@ -10,7 +10,9 @@
 //!
 //! The ladder: under [`IcePolicy::All`] relayed candidates are announced only
 //! when direct checks have not succeeded within the relay delay, or at once
-//! when no STUN server answered (UDP is likely blocked).
+//! when a direct path is unlikely: no STUN server answered (or a TURN server
+//! answered over TCP while STUN over UDP did not: UDP is blocked), or the
+//! server's alternate address saw another mapping (a symmetric NAT).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -111,6 +113,16 @@ struct Probe {
     tid: TransactionId,
     tries: u32,
     next: Option<Instant>,
+    /// The mapped address the answer gave.
+    mapped: Option<SocketAddr>,
+    /// Sent to the server's OTHER-ADDRESS, to compare mappings.
+    second: bool,
+}
+
+impl Probe {
+    fn new(local: SocketAddr, server: SocketAddr, now: Instant, second: bool) -> Self {
+        Probe { local, server, tid: TransactionId::generate(), tries: 0, next: Some(now), mapped: None, second }
+    }
 }
 
 enum RelayState {
@@ -151,6 +163,8 @@ pub(crate) struct Gatherer {
     /// Streams the driver must open.
     connects: VecDeque<Connect>,
     remote_ips: Vec<IpAddr>,
+    /// One socket's mapping differed towards the server's two addresses.
+    symmetric: bool,
     /// Stream ids of this gatherer start here (after those of the gatherers
     /// it replaced on the same link).
     stream_base: usize,
@@ -177,6 +191,7 @@ impl Gatherer {
             candidates: VecDeque::new(),
             connects: VecDeque::new(),
             remote_ips: Vec::new(),
+            symmetric: false,
             stream_base: 0,
         };
         for server in servers {
@@ -184,13 +199,7 @@ impl Gatherer {
             match (&server.turn, server.transport) {
                 (None, Transport::Udp) if policy == IcePolicy::All => {
                     for &local in udp_locals {
-                        g.probes.push(Probe {
-                            local,
-                            server: server.addr,
-                            tid: TransactionId::generate(),
-                            tries: 0,
-                            next: Some(now),
-                        });
+                        g.probes.push(Probe::new(local, server.addr, now, false));
                     }
                 }
                 (Some(_), Transport::Udp) => {
@@ -355,12 +364,29 @@ impl Gatherer {
             && let Ok(x) = msg.attribute::<XorMappedAddress>()
         {
             let mapped = x.addr(tid);
-            // A mapping equal to the socket adds nothing to the host candidate.
-            if mapped != local
-                && let Ok(c) = Candidate::server_reflexive(mapped, local, "udp")
-            {
-                tracing::debug!(%mapped, %local, "server-reflexive candidate");
-                self.candidates.push_back(c);
+            p.mapped = Some(mapped);
+            if p.second {
+                let first = self.probes.iter().find(|q| !q.second && q.local == local).and_then(|q| q.mapped);
+                if first.is_some_and(|m| m != mapped) {
+                    tracing::debug!(%local, "mapping depends on the destination: relayed candidates at once");
+                    self.symmetric = true;
+                }
+            } else {
+                // A mapping equal to the socket adds nothing to the host candidate.
+                if mapped != local
+                    && let Ok(c) = Candidate::server_reflexive(mapped, local, "udp")
+                {
+                    tracing::debug!(%mapped, %local, "server-reflexive candidate");
+                    self.candidates.push_back(c);
+                }
+                // Behind a NAT, ask the server's other address too: another
+                // mapping there means a symmetric NAT.
+                if mapped != local
+                    && let Some(other) = crate::nat::other_address(from, &msg)
+                {
+                    self.probes.push(Probe::new(local, other, now, true));
+                    self.handle_timeout(now);
+                }
             }
         }
         self.maybe_announce(now);
@@ -550,8 +576,7 @@ impl Gatherer {
         if self.direct {
             return;
         }
-        let stun_gave_up = !self.probes.is_empty() && self.probes.iter().all(|p| p.next.is_none()) && self.no_srflx();
-        if now < self.relay_at && !stun_gave_up {
+        if now < self.relay_at && !self.direct_unlikely() {
             return;
         }
         for r in &mut self.relays {
@@ -565,9 +590,18 @@ impl Gatherer {
         }
     }
 
-    fn no_srflx(&self) -> bool {
-        !self.candidates.iter().any(|c| c.kind() == str0m::CandidateKind::ServerReflexive)
-            && self.probes.iter().all(|p| p.tries >= STUN_TRIES)
+    /// Whether this side's own NAT makes a direct path unlikely.
+    fn direct_unlikely(&self) -> bool {
+        let first = || self.probes.iter().filter(|p| !p.second);
+        if self.probes.is_empty() {
+            return false;
+        }
+        let stun_gave_up = first().all(|p| p.next.is_none() && p.mapped.is_none());
+        // A TURN server answered over TCP while no STUN probe over UDP did,
+        // though the probes went out before the TCP connection even opened.
+        let udp_silent = first().all(|p| p.mapped.is_none() && p.tries > 0)
+            && self.relays.iter().any(|r| r.relayed.is_some() && r.server.transport == Transport::Tcp);
+        stun_gave_up || udp_silent || self.symmetric
     }
 
     /// A new local candidate to add to ICE and trickle.
@@ -616,6 +650,11 @@ impl Relay {
         if self.asked.contains(&ip) || client.have_permission(TransportType::Udp, ip) {
             return;
         }
+        // A relay on the public internet cannot reach a private address; asking
+        // would only queue this request behind the ones that matter.
+        if !is_local(self.server.addr.ip()) && is_local(ip) {
+            return;
+        }
         match client.create_permission(TransportType::Udp, ip, at) {
             Ok(()) | Err(CreatePermissionError::AlreadyExists) => self.asked.push(ip),
             Err(e) => tracing::trace!(%ip, error = %e, "TURN permission not asked yet"),
@@ -632,6 +671,21 @@ impl Relay {
             channels: Vec::new(),
             held: HashMap::new(),
             asked: Vec::new(),
+        }
+    }
+}
+
+/// Whether `ip` is only reachable inside some site: private, shared (CGNAT),
+/// loopback, link-local or unique-local.
+pub(super) fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private() || v4.is_loopback() || v4.is_link_local() || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
         }
     }
 }

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use turn_client_proto::stun::Instant as StunInstant;
 use turn_client_proto::stun::agent::Transmit;
+use turn_client_proto::stun::types::attribute::XorMappedAddress;
+use turn_client_proto::stun::types::message::Message;
 use turn_client_proto::types::TransportType;
 use turn_server_proto::api::{TurnServerApi, TurnServerPollRet};
 use turn_server_proto::server::TurnServer;
@@ -173,4 +175,98 @@ fn the_relay_keeps_carrying_data_for_hours_of_virtual_time() {
         assert_eq!(w.at_peer.len(), sent as usize, "ping at minute {minute} did not reach the peer");
         assert_eq!(w.at_peer.last(), Some(&payload));
     }
+}
+
+#[test]
+fn private_addresses_are_not_asked_for_on_a_public_relay() {
+    use std::net::IpAddr;
+    let local = |s: &str| super::gather::is_local(s.parse::<IpAddr>().expect("ip"));
+    assert!(local("10.1.2.3") && local("192.168.0.1") && local("172.20.0.1") && local("100.64.0.1"));
+    assert!(local("127.0.0.1") && local("169.254.1.1") && local("fd00::1") && local("fe80::1") && local("::1"));
+    assert!(!local("203.0.113.7") && !local("198.51.100.1") && !local("2001:db8::1") && !local("100.128.0.1"));
+}
+
+/// A STUN server at `STUN` whose alternate address is `STUN_ALT`, behind a NAT that maps
+/// the gatherer's socket to `mapped(destination)`.
+const STUN: &str = "192.0.2.5:3478";
+const STUN_ALT: &str = "192.0.2.6:3479";
+
+fn stun_answer(request: &[u8], mapped: SocketAddr) -> Vec<u8> {
+    use turn_client_proto::stun::types::attribute::{AttributeType, MappedSocketAddr};
+    use turn_client_proto::stun::types::message::{MessageWrite, MessageWriteExt, MessageWriteVec};
+    let msg = Message::from_bytes(request).expect("a STUN request");
+    let mut out = Message::builder_success(&msg, MessageWriteVec::new());
+    out.add_attribute(&XorMappedAddress::new(mapped, msg.transaction_id())).expect("XOR-MAPPED-ADDRESS");
+    let other = MappedSocketAddr::new(addr(STUN_ALT));
+    out.add_attribute(&other.to_raw(AttributeType::new(0x802c))).expect("OTHER-ADDRESS");
+    out.finish()
+}
+
+/// Runs a gatherer with a STUN server (answering as `nat` maps) and a TURN
+/// server for `limit` of virtual time; returns when the relayed candidate
+/// was announced, if it was.
+fn relay_announced_after(nat: impl Fn(SocketAddr) -> Option<SocketAddr>, limit: Duration) -> Option<Duration> {
+    let mut w = World::new(IcePolicy::All);
+    let stun = Server { addr: addr(STUN), transport: Transport::Udp, turn: None, tls_name: None };
+    let turn = Server {
+        addr: addr(SERVER),
+        transport: Transport::Udp,
+        turn: Some(Credentials { username: "user".into(), password: "secret".into() }),
+        tls_name: None,
+    };
+    // Relay delay far beyond the limit: only the NAT's behaviour can bring the relay forward.
+    w.gatherer = Gatherer::new(w.now, &[stun, turn], &[addr(LOCAL)], IcePolicy::All, Duration::from_secs(60));
+    let end = w.now + limit;
+    while w.now < end {
+        // STUN answers first, then the TURN exchange.
+        let mut turn_bound = Vec::new();
+        while let Some(x) = w.gatherer.poll_transmit() {
+            if x.to == addr(SERVER) {
+                turn_bound.push(x);
+            } else if let Some(mapped) = nat(x.to) {
+                let answer = stun_answer(&x.data, mapped);
+                let _ = w.gatherer.handle_udp(w.now, addr(LOCAL), x.to, &answer);
+            }
+        }
+        for x in turn_bound {
+            let t = Transmit::new(x.data.as_slice(), TransportType::Udp, addr(LOCAL), addr(SERVER));
+            if let Some(reply) = w.server.recv(t, w.at()) {
+                let reply = reply.build();
+                w.deliver(reply.from, reply.to, reply.data);
+            }
+        }
+        w.exchange();
+        while let Some(c) = w.gatherer.poll_candidate() {
+            if c.kind() == str0m::CandidateKind::Relayed {
+                return Some(w.now - w.t0);
+            }
+        }
+        let next = w.gatherer.poll_timeout().unwrap_or(end).min(end).max(w.now + Duration::from_millis(1));
+        w.now = next;
+        w.gatherer.handle_timeout(w.now);
+    }
+    None
+}
+
+#[test]
+fn a_symmetric_nat_brings_the_relay_forward() {
+    // A new public port for every destination.
+    let announced = relay_announced_after(
+        |to| Some(SocketAddr::new("198.51.100.20".parse().expect("ip"), if to == addr(STUN) { 40000 } else { 40001 })),
+        Duration::from_secs(2),
+    );
+    assert!(announced.is_some(), "a symmetric NAT waited for the relay delay");
+}
+
+#[test]
+fn a_cone_nat_waits_for_the_relay_delay() {
+    // One public port whatever the destination: direct paths are likely.
+    let announced = relay_announced_after(|_| Some(addr("198.51.100.20:40000")), Duration::from_secs(2));
+    assert_eq!(announced, None, "the relay came forward behind a cone NAT");
+}
+
+#[test]
+fn silence_from_stun_brings_the_relay_forward() {
+    let announced = relay_announced_after(|_| None, Duration::from_secs(5));
+    assert!(announced.is_some(), "no STUN answer, yet no relay before the delay");
 }

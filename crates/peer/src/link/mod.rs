@@ -311,6 +311,11 @@ impl LinkCore {
         // direct paths through restricted NATs open before the relay joins.
         builder.set_initial_stun_rto(STUN_INITIAL_RTO);
         builder.set_max_stun_rto(KEEPALIVE);
+        // The SCTP handshake rides in the SDP (`a=sctp-init`): two round trips
+        // fewer before channels open; peers without it fall back.
+        builder = builder.set_snap_enabled(true);
+        // DTLS 1.3 (one round trip fewer) with peers that speak it, 1.2 with the rest.
+        builder = builder.set_dtls_version(str0m::config::DtlsVersion::Auto);
         if let Some(cert) = &cfg.cert {
             builder = builder.set_dtls_cert(cert.clone());
         }

@@ -473,6 +473,13 @@ fn parse_response(id: TransactionId, from: SocketAddr, data: &[u8]) -> Option<Ou
     Some(Outcome::Answered { from, mapped, other })
 }
 
+/// The OTHER-ADDRESS (or CHANGED-ADDRESS) of a Binding answer, if it has a usable one.
+pub(crate) fn other_address(server: SocketAddr, msg: &Message<'_>) -> Option<SocketAddr> {
+    let address = |atype| msg.raw_attribute(atype).and_then(|raw| MappedSocketAddr::from_raw(&raw).ok());
+    let other = address(OTHER_ADDRESS).or_else(|| address(CHANGED_ADDRESS))?.addr();
+    valid_other(server, other).then_some(other)
+}
+
 /// Whether `other` can serve as the server's alternate address: same family,
 /// and both IP and port differ from the primary.
 fn valid_other(server: SocketAddr, other: SocketAddr) -> bool {
