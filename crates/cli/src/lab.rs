@@ -23,7 +23,8 @@ pub(crate) struct LabArgs {
     /// Link setups per cell (the matrix shows their median).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
-    /// One-way delay added on the public side of every router and the server, in ms (needs netem).
+    /// One-way delay added on the public side of every router and the server, in ms
+    /// (netem, or an NFQUEUE delayer where the kernel has no netem).
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
     /// Relay-only policy in every cell (every path must then be relayed).

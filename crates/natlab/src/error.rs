@@ -54,12 +54,4 @@ pub enum LabError {
         /// What failed.
         reason: String,
     },
-    /// The running kernel has no `netem` qdisc, so delays cannot be added.
-    #[error("the kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is off): `{command}` said: {stderr}")]
-    NetemUnavailable {
-        /// The `tc` command line that failed.
-        command: String,
-        /// What `tc` printed on stderr.
-        stderr: String,
-    },
 }

@@ -25,7 +25,7 @@
 //! ```
 //!
 //! Requirements: root, `ip` and `tc` (iproute2), `nft` (nftables), `sysctl` (procps), and for
-//! [`Lab::set_delay`] a kernel with the netem qdisc. The lab never touches the root namespace:
+//! [`Lab::set_delay`] on kernels without the netem qdisc, `iptables`. The lab never touches the root namespace:
 //! interfaces are made inside the lab's namespaces and nothing routes out of them.
 
 mod cmd;

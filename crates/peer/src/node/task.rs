@@ -215,6 +215,7 @@ impl Task {
             self.inner.emit(Event::PeerJoined { room: joined.room, peer: p.peer_id, meta: p.meta.clone() });
             if self.inner.builder.topology == Topology::Mesh {
                 self.open_if_offerer(p.peer_id);
+                self.prepare_answerer(p.peer_id);
             }
         }
     }
@@ -226,6 +227,7 @@ impl Task {
                 self.inner.emit(Event::PeerJoined { room, peer: peer.peer_id, meta: peer.meta });
                 if self.inner.builder.topology == Topology::Mesh {
                     self.open_if_offerer(peer.peer_id);
+                    self.prepare_answerer(peer.peer_id);
                 }
             }
             ServerMessage::PeerLeft { room, peer_id } => {
@@ -293,6 +295,17 @@ impl Task {
         self.inner.spawn_link(peer, Some(conn), core, sockets, false);
     }
 
+    /// On the answering side of a mesh link, starts the link before the
+    /// offer arrives: its STUN and TURN gathering then runs while the offer
+    /// travels, and the answer carries what was found.
+    fn prepare_answerer(&mut self, peer: PeerId) {
+        if self.inner.id <= peer || self.inner.lock().by_peer.contains_key(&peer) || self.at_capacity() {
+            return;
+        }
+        let Some((core, sockets)) = self.new_core(peer, Instant::now(), Role::Answerer) else { return };
+        self.inner.spawn_link(peer, None, core, sockets, false);
+    }
+
     /// A link core with its sockets, or `None` (logged) when none can be bound.
     fn new_core(
         &self,
@@ -355,11 +368,14 @@ impl Task {
             return;
         }
         {
-            // An offer on the current link restarts its ICE.
-            let links = self.inner.lock();
-            if let Some(e) = links.by_peer.get(&from)
-                && e.conn.as_ref() == Some(&conn)
+            // An offer on the current link restarts its ICE; the first offer
+            // for a link prepared ahead of it names its `conn`.
+            let mut links = self.inner.lock();
+            if let Some(e) = links.by_peer.get_mut(&from)
+                && !e.byo
+                && (e.conn.is_none() || e.conn.as_ref() == Some(&conn))
             {
+                e.conn = Some(conn);
                 let _ = e.handle.commands.send(Command::Signal(SignalData::Offer { sdp }));
                 return;
             }
