@@ -111,6 +111,12 @@
 //! [`LinkStats::ice_restarts`] counts the restarts. Links made with the
 //! bring-your-own-signaling calls do not restart.
 //!
+//! A node that loses the signaling server keeps its links, reports
+//! [`Event::SignalingLost`], and connects again after a random wait that
+//! grows from up to 1 s to up to 30 s ([`NodeBuilder::reconnect_attempts`]);
+//! [`Event::SignalingRestored`] says whether the server resumed its session
+//! (same rooms, nobody saw it leave) or the node joined its rooms again.
+//!
 //! # Errors and limits
 //!
 //! Each operation has its own error enum: [`StartError`], [`RoomError`],

@@ -249,7 +249,7 @@ impl SignalingClient {
     }
 
     /// Closes the connection cleanly, which ends the session at once.
-    pub async fn close(mut self) -> Result<(), RequestError> {
+    pub async fn close(&mut self) -> Result<(), RequestError> {
         self.ws.close(None).await.map_err(|e| RequestError::Transport(transport(e)))
     }
 

@@ -14,7 +14,7 @@ async fn watchers_see_peers_come_and_go() {
     let answer = a.request(ClientMessage::Watch(Watch { id: None, peers: vec![b_identity.peer_id()] })).await;
     assert!(matches!(answer, Ok(ServerMessage::Ok { .. })));
     assert_eq!(next_msg(&mut a).await, ServerMessage::Presence { peer_id: b_identity.peer_id(), online: false });
-    let b = common::connect(&server.url, &b_identity).await;
+    let mut b = common::connect(&server.url, &b_identity).await;
     assert_eq!(next_msg(&mut a).await, ServerMessage::Presence { peer_id: b_identity.peer_id(), online: true });
     b.close().await.expect("close");
     assert_eq!(next_msg(&mut a).await, ServerMessage::Presence { peer_id: b_identity.peer_id(), online: false });

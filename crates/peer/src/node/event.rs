@@ -96,7 +96,32 @@ pub enum Event {
         /// The `candidate:` line.
         candidate: String,
     },
-    /// The connection to the signaling server ended; links keep working.
+    /// The connection to the signaling server broke; the node reconnects
+    /// with backoff ([`NodeBuilder::reconnect_attempts`](crate::NodeBuilder::reconnect_attempts)).
+    /// Links keep working meanwhile; room calls fail until it is back, and
+    /// signals wait for it.
+    SignalingLost {
+        /// Why.
+        reason: String,
+    },
+    /// The node is connected to the signaling server again, with the same
+    /// peer id. `resumed`: the server still held the session (rooms kept,
+    /// nobody saw it leave); otherwise the node joined its rooms again.
+    SignalingRestored {
+        /// Whether the server resumed the old session.
+        resumed: bool,
+    },
+    /// After a reconnection, a room this node was in could not be joined
+    /// again (the server lost it, or refused).
+    RoomLost {
+        /// The room.
+        room: RoomCode,
+        /// Why.
+        reason: String,
+    },
+    /// The connection to the signaling server ended for good (closed by the
+    /// server for a reason a retry cannot fix, or the reconnection attempts
+    /// ran out); links keep working.
     SignalingClosed {
         /// Why.
         reason: String,

@@ -1,6 +1,7 @@
 //! [`Node`]: one per application. It holds the signaling connection, one link
 //! per remote peer, the declared channels, and the event stream.
 
+mod backoff;
 mod event;
 mod task;
 
@@ -58,6 +59,7 @@ pub struct NodeBuilder {
     ice_policy: IcePolicy,
     relay_delay: Duration,
     tls_roots: Vec<Vec<u8>>,
+    reconnect_attempts: u32,
 }
 
 impl NodeBuilder {
@@ -119,6 +121,15 @@ impl NodeBuilder {
     /// built-in Mozilla roots: for TURN servers with a private CA.
     pub fn turns_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
         self.tls_roots.push(der.into());
+        self
+    }
+
+    /// How many times the node tries to reach the signaling server again
+    /// after losing it, waiting a random time up to 1 s, 2 s, 4 s … 30 s
+    /// before each try (full jitter). Unlimited by default; 0 never retries.
+    /// The session (peer id, rooms) resumes when the server still holds it.
+    pub fn reconnect_attempts(mut self, attempts: u32) -> Self {
+        self.reconnect_attempts = attempts;
         self
     }
 
@@ -267,7 +278,7 @@ impl NodeBuilder {
             task: client.as_ref().map(|_| task_tx),
         });
         if let Some(client) = client {
-            tokio::spawn(task::run(inner.clone(), client, task_rx));
+            tokio::spawn(task::run(inner.clone(), client, identity, task_rx));
         }
         Ok(Node { inner, events: tokio::sync::Mutex::new(events_rx) })
     }
@@ -346,6 +357,7 @@ impl Node {
             ice_policy: IcePolicy::All,
             relay_delay: Duration::from_millis(250),
             tls_roots: Vec::new(),
+            reconnect_attempts: u32::MAX,
         }
     }
 
@@ -755,11 +767,16 @@ impl Inner {
     }
 
     /// Replaces the STUN/TURN servers new links use.
-    /// Links on a relay move to the new credentials.
-    pub(crate) fn set_ice_servers(&self, servers: Vec<crate::ice::gather::Server>) {
+    /// Replaces the STUN/TURN servers new links use, leaving running links alone.
+    pub(crate) fn replace_ice_servers(&self, servers: Vec<crate::ice::gather::Server>) {
         if let Ok(mut ice) = self.ice.lock() {
             *ice = servers;
         }
+    }
+
+    /// Links on a relay move to the new credentials.
+    pub(crate) fn set_ice_servers(&self, servers: Vec<crate::ice::gather::Server>) {
+        self.replace_ice_servers(servers);
         for entry in self.lock().by_peer.values() {
             let _ = entry.handle.commands.send(Command::RenewRelay);
         }

@@ -1,7 +1,7 @@
 //! The node's signaling task: owns the server connection, follows room
 //! membership, decides which links to open, and carries their signals.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,10 +9,11 @@ use serde_json::Value;
 use switchboard_proto::{ClientMessage, ConnId, JoinedRoom, Leave, PeerId, RoomCode, ServerMessage, SignalData};
 use tokio::sync::{mpsc, oneshot};
 
+use super::backoff::Backoff;
 use super::{Event, Inner, Topology};
 use crate::link::Role;
 use crate::native::driver::Command;
-use crate::{Incoming, RequestError, SignalingClient};
+use crate::{ConnectOptions, Identity, Incoming, RequestError, SignalingClient};
 
 /// Work for the task.
 #[derive(Debug)]
@@ -56,65 +57,99 @@ pub(crate) enum TaskCmd {
 struct Task {
     inner: Arc<Inner>,
     client: SignalingClient,
+    /// Signs the `hello` of every reconnection.
+    identity: Identity,
     /// Peers this node asked for a link and is waiting on.
     asked: HashSet<PeerId>,
     /// Peers whose request this node received and has not answered.
     asking: HashSet<PeerId>,
     /// Peers with an agreed link (request topology).
     agreed: HashSet<PeerId>,
+    /// Rooms joined, with what they were joined with, to join again after
+    /// a server that lost the session.
+    joined: HashMap<RoomCode, JoinedWith>,
+    /// Commands that need the server, kept while it is away.
+    deferred: VecDeque<TaskCmd>,
+    /// When to fetch fresh TURN credentials.
+    refresh_at: Option<tokio::time::Instant>,
 }
 
-pub(crate) async fn run(inner: Arc<Inner>, client: SignalingClient, mut rx: mpsc::UnboundedReceiver<TaskCmd>) {
-    let mut task = Task { inner, client, asked: HashSet::new(), asking: HashSet::new(), agreed: HashSet::new() };
-    let mut refresh_at = ice_refresh_at(&task.client.welcome().ice_servers);
+/// A room's password and the meta this node joined it with.
+type JoinedWith = (Option<String>, Option<Value>);
+
+/// Commands kept while the server is away; older ones are dropped beyond this.
+const DEFERRED: usize = 256;
+
+/// Why serving the connection stopped.
+enum Stop {
+    /// The application closed the node, or dropped it.
+    Closed,
+    /// The connection broke; try again.
+    Lost(String),
+    /// The server closed it for a reason a retry cannot fix.
+    Final(String),
+}
+
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    client: SignalingClient,
+    identity: Identity,
+    mut rx: mpsc::UnboundedReceiver<TaskCmd>,
+) {
+    let refresh_at = ice_refresh_at(&client.welcome().ice_servers);
+    let mut task = Task {
+        inner,
+        client,
+        identity,
+        asked: HashSet::new(),
+        asking: HashSet::new(),
+        agreed: HashSet::new(),
+        joined: HashMap::new(),
+        deferred: VecDeque::new(),
+        refresh_at,
+    };
     loop {
-        let refresh = async {
-            match refresh_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        match task.serve(&mut rx).await {
+            Stop::Closed => return,
+            Stop::Final(reason) => {
+                task.inner.emit(Event::SignalingClosed { reason });
+                break;
             }
-        };
-        tokio::select! {
-            () = refresh => {
-                refresh_at = task.refresh_ice_servers().await;
-            }
-            incoming = task.client.next() => match incoming {
-                Ok(Incoming::Message(msg)) => task.on_server(msg),
-                Ok(Incoming::Relay { .. }) => {}
-                Ok(Incoming::Closed { code, reason }) => {
-                    task.inner.emit(Event::SignalingClosed { reason: format!("closed by server ({code}): {reason}") });
-                    break;
-                }
-                Err(e) => {
-                    task.inner.emit(Event::SignalingClosed { reason: e.to_string() });
-                    break;
-                }
+            Stop::Lost(reason) => match task.reconnect(&mut rx, reason).await {
+                Some(Stop::Closed) => return,
+                Some(_) => break,
+                None => {}
             },
-            cmd = rx.recv() => {
-                let Some(cmd) = cmd else { break };
-                if let TaskCmd::Close { reply } = cmd {
-                    let _ = task.client.close().await;
-                    let _ = reply.send(());
-                    return;
-                }
-                task.on_command(cmd).await;
-            }
         }
     }
-    // The server is gone; answer what is still asked of the task.
+    // The server is gone for good; answer what is still asked of the task.
     while let Some(cmd) = rx.recv().await {
-        let gone = || RequestError::Transport("signaling connection closed".into());
         match cmd {
-            TaskCmd::CreateRoom { reply, .. } => drop(reply.send(Err(gone()))),
-            TaskCmd::Join { reply, .. } => drop(reply.send(Err(gone()))),
-            TaskCmd::Leave { reply, .. } => drop(reply.send(Err(gone()))),
             TaskCmd::Close { reply } => {
                 let _ = reply.send(());
                 return;
             }
-            _ => {}
+            other => refuse(other, "signaling connection closed"),
         }
     }
+}
+
+/// Answers a command that needs the server with an error.
+fn refuse(cmd: TaskCmd, why: &str) {
+    let gone = || RequestError::Transport(why.to_owned());
+    match cmd {
+        TaskCmd::CreateRoom { reply, .. } => drop(reply.send(Err(gone()))),
+        TaskCmd::Join { reply, .. } => drop(reply.send(Err(gone()))),
+        TaskCmd::Leave { reply, .. } => drop(reply.send(Err(gone()))),
+        _ => {}
+    }
+}
+
+/// Whether a close from the server invites a retry: not when this peer's
+/// session was taken over by a newer connection (4000) or its auth token
+/// expired (4001).
+fn retry_after_close(code: u16) -> bool {
+    !matches!(code, 4000 | 4001)
 }
 
 /// When to ask for fresh TURN credentials: well before the first minted
@@ -128,6 +163,173 @@ fn ice_refresh_at(servers: &[switchboard_proto::IceServer]) -> Option<tokio::tim
 }
 
 impl Task {
+    /// Serves the connection until it ends.
+    async fn serve(&mut self, rx: &mut mpsc::UnboundedReceiver<TaskCmd>) -> Stop {
+        loop {
+            let refresh_at = self.refresh_at;
+            let refresh = async {
+                match refresh_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = refresh => {
+                    self.refresh_at = self.refresh_ice_servers().await;
+                }
+                incoming = self.client.next() => match incoming {
+                    Ok(Incoming::Message(msg)) => self.on_server(msg),
+                    Ok(Incoming::Relay { .. }) => {}
+                    Ok(Incoming::Closed { code, reason }) => {
+                        let why = format!("closed by server ({code}): {reason}");
+                        return if retry_after_close(code) { Stop::Lost(why) } else { Stop::Final(why) };
+                    }
+                    Err(e) => return Stop::Lost(e.to_string()),
+                },
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { return Stop::Closed };
+                    if let TaskCmd::Close { reply } = cmd {
+                        let _ = self.client.close().await;
+                        let _ = reply.send(());
+                        return Stop::Closed;
+                    }
+                    self.on_command(cmd).await;
+                }
+            }
+        }
+    }
+
+    /// Reconnects with backoff, serving commands meanwhile. `None` once
+    /// connected again; otherwise why it stopped trying.
+    async fn reconnect(&mut self, rx: &mut mpsc::UnboundedReceiver<TaskCmd>, reason: String) -> Option<Stop> {
+        tracing::info!(%reason, "signaling connection lost; reconnecting");
+        self.inner.emit(Event::SignalingLost { reason: reason.clone() });
+        let url = self.inner.builder.signaling.clone()?;
+        let mut backoff = Backoff::new(self.inner.builder.reconnect_attempts);
+        let mut last = reason;
+        loop {
+            let Some(wait) = backoff.next_wait(&mut rand::rng()) else {
+                let why = format!("gave up after {} reconnection attempts: {last}", backoff.attempts());
+                self.inner.emit(Event::SignalingClosed { reason: why.clone() });
+                return Some(Stop::Final(why));
+            };
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    cmd = rx.recv() => match cmd {
+                        None => return Some(Stop::Closed),
+                        Some(TaskCmd::Close { reply }) => {
+                            let _ = reply.send(());
+                            return Some(Stop::Closed);
+                        }
+                        Some(cmd) => self.while_away(cmd),
+                    },
+                }
+            }
+            let mut options = ConnectOptions::default().resume(self.client.welcome().resume_token.clone());
+            if let Some(t) = &self.inner.builder.auth_token {
+                options = options.auth(t.clone());
+            }
+            match SignalingClient::connect(&url, &self.identity, options).await {
+                Ok(client) => {
+                    self.client = client;
+                    self.restored().await;
+                    return None;
+                }
+                Err(e) => {
+                    tracing::debug!(attempt = backoff.attempts(), error = %e, "reconnection failed");
+                    last = e.to_string();
+                }
+            }
+        }
+    }
+
+    /// A command while the server is away: room calls fail at once, signals wait.
+    fn while_away(&mut self, cmd: TaskCmd) {
+        match cmd {
+            TaskCmd::CreateRoom { .. } | TaskCmd::Join { .. } | TaskCmd::Leave { .. } => {
+                refuse(cmd, "signaling connection lost; reconnecting");
+            }
+            other => {
+                if self.deferred.len() >= DEFERRED {
+                    self.deferred.pop_front();
+                }
+                self.deferred.push_back(other);
+            }
+        }
+    }
+
+    /// Back on the server: rooms as the server sees them, fresh ICE servers,
+    /// then what waited.
+    async fn restored(&mut self) {
+        let welcome = self.client.welcome().clone();
+        tracing::info!(resumed = welcome.resumed, "signaling connection restored");
+        let resolved = crate::ice::resolve(&self.inner.builder.ice_servers, &welcome.ice_servers).await;
+        self.inner.replace_ice_servers(resolved);
+        self.refresh_at = ice_refresh_at(&welcome.ice_servers);
+        if welcome.resumed {
+            for view in &welcome.rooms {
+                self.reconcile(view);
+            }
+            let held: Vec<RoomCode> = welcome.rooms.iter().map(|r| r.room).collect();
+            let lost: Vec<RoomCode> = self.joined.keys().filter(|r| !held.contains(r)).copied().collect();
+            for room in lost {
+                self.room_lost(room, "the server no longer has this node in the room".into());
+            }
+        } else {
+            for (room, (password, meta)) in self.joined.clone() {
+                match self.client.join(room, password.as_deref(), meta).await {
+                    Ok(view) => self.reconcile(&view),
+                    Err(e) => self.room_lost(room, e.to_string()),
+                }
+            }
+        }
+        self.inner.emit(Event::SignalingRestored { resumed: welcome.resumed });
+        for cmd in std::mem::take(&mut self.deferred) {
+            self.on_command(cmd).await;
+        }
+    }
+
+    /// Brings this node's view of a room in line with the server's:
+    /// members that came are reported joined, members that went, left.
+    /// Members seen before are not reported again.
+    fn reconcile(&mut self, view: &JoinedRoom) {
+        let me = self.inner.id;
+        let now: HashMap<PeerId, Option<Value>> =
+            view.peers.iter().filter(|p| p.peer_id != me).map(|p| (p.peer_id, p.meta.clone())).collect();
+        let before = {
+            let mut links = self.inner.lock();
+            let members = links.rooms.entry(view.room).or_default();
+            let before = members.clone();
+            *members = now.keys().copied().collect();
+            before
+        };
+        for (peer, meta) in &now {
+            if !before.contains(peer) {
+                self.inner.emit(Event::PeerJoined { room: view.room, peer: *peer, meta: meta.clone() });
+                if self.inner.builder.topology == Topology::Mesh {
+                    self.open_if_offerer(*peer);
+                    self.prepare_answerer(*peer);
+                }
+            }
+        }
+        for peer in before.into_iter().filter(|p| !now.contains_key(p)) {
+            self.inner.emit(Event::PeerLeft { room: view.room, peer });
+            self.drop_if_unshared(peer);
+        }
+    }
+
+    /// A room could not be kept across a reconnection.
+    fn room_lost(&mut self, room: RoomCode, reason: String) {
+        self.joined.remove(&room);
+        let members = self.inner.lock().rooms.remove(&room).unwrap_or_default();
+        self.inner.emit(Event::RoomLost { room, reason });
+        for peer in members {
+            self.drop_if_unshared(peer);
+        }
+    }
+
     /// Fetches fresh ICE servers (new TURN credentials) for the links made
     /// from now on; returns when to do it again.
     async fn refresh_ice_servers(&mut self) -> Option<tokio::time::Instant> {
@@ -157,8 +359,9 @@ impl Task {
                 let _ = reply.send(r);
             }
             TaskCmd::Join { room, password, meta, reply } => {
-                let r = self.client.join(room, password.as_deref(), meta).await;
+                let r = self.client.join(room, password.as_deref(), meta.clone()).await;
                 if let Ok(joined) = &r {
+                    self.joined.insert(room, (password, meta));
                     self.on_joined(joined);
                 }
                 let _ = reply.send(r);
@@ -166,6 +369,7 @@ impl Task {
             TaskCmd::Leave { room, reply } => {
                 let r = self.client.request(ClientMessage::Leave(Leave { id: None, room })).await.map(|_| ());
                 if r.is_ok() {
+                    self.joined.remove(&room);
                     let members = self.inner.lock().rooms.remove(&room).unwrap_or_default();
                     for peer in members {
                         self.drop_if_unshared(peer);
