@@ -199,6 +199,10 @@ pub(crate) async fn chat(args: ChatArgs) -> anyhow::Result<()> {
                     eprintln!("* {} left ({reason})", short(peer));
                     connected.retain(|p| *p != peer);
                 }
+                Some(Event::PathChanged { peer, path }) => eprintln!("* {} now {path}", short(peer)),
+                Some(Event::QualityChanged { peer, quality }) => eprintln!("* {} link quality {quality}", short(peer)),
+                Some(Event::SignalingLost { reason }) => eprintln!("* server lost ({reason}); reconnecting"),
+                Some(Event::SignalingRestored { .. }) => eprintln!("* server back"),
                 Some(Event::Message(m)) => {
                     let line = format!("{}: {}\n", short(m.peer), String::from_utf8_lossy(&m.data));
                     stdout.write_all(line.as_bytes()).await?;

@@ -117,6 +117,10 @@
 //! [`Event::SignalingRestored`] says whether the server resumed its session
 //! (same rooms, nobody saw it leave) or the node joined its rooms again.
 //!
+//! Framed links probe four times a second on an unreliable internal channel;
+//! [`Event::QualityChanged`] reports the [`Quality`] level their round trip
+//! and loss give, and [`LinkStats`] carries both.
+//!
 //! # Errors and limits
 //!
 //! Each operation has its own error enum: [`StartError`], [`RoomError`],
@@ -151,7 +155,7 @@ mod signaling;
 pub use channel::{ChannelConfig, Compression};
 pub use ice::{IcePolicy, IceServer};
 pub use identity::{Identity, IdentityError};
-pub use link::{DisconnectReason, InvalidTransition, LinkState, LinkStats, PathKind};
+pub use link::{DisconnectReason, InvalidTransition, LinkState, LinkStats, PathKind, Quality};
 pub use native::net::HostCandidates;
 pub use node::{
     Event, Message, Node, NodeBuilder, Request, RequestFailed, RoomError, SendError, SignalError, StartError, Topology,

@@ -7,6 +7,7 @@
 //! signals and time, then drains [`LinkCore::poll_output`] until it returns a
 //! timeout.
 
+mod quality;
 mod recovery;
 pub(crate) mod state;
 #[cfg(test)]
@@ -25,12 +26,17 @@ use switchboard_proto::SignalData;
 use crate::channel::ChannelConfig;
 use crate::framing::{Delivered, Inbox, OutMessage, Outbox};
 use crate::ice::gather::{Gatherer, Route, Taken};
+pub use quality::Quality;
+use quality::QualityMeter;
 use recovery::Recovery;
 use state::StateMachine;
 pub use state::{InvalidTransition, LinkState};
 
 /// SCTP stream id of the internal control channel (framed links only).
 const CONTROL_STREAM: u16 = 1023;
+/// SCTP stream id of the internal probe channel: unordered, never
+/// retransmitted, so that lost probes measure loss (framed links only).
+const PROBE_STREAM: u16 = 1022;
 const CTL_CREDIT: u8 = 1;
 const CTL_PING: u8 = 2;
 const CTL_PONG: u8 = 3;
@@ -38,8 +44,6 @@ const CTL_PONG: u8 = 3;
 const SETUP_TICK: Duration = Duration::from_millis(2);
 /// First STUN retransmission of connectivity checks.
 const STUN_INITIAL_RTO: Duration = Duration::from_millis(100);
-/// How often a connected link measures its round trip.
-const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest pause between STUN keep-alives on the selected pair, so that a
 /// live path is never silent for long.
 const KEEPALIVE: Duration = Duration::from_secs(1);
@@ -130,6 +134,10 @@ pub struct LinkStats {
     pub setup_time: Option<Duration>,
     /// Partial messages dropped on unreliable channels.
     pub dropped_partials: u64,
+    /// Share of probes lost over the last 25 s (framed links).
+    pub loss: Option<f32>,
+    /// The quality level from round trip and loss (framed links).
+    pub quality: Option<Quality>,
     /// ICE restarts this link went through (path lost, network change,
     /// fresh TURN credentials).
     pub ice_restarts: u32,
@@ -193,6 +201,8 @@ pub(crate) enum LinkEvent {
     Connected { path: PathKind, rtt: Option<Duration> },
     /// A connected link moved to another kind of path.
     PathChanged(PathKind),
+    /// The link's quality level changed.
+    Quality(Quality),
     /// A channel opened (for in-band channels the other side created, the slot is new).
     ChannelOpen { slot: usize, label: String },
     /// A complete message.
@@ -278,8 +288,9 @@ pub(crate) struct LinkCore {
     consumed: u64,
     // Round trip.
     next_ping: Option<Instant>,
-    ping_nonce: u64,
-    ping_sent: Option<(u64, Instant)>,
+    /// The probe channel (framed links).
+    probe: Option<ChannelId>,
+    meter: QualityMeter,
     stats: LinkStats,
     ended: bool,
     /// Messages that arrived before the link counted as connected; they are
@@ -364,8 +375,8 @@ impl LinkCore {
             delivered: 0,
             consumed: 0,
             next_ping: None,
-            ping_nonce: 0,
-            ping_sent: None,
+            probe: None,
+            meter: QualityMeter::default(),
             stats: LinkStats::default(),
             ended: false,
             early_messages: Vec::new(),
@@ -395,6 +406,8 @@ impl LinkCore {
         let mut s = self.stats.clone();
         s.buffered = self.outbox.queued();
         s.dropped_partials = self.inbox.dropped();
+        s.loss = self.meter.loss(self.now);
+        s.quality = self.meter.level();
         s.local_addr = self.selected.map(|(l, _)| l);
         s.remote_addr = self.selected.map(|(_, r)| r);
         s.path = self.path();
@@ -477,6 +490,7 @@ impl LinkCore {
             ids.push(api.add_channel_with_config(slot.config.to_str0m(stream)));
         }
         let control = (!self.cfg.raw).then(|| api.add_channel_with_config(control_config()));
+        let probe = (!self.cfg.raw).then(|| api.add_channel_with_config(probe_config()));
         let Some((offer, pending)) = api.apply() else {
             return Err(LinkError::State("nothing to negotiate"));
         };
@@ -485,6 +499,7 @@ impl LinkCore {
             self.by_id.insert(id, i);
         }
         self.control = control;
+        self.probe = probe;
         self.pending_offer = Some(pending);
         self.described = true;
         self.set_state(LinkState::Signaling);
@@ -546,6 +561,7 @@ impl LinkCore {
         }
         if !self.cfg.raw {
             self.control = Some(direct.create_data_channel(control_config()));
+            self.probe = Some(direct.create_data_channel(probe_config()));
         }
         self.have_remote = true;
         self.described = true;
@@ -690,7 +706,7 @@ impl LinkCore {
             tracing::debug!(error = %e, "timeout input refused");
         }
         if self.next_ping.is_some_and(|at| now >= at) {
-            self.send_ping();
+            self.send_probe();
         }
         if self.state() == LinkState::Connected && self.recovery.is_silent(now) {
             tracing::debug!(silent_for = ?self.cfg.dead_after, "path silent");
@@ -781,6 +797,8 @@ impl LinkCore {
             RtcEvent::ChannelOpen(id, label) => {
                 if Some(id) == self.control {
                     self.control_open = true;
+                } else if Some(id) == self.probe {
+                    // Internal; probes start once the link is connected.
                 } else if let Some(&slot) = self.by_id.get(&id) {
                     self.slots[slot].open = true;
                 } else {
@@ -806,6 +824,8 @@ impl LinkCore {
             RtcEvent::ChannelData(d) => {
                 if Some(d.id) == self.control {
                     self.on_control(&d.data);
+                } else if Some(d.id) == self.probe {
+                    self.on_probe(&d.data);
                 } else if let Some(&slot) = self.by_id.get(&d.id) {
                     self.on_chunk(slot, &d.data);
                 }
@@ -1111,17 +1131,42 @@ impl LinkCore {
         self.write_control(&msg);
     }
 
-    fn send_ping(&mut self) {
-        self.ping_nonce += 1;
-        self.ping_sent = Some((self.ping_nonce, self.now));
-        self.next_ping = Some(self.now + PING_INTERVAL);
+    /// Sends the next probe, and reports the quality level if it changed.
+    fn send_probe(&mut self) {
+        self.next_ping = Some(self.now + quality::PROBE_INTERVAL);
+        let nonce = self.meter.probe(self.now);
         let mut msg = vec![CTL_PING];
-        msg.extend_from_slice(&self.ping_nonce.to_le_bytes());
-        self.write_control(&msg);
+        msg.extend_from_slice(&nonce.to_le_bytes());
+        self.write_channel(self.probe, &msg);
+        if let Some(level) = self.meter.changed(self.now) {
+            tracing::debug!(quality = %level, "link quality");
+            self.queue.push_back(Output::Event(LinkEvent::Quality(level)));
+        }
+    }
+
+    /// A probe or the echo of one of ours.
+    fn on_probe(&mut self, msg: &[u8]) {
+        let Some((&kind, rest)) = msg.split_first() else { return };
+        let Ok(value) = <[u8; 8]>::try_from(rest) else { return };
+        match kind {
+            CTL_PING => {
+                let mut pong = vec![CTL_PONG];
+                pong.extend_from_slice(value.as_slice());
+                self.write_channel(self.probe, &pong);
+            }
+            CTL_PONG if self.meter.echoed(u64::from_le_bytes(value), self.now).is_some() => {
+                self.stats.rtt = self.meter.rtt();
+            }
+            _ => {}
+        }
     }
 
     fn write_control(&mut self, msg: &[u8]) {
-        let Some(id) = self.control else { return };
+        self.write_channel(self.control, msg);
+    }
+
+    fn write_channel(&mut self, channel: Option<ChannelId>, msg: &[u8]) {
+        let Some(id) = channel else { return };
         if let Some(mut ch) = self.rtc.channel(id) {
             // Control messages are tiny; if str0m's buffer is full the next
             // credit or ping carries the newer value anyway.
@@ -1133,22 +1178,9 @@ impl LinkCore {
         let Some((&kind, rest)) = msg.split_first() else { return };
         let Ok(value) = <[u8; 8]>::try_from(rest) else { return };
         let value = u64::from_le_bytes(value);
-        match kind {
-            CTL_CREDIT => self.peer_limit = self.peer_limit.max(value + self.cfg.window as u64),
-            CTL_PING => {
-                let mut pong = vec![CTL_PONG];
-                pong.extend_from_slice(&value.to_le_bytes());
-                self.write_control(&pong);
-            }
-            CTL_PONG => {
-                if let Some((nonce, at)) = self.ping_sent
-                    && nonce == value
-                {
-                    self.stats.rtt = Some(self.now.saturating_duration_since(at));
-                    self.ping_sent = None;
-                }
-            }
-            _ => {}
+        // Other types are for later versions; ignored.
+        if kind == CTL_CREDIT {
+            self.peer_limit = self.peer_limit.max(value + self.cfg.window as u64);
         }
     }
 
@@ -1193,6 +1225,16 @@ impl LinkCore {
 /// The `a=ice-ufrag` of a session description.
 fn ice_ufrag(sdp: &str) -> Option<String> {
     sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(str::to_owned)
+}
+
+fn probe_config() -> str0m::channel::ChannelConfig {
+    str0m::channel::ChannelConfig {
+        label: "switchboard-probe".into(),
+        ordered: false,
+        reliability: str0m::channel::Reliability::MaxRetransmits { retransmits: 0 },
+        negotiated: Some(PROBE_STREAM),
+        ..Default::default()
+    }
 }
 
 fn control_config() -> str0m::channel::ChannelConfig {

@@ -432,3 +432,41 @@ fn the_answering_side_asks_for_the_restart() {
     assert!(offered, "the offering side did not restart");
     assert_eq!(pair.a.core.stats().ice_restarts, 1);
 }
+
+fn qualities(events: &[LinkEvent]) -> Vec<Quality> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            LinkEvent::Quality(q) => Some(*q),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_clean_link_reports_excellent_quality() {
+    let mut pair = Pair::new(14, 0.0, LinkConfig::default());
+    pair.connect();
+    let ok = pair.run_until(Duration::from_secs(10), |p| !qualities(&p.a.events).is_empty());
+    assert!(ok, "no quality level after 10 s");
+    assert_eq!(qualities(&pair.a.events), [Quality::Excellent]);
+    let stats = pair.a.core.stats();
+    assert_eq!(stats.quality, Some(Quality::Excellent));
+    assert_eq!(stats.loss, Some(0.0));
+}
+
+#[test]
+fn a_lossy_link_reports_poor_quality_and_a_cut_one_too() {
+    // 15 % loss each way: about 28 % of probe round trips lost.
+    let mut pair = Pair::new(15, 0.15, LinkConfig::default());
+    pair.connect();
+    let ok = pair.run_until(Duration::from_secs(30), |p| qualities(&p.a.events).last() == Some(&Quality::Poor));
+    assert!(ok, "levels {:?} loss {:?}", qualities(&pair.a.events), pair.a.core.stats().loss);
+
+    let mut clean = Pair::new(16, 0.0, LinkConfig::default());
+    clean.connect();
+    clean.run_until(Duration::from_secs(10), |p| !qualities(&p.a.events).is_empty());
+    clean.cut = true;
+    let ok = clean.run_until(Duration::from_secs(15), |p| qualities(&p.a.events).last() == Some(&Quality::Poor));
+    assert!(ok, "a cut link still reads {:?}", qualities(&clean.a.events));
+}

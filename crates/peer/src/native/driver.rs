@@ -361,6 +361,7 @@ impl Driver {
                             | LinkEvent::Connected { .. }
                             | LinkEvent::ChannelOpen { .. }
                             | LinkEvent::PathChanged(_)
+                            | LinkEvent::Quality(_)
                     ) {
                         self.publish();
                     }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use switchboard_proto::{PeerId, RoomCode};
 
-use crate::link::{DisconnectReason, LinkState, PathKind};
+use crate::link::{DisconnectReason, LinkState, PathKind, Quality};
 
 /// Something that happened, from [`Node::next_event`](crate::Node::next_event).
 #[derive(Clone, Debug)]
@@ -95,6 +95,15 @@ pub enum Event {
         peer: PeerId,
         /// The `candidate:` line.
         candidate: String,
+    },
+    /// A link's quality level changed (framed links; see [`Quality`] for
+    /// the thresholds). [`Node::stats`](crate::Node::stats) has the round
+    /// trip and loss behind it.
+    QualityChanged {
+        /// The peer.
+        peer: PeerId,
+        /// The new level.
+        quality: Quality,
     },
     /// The connection to the signaling server broke; the node reconnects
     /// with backoff ([`NodeBuilder::reconnect_attempts`](crate::NodeBuilder::reconnect_attempts)).

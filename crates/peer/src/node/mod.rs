@@ -903,6 +903,7 @@ impl LinkSink for Inner {
             LinkEvent::State(state) => self.emit(Event::LinkState { peer, state }),
             LinkEvent::Connected { path, rtt } => self.emit(Event::PeerConnected { peer, path, rtt }),
             LinkEvent::PathChanged(path) => self.emit(Event::PathChanged { peer, path }),
+            LinkEvent::Quality(quality) => self.emit(Event::QualityChanged { peer, quality }),
             LinkEvent::ChannelOpen { .. } => {
                 if let Some(channel) = label {
                     self.emit(Event::ChannelOpened { peer, channel: channel.to_string() });

@@ -9,6 +9,7 @@ mod byo_signaling;
 mod direct_before_relay;
 mod eight_peer_mesh;
 mod large_message;
+mod link_quality;
 mod multi_room;
 mod relay_credentials_refresh;
 mod relay_only_embedded_turn;
