@@ -235,8 +235,22 @@ impl SignalingClient {
         password: Option<&str>,
         meta: Option<Value>,
     ) -> Result<JoinedRoom, RequestError> {
-        let msg = ClientMessage::Join(Join { id: None, room, password: password.map(Into::into), meta });
-        match self.request(msg).await? {
+        self.send_join(Join { id: None, room, password: password.map(Into::into), meta, recreate: false }).await
+    }
+
+    /// Joins a room again after the session was lost, making it anew (same
+    /// code, same password) if the server no longer has it.
+    pub async fn rejoin(
+        &mut self,
+        room: RoomCode,
+        password: Option<&str>,
+        meta: Option<Value>,
+    ) -> Result<JoinedRoom, RequestError> {
+        self.send_join(Join { id: None, room, password: password.map(Into::into), meta, recreate: true }).await
+    }
+
+    async fn send_join(&mut self, join: Join) -> Result<JoinedRoom, RequestError> {
+        match self.request(ClientMessage::Join(join)).await? {
             ServerMessage::Joined(joined) => Ok(joined),
             other => Err(RequestError::Unexpected(format!("{other:?}"))),
         }

@@ -161,6 +161,11 @@ pub struct Join {
     /// Application data shown to the other members (at most 1 KiB serialized).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Value>,
+    /// When the server has no room with this code (it restarted), make it,
+    /// with `password`: how a peer rejoins after losing its session. Needs
+    /// the right to create rooms.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recreate: bool,
 }
 
 /// Fields of `leave`.

@@ -68,8 +68,9 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             }),
         (id(), proptest::option::of(small_text()), proptest::option::of(1u32..100))
             .prop_map(|(id, password, max_peers)| ClientMessage::CreateRoom(CreateRoom { id, password, max_peers })),
-        (id(), room(), proptest::option::of(small_text()), proptest::option::of(present_value()))
-            .prop_map(|(id, room, password, meta)| ClientMessage::Join(Join { id, room, password, meta })),
+        (id(), room(), proptest::option::of(small_text()), proptest::option::of(present_value())).prop_map(
+            |(id, room, password, meta)| { ClientMessage::Join(Join { id, room, password, meta, recreate: false }) }
+        ),
         (id(), room()).prop_map(|(id, room)| ClientMessage::Leave(Leave { id, room })),
         (id(), peer_id(), conn(), signal_data())
             .prop_map(|(id, to, conn, data)| ClientMessage::Signal(SignalRequest { id, to, conn, data: data.into() })),

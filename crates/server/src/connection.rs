@@ -394,7 +394,22 @@ impl Conn {
     }
 
     async fn join(&mut self, join: Join) -> Result<(), Refusal> {
-        let Join { id, room, password, meta } = join;
+        let Join { id, room, password, meta, recreate } = join;
+        let key = self.key;
+        if recreate && !self.shared.with_hub(|hub| hub.has_room(room)) {
+            let hash = match &password {
+                Some(pw) => Some(self.hash_password(pw.clone()).await?),
+                None => None,
+            };
+            let now = Instant::now();
+            // Another member may have made it meanwhile: then join it as usual.
+            if self.shared.with_hub(|hub| hub.recreate_room(now, key, room, hash.clone()))? {
+                let mut view = self.shared.with_hub(|hub| hub.join(key, room, hash.as_deref(), meta))?;
+                view.re = id;
+                self.send(ServerMessage::Joined(view));
+                return Ok(());
+            }
+        }
         let verified = match self.shared.with_hub(|hub| hub.password_hash(room)) {
             None => None,
             Some(hash) => {
@@ -405,7 +420,6 @@ impl Conn {
                 Some(hash)
             }
         };
-        let key = self.key;
         let mut view = self.shared.with_hub(|hub| hub.join(key, room, verified.as_deref(), meta))?;
         view.re = id;
         self.send(ServerMessage::Joined(view));

@@ -312,6 +312,36 @@ impl Hub {
         Err(Refusal::new(ErrorCode::Internal, "could not find a free room code"))
     }
 
+    /// Whether a room with this code exists.
+    pub(crate) fn has_room(&self, room: RoomCode) -> bool {
+        self.rooms.contains_key(&room)
+    }
+
+    /// Makes room `code` again for a peer that was in it before the server
+    /// lost it (`join` with `recreate`). `Ok(false)` if it exists already.
+    pub(crate) fn recreate_room(
+        &mut self,
+        now: Instant,
+        conn: ConnKey,
+        code: RoomCode,
+        password_hash: Option<String>,
+    ) -> Result<bool, Refusal> {
+        let peer = self.require_peer(conn)?;
+        if self.rooms.contains_key(&code) {
+            return Ok(false);
+        }
+        if !self.sessions[&peer].grants.may_create() {
+            return Err(Refusal::new(ErrorCode::Forbidden, "the auth token does not allow creating rooms"));
+        }
+        if self.rooms.len() >= self.config.max_rooms {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "the server holds its maximum number of rooms"));
+        }
+        let max_peers = self.config.limits.max_peers_per_room as usize;
+        self.rooms.insert(code, Room { password_hash, max_peers, members: Vec::new(), empty_since: Some(now) });
+        self.room_deadlines.push_back((now + self.config.room_ttl, code));
+        Ok(true)
+    }
+
     /// The stored password hash of a room, for the driver to verify against.
     pub(crate) fn password_hash(&self, room: RoomCode) -> Option<String> {
         self.rooms.get(&room).and_then(|r| r.password_hash.clone())

@@ -310,7 +310,8 @@ async fn relay_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Re
         a.send(&ClientMessage::CreateRoom(CreateRoom { id: Some(1), password: None, max_peers: Some(2) })).await?;
         let ServerMessage::RoomCreated { room, .. } = a.recv().await? else { anyhow::bail!("no room") };
         for p in [&mut a, &mut b] {
-            p.send(&ClientMessage::Join(Join { id: Some(2), room, password: None, meta: None })).await?;
+            p.send(&ClientMessage::Join(Join { id: Some(2), room, password: None, meta: None, recreate: false }))
+                .await?;
             let ServerMessage::Joined(_) = p.recv().await? else { anyhow::bail!("not joined") };
         }
         let ServerMessage::PeerJoined { .. } = a.recv().await? else { anyhow::bail!("no peer_joined") };

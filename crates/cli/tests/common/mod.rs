@@ -28,9 +28,18 @@ impl Serve {
         Self::start_with(&["--mailbox", path.to_str().expect("utf-8 path")])
     }
 
+    /// Mail in memory, listening on `bind` (to start again where a killed one was).
+    pub fn at(bind: &str) -> Self {
+        Self::start_at(bind, &["--memory"])
+    }
+
     fn start_with(extra: &[&str]) -> Self {
+        Self::start_at("127.0.0.1:0", extra)
+    }
+
+    fn start_at(bind: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--log", "warn"])
+            .args(["serve", "--bind", bind, "--turn-listen", "127.0.0.1:0", "--log", "warn"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

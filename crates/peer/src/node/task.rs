@@ -72,7 +72,15 @@ struct Task {
     deferred: VecDeque<TaskCmd>,
     /// When to fetch fresh TURN credentials.
     refresh_at: Option<tokio::time::Instant>,
+    /// Members not yet back in a room the server lost, and until when they
+    /// are waited for.
+    awaited: HashMap<(RoomCode, PeerId), tokio::time::Instant>,
 }
+
+/// How long members of a room that the server lost are waited for, while
+/// this node still has a link to them, before they count as gone: long
+/// enough for their own reconnection backoff.
+const REJOIN_GRACE: Duration = Duration::from_secs(60);
 
 /// A room's password and the meta this node joined it with.
 type JoinedWith = (Option<String>, Option<Value>);
@@ -107,6 +115,7 @@ pub(crate) async fn run(
         joined: HashMap::new(),
         deferred: VecDeque::new(),
         refresh_at,
+        awaited: HashMap::new(),
     };
     loop {
         match task.serve(&mut rx).await {
@@ -173,10 +182,18 @@ impl Task {
                     None => std::future::pending().await,
                 }
             };
+            let awaited_until = self.awaited.values().min().copied();
+            let awaited = async {
+                match awaited_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = refresh => {
                     self.refresh_at = self.refresh_ice_servers().await;
                 }
+                () = awaited => self.sweep_awaited(),
                 incoming = self.client.next() => match incoming {
                     Ok(Incoming::Message(msg)) => self.on_server(msg),
                     Ok(Incoming::Relay { .. }) => {}
@@ -270,7 +287,7 @@ impl Task {
         self.refresh_at = ice_refresh_at(&welcome.ice_servers);
         if welcome.resumed {
             for view in &welcome.rooms {
-                self.reconcile(view);
+                self.reconcile(view, false);
             }
             let held: Vec<RoomCode> = welcome.rooms.iter().map(|r| r.room).collect();
             let lost: Vec<RoomCode> = self.joined.keys().filter(|r| !held.contains(r)).copied().collect();
@@ -279,8 +296,8 @@ impl Task {
             }
         } else {
             for (room, (password, meta)) in self.joined.clone() {
-                match self.client.join(room, password.as_deref(), meta).await {
-                    Ok(view) => self.reconcile(&view),
+                match self.client.rejoin(room, password.as_deref(), meta).await {
+                    Ok(view) => self.reconcile(&view, true),
                     Err(e) => self.room_lost(room, e.to_string()),
                 }
             }
@@ -294,17 +311,30 @@ impl Task {
     /// Brings this node's view of a room in line with the server's:
     /// members that came are reported joined, members that went, left.
     /// Members seen before are not reported again.
-    fn reconcile(&mut self, view: &JoinedRoom) {
+    ///
+    /// After a server restart (`rejoined`), members missing from the view may
+    /// be on their way back: those this node still has a link to stay
+    /// members, unreported, for [`REJOIN_GRACE`].
+    fn reconcile(&mut self, view: &JoinedRoom, rejoined: bool) {
         let me = self.inner.id;
         let now: HashMap<PeerId, Option<Value>> =
             view.peers.iter().filter(|p| p.peer_id != me).map(|p| (p.peer_id, p.meta.clone())).collect();
-        let before = {
+        let (before, waiting) = {
             let mut links = self.inner.lock();
+            let before = links.rooms.get(&view.room).cloned().unwrap_or_default();
+            let waiting: Vec<PeerId> = before
+                .iter()
+                .filter(|p| rejoined && !now.contains_key(p) && links.by_peer.contains_key(p))
+                .copied()
+                .collect();
             let members = links.rooms.entry(view.room).or_default();
-            let before = members.clone();
-            *members = now.keys().copied().collect();
-            before
+            *members = now.keys().copied().chain(waiting.iter().copied()).collect();
+            (before, waiting)
         };
+        let until = tokio::time::Instant::now() + REJOIN_GRACE;
+        for &peer in &waiting {
+            self.awaited.insert((view.room, peer), until);
+        }
         for (peer, meta) in &now {
             if !before.contains(peer) {
                 self.inner.emit(Event::PeerJoined { room: view.room, peer: *peer, meta: meta.clone() });
@@ -314,8 +344,23 @@ impl Task {
                 }
             }
         }
-        for peer in before.into_iter().filter(|p| !now.contains_key(p)) {
+        for peer in before.into_iter().filter(|p| !now.contains_key(p) && !waiting.contains(p)) {
             self.inner.emit(Event::PeerLeft { room: view.room, peer });
+            self.drop_if_unshared(peer);
+        }
+    }
+
+    /// Members awaited after a server restart that did not come back in time have left.
+    fn sweep_awaited(&mut self) {
+        let now = tokio::time::Instant::now();
+        let gone: Vec<(RoomCode, PeerId)> =
+            self.awaited.iter().filter(|(_, until)| **until <= now).map(|(k, _)| *k).collect();
+        for (room, peer) in gone {
+            self.awaited.remove(&(room, peer));
+            if let Some(members) = self.inner.lock().rooms.get_mut(&room) {
+                members.remove(&peer);
+            }
+            self.inner.emit(Event::PeerLeft { room, peer });
             self.drop_if_unshared(peer);
         }
     }
@@ -427,6 +472,10 @@ impl Task {
     fn on_server(&mut self, msg: ServerMessage) {
         match msg {
             ServerMessage::PeerJoined { room, peer } => {
+                // A member awaited after a server restart is back: nothing to report.
+                if self.awaited.remove(&(room, peer.peer_id)).is_some() {
+                    return;
+                }
                 self.inner.lock().rooms.entry(room).or_default().insert(peer.peer_id);
                 self.inner.emit(Event::PeerJoined { room, peer: peer.peer_id, meta: peer.meta });
                 if self.inner.builder.topology == Topology::Mesh {

@@ -305,3 +305,23 @@ fn a_resumed_session_hears_the_current_presence_of_its_watched_peers() {
     assert!(seen.contains(&ServerMessage::Presence { peer_id: peer(2), online: true }), "{seen:?}");
     assert!(seen.contains(&ServerMessage::Presence { peer_id: peer(3), online: false }), "{seen:?}");
 }
+
+#[test]
+fn a_room_lost_with_the_server_is_made_again_under_its_code_once() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    s.attach(2, peer(2));
+    let code: RoomCode = "K7Q2ZX".parse().expect("code");
+    let now = s.now;
+    assert!(!s.hub.has_room(code));
+    assert_eq!(s.hub.recreate_room(now, 1, code, Some("HASH".into())).map_err(|r| r.code), Ok(true));
+    assert!(s.hub.has_room(code));
+    // The second member back finds it made: it joins with the password as usual.
+    assert_eq!(s.hub.recreate_room(now, 2, code, None).map_err(|r| r.code), Ok(false));
+    assert_eq!(s.hub.password_hash(code).as_deref(), Some("HASH"));
+    s.hub.join(1, code, Some("HASH"), None).expect("first member back");
+    let view = s.hub.join(2, code, Some("HASH"), None).expect("second member back");
+    assert_eq!(view.peers.iter().map(|p| p.peer_id).collect::<Vec<_>>(), [peer(1)]);
+    // Unattached connections cannot make rooms.
+    assert_eq!(s.hub.recreate_room(now, 99, code, None).map_err(|r| r.code), Err(ErrorCode::Unauthorized));
+}
