@@ -336,7 +336,7 @@ impl Lab {
     }
 
     /// Where [`Lab::set_delay`] puts its qdiscs: every interface that sends onto the bridge.
-    fn delay_points(&self) -> Vec<(&Netns, &'static str)> {
+    pub(crate) fn delay_points(&self) -> Vec<(&Netns, &'static str)> {
         let mut points = vec![(&self.server.netns, "eth0")];
         for site in &self.sites {
             match &site.router {

@@ -28,6 +28,7 @@
 //! [`Lab::set_delay`] on kernels without the netem qdisc, `iptables`. The lab never touches the root namespace:
 //! interfaces are made inside the lab's namespaces and nothing routes out of them.
 
+mod chaos;
 mod cmd;
 mod delay;
 mod error;

@@ -1,0 +1,64 @@
+//! Faults on a running lab: random loss on the public segment and a site
+//! cut off from it. Each is one nftables table in the namespaces concerned,
+//! added or deleted as a whole.
+
+use crate::cmd::exec_in;
+use crate::{Lab, LabError, Netns};
+
+/// The table that drops a share of the packets leaving for the public segment.
+const LOSS_TABLE: &str = "natlab_loss";
+/// The table that cuts a site off.
+const CUT_TABLE: &str = "natlab_cut";
+
+impl Lab {
+    /// Drops `percent` % of the packets entering the public segment, at random, at the same
+    /// places [`Lab::set_delay`] delays them; 0 removes the loss.
+    pub fn set_loss(&self, percent: u8) -> Result<(), LabError> {
+        if percent > 100 {
+            return Err(LabError::InvalidSpec(format!("loss of {percent} % is more than all packets")));
+        }
+        for (netns, device) in self.delay_points() {
+            drop_table(netns, LOSS_TABLE)?;
+            if percent > 0 {
+                let rules = format!(
+                    "table inet {LOSS_TABLE} {{\n  chain out {{\n    type filter hook postrouting priority 0;\n    \
+                     oifname \"{device}\" numgen random mod 100 < {percent} drop\n  }}\n}}\n"
+                );
+                exec_in(netns.name(), "nft", &["-f", "-"], Some(&rules))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts `site` off the public segment (`true`: nothing passes its router or, for an open
+    /// site, its peers' public interfaces, either way) or joins it again (`false`). Existing
+    /// NAT mappings survive a short cut, as on a real link that goes down.
+    pub fn set_cut(&self, site: usize, cut: bool) -> Result<(), LabError> {
+        let found = self.sites().get(site).ok_or_else(|| LabError::InvalidSpec(format!("no site {site}")))?;
+        let points: Vec<(&Netns, &str)> = match found.router() {
+            Some(router) => vec![(router.netns(), "wan")],
+            None => found.peers().iter().map(|p| (p.netns(), "eth0")).collect(),
+        };
+        for (netns, device) in points {
+            drop_table(netns, CUT_TABLE)?;
+            if cut {
+                let rules = format!(
+                    "table inet {CUT_TABLE} {{\n  chain in {{\n    type filter hook prerouting priority -300;\n    \
+                     iifname \"{device}\" drop\n  }}\n  chain out {{\n    type filter hook postrouting priority 300;\n    \
+                     oifname \"{device}\" drop\n  }}\n}}\n"
+                );
+                exec_in(netns.name(), "nft", &["-f", "-"], Some(&rules))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deletes table `name` (family inet) in `netns` if it is there.
+fn drop_table(netns: &Netns, name: &str) -> Result<(), LabError> {
+    match exec_in(netns.name(), "nft", &["delete", "table", "inet", name], None) {
+        Ok(_) => Ok(()),
+        Err(LabError::Command { stderr, .. }) if stderr.contains("No such file") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
