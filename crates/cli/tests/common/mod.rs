@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `switchboard` binary.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chaos;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;

@@ -311,6 +311,10 @@ pub(crate) struct LinkCore {
     /// An ICE restart is under way: ICE passes through `disconnected` while
     /// the new candidates arrive, which is no loss of the path.
     restarting: bool,
+    /// The node has new TURN credentials: the next restart gathers afresh.
+    renew_pending: bool,
+    /// The last answer this (answering) side gave, for an offer that comes again.
+    last_answer: Option<String>,
 }
 
 impl LinkCore {
@@ -387,6 +391,8 @@ impl LinkCore {
             pending_sdp: None,
             remote_ufrag: None,
             restarting: false,
+            renew_pending: false,
+            last_answer: None,
             cfg,
         }
     }
@@ -550,6 +556,7 @@ impl LinkCore {
         self.note_remote_kinds(sdp);
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| LinkError::Sdp(e.to_string()))?;
         self.remote_ufrag = ice_ufrag(sdp);
+        self.last_answer = Some(answer.to_sdp_string());
         // Pre-negotiated channels exist on both sides without DCEP.
         let mut direct = self.rtc.direct_api();
         for (i, slot) in self.slots.iter_mut().enumerate() {
@@ -853,7 +860,10 @@ impl LinkCore {
         match s {
             IceConnectionState::Connected | IceConnectionState::Completed => {
                 self.ice_connected = true;
-                self.restarting = false;
+                let was_restarting = std::mem::take(&mut self.restarting);
+                if was_restarting && self.renew_pending && self.state() == LinkState::Connected {
+                    self.try_restart();
+                }
                 if self.state() == LinkState::Reconnecting {
                     self.path_back();
                 }
@@ -924,12 +934,24 @@ impl LinkCore {
         }
     }
 
+    /// Whether this restart must gather afresh: only for new TURN
+    /// credentials. A lost path keeps its candidates and allocations (they
+    /// are still valid, and a TURN server unreachable during the outage
+    /// could not take the old allocation back to free the socket for a new one).
+    fn take_regather(&mut self) -> bool {
+        std::mem::take(&mut self.renew_pending)
+    }
+
     /// The node got fresh TURN credentials: a link on a relay moves to a new
     /// allocation (by ICE restart) before the old credentials expire.
     pub(crate) fn renew_relay(&mut self, now: Instant) {
         self.advance(now);
-        if self.state() == LinkState::Connected && !self.restarting && self.path() == Some(PathKind::Relayed) {
-            self.try_restart();
+        if self.state() == LinkState::Connected && self.path() == Some(PathKind::Relayed) {
+            // During a restart, the next one (once this one is through) renews.
+            self.renew_pending = true;
+            if !self.restarting {
+                self.try_restart();
+            }
         }
     }
 
@@ -950,7 +972,9 @@ impl LinkCore {
         self.restarting = true;
         self.stats.ice_restarts += 1;
         self.queue.push_back(Output::Signal(SignalData::Offer { sdp }));
-        self.queue.push_back(Output::Regather);
+        if self.take_regather() {
+            self.queue.push_back(Output::Regather);
+        }
     }
 
     /// Answers an offer on a negotiated link: an ICE restart when the
@@ -958,15 +982,27 @@ impl LinkCore {
     fn accept_restart(&mut self, sdp: &str) -> Result<(), LinkError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| LinkError::Sdp(e.to_string()))?;
         let restarted = ice_ufrag(sdp) != self.remote_ufrag;
+        if !restarted {
+            // The same offer again (sent again while signaling was slow):
+            // the same answer, and nothing renegotiated.
+            if let Some(answer) = &self.last_answer {
+                self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer.clone() }));
+            }
+            return Ok(());
+        }
         self.note_remote_kinds(sdp);
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| LinkError::Sdp(e.to_string()))?;
-        self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer.to_sdp_string() }));
+        let answer = answer.to_sdp_string();
+        self.last_answer = Some(answer.clone());
+        self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer }));
         if restarted {
             tracing::debug!(state = %self.state(), "ICE restart by the other side");
             self.remote_ufrag = ice_ufrag(sdp);
             self.restarting = true;
             self.stats.ice_restarts += 1;
-            self.queue.push_back(Output::Regather);
+            if self.take_regather() {
+                self.queue.push_back(Output::Regather);
+            }
         }
         Ok(())
     }
@@ -979,8 +1015,10 @@ impl LinkCore {
         if self.gather.is_none() && gatherer.is_none() {
             return;
         }
+        // Relayed candidates go with their allocations; server-reflexive
+        // ones stay (the new gatherer finds the same mapping again).
         let mut direct = self.rtc.direct_api();
-        for c in self.gathered.drain(..) {
+        for c in self.gathered.extract_if(.., |c| c.kind() == CandidateKind::Relayed) {
             direct.invalidate_candidate(&c);
         }
         let mut gatherer = gatherer;
