@@ -17,6 +17,8 @@ use switchboard_server::{Server, ServerConfig, TurnConfig};
 
 use crate::local::next_matching_within;
 
+mod recovery;
+
 /// Flags of `lab`.
 #[derive(Debug, Args)]
 pub(crate) struct LabArgs {
@@ -30,6 +32,12 @@ pub(crate) struct LabArgs {
     /// Relay-only policy in every cell (every path must then be relayed).
     #[arg(long)]
     relay_only: bool,
+    /// Instead of the matrix, measure recovery: one link (full cone ↔
+    /// port-restricted) carrying a message every 20 ms has one site cut off
+    /// `--runs` times for this many seconds; prints the time from the network's
+    /// return to the next message arriving.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    recovery: Option<u64>,
     /// Log filter when RUST_LOG is unset (the TURN relay's failed sends to
     /// private addresses it cannot route are expected here, so they are off).
     #[arg(long, default_value = "warn,turn::server=off")]
@@ -65,6 +73,9 @@ struct Cell {
 
 pub(crate) fn run(args: LabArgs) -> anyhow::Result<()> {
     crate::init_logging(&args.log);
+    if let Some(cut) = args.recovery {
+        return recovery::run(Duration::from_secs(cut), args.runs, Duration::from_millis(args.delay_ms));
+    }
     // Two sites per kind (each peer behind its own router), then one LAN with two peers.
     let mut spec = LabSpec::new();
     for kind in KINDS {
@@ -134,7 +145,7 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the server (signaling, STUN/TURN with the RFC 5780 alternate) in the server namespace.
-fn start_server(
+pub(super) fn start_server(
     netns: &Netns,
     bind: SocketAddr,
     alt_ip: std::net::IpAddr,
@@ -280,7 +291,7 @@ fn run_once(
     Ok((ra.path, rb.path, setup))
 }
 
-fn in_runtime<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(super) fn in_runtime<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
@@ -336,7 +347,7 @@ async fn next_message(node: &Node) -> anyhow::Result<Vec<u8>> {
     .await
 }
 
-fn median(v: &[Duration]) -> Option<Duration> {
+pub(super) fn median(v: &[Duration]) -> Option<Duration> {
     let mut v = v.to_vec();
     v.sort();
     v.get(v.len() / 2).copied()
