@@ -4,32 +4,10 @@
 
 mod common;
 
-use common::PATIENCE;
-use common::chaos::{ChaosLab, handoff};
-use switchboard::{Event, Node};
+use common::chaos::{ChaosLab, ack_and_wait_close, await_ack_and_close, expect_in_order, guest, handoff, host};
 use switchboard_natlab::{LabSpec, NatKind};
 
 const MESSAGES: u32 = 10_000;
-
-async fn next<T>(node: &Node, mut pick: impl FnMut(Event) -> Option<T>) -> T {
-    tokio::time::timeout(PATIENCE * 3, async {
-        loop {
-            let ev = node.next_event().await.expect("node open");
-            let ended = match &ev {
-                Event::PeerDisconnected { reason, .. } => Some(reason.to_string()),
-                _ => None,
-            };
-            if let Some(t) = pick(ev) {
-                return t;
-            }
-            if let Some(reason) = ended {
-                panic!("the link ended: {reason}");
-            }
-        }
-    })
-    .await
-    .expect("event in time")
-}
 
 #[test]
 fn ten_thousand_reliable_messages_cross_a_lossy_slow_network_in_order() {
@@ -39,44 +17,21 @@ fn ten_thousand_reliable_messages_cross_a_lossy_slow_network_in_order() {
     let (room_tx, room_rx) = handoff();
     let sender = chaos.node(chaos.lab.peer(0, 0), move |node| {
         Box::pin(async move {
-            let room = node.create_room(None, None).await.expect("room");
-            node.join(room).await.expect("join");
-            room_tx.send(room).expect("room to b");
-            let peer = next(&node, |ev| match ev {
-                Event::PeerConnected { peer, .. } => Some(peer),
-                _ => None,
-            })
-            .await;
+            let peer = host(&node, room_tx).await;
             for i in 0..MESSAGES {
                 let mut body = i.to_be_bytes().to_vec();
                 body.resize(100, 0xa5);
                 node.send(peer, "reliable", body).await.expect("send");
             }
-            next(&node, |ev| matches!(ev, Event::Message(m) if m.data.as_ref() == b"all here").then_some(())).await;
-            node.close().await;
+            await_ack_and_close(&node).await;
         })
     });
     let receiver = chaos.node(chaos.lab.peer(1, 0), move |node| {
         Box::pin(async move {
-            let room = room_rx.recv().expect("room code");
-            node.join(room).await.expect("join");
-            let peer = next(&node, |ev| match ev {
-                Event::PeerConnected { peer, .. } => Some(peer),
-                _ => None,
-            })
-            .await;
-            for i in 0..MESSAGES {
-                let data = next(&node, |ev| match ev {
-                    Event::Message(m) => Some(m.data),
-                    _ => None,
-                })
-                .await;
-                assert_eq!(&data[..4], i.to_be_bytes(), "message {i} lost, repeated or out of order");
-                assert_eq!(data.len(), 100, "message {i} altered");
-            }
-            node.send(peer, "reliable", &b"all here"[..]).await.expect("send");
+            let peer = guest(&node, room_rx).await;
+            expect_in_order(&node, MESSAGES).await;
             let stats = node.stats(peer).expect("stats");
-            next(&node, |ev| matches!(ev, Event::PeerDisconnected { .. }).then_some(())).await;
+            ack_and_wait_close(&node, peer).await;
             stats
         })
     });

@@ -6,7 +6,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use switchboard::Node;
+use switchboard::{Event, Node};
 use switchboard_natlab::{Lab, LabSpec, Peer};
 
 /// The lab and its server process (killed on drop, before the lab goes).
@@ -70,4 +70,74 @@ impl Drop for ChaosLab {
 /// A one-shot handoff between the test and a node's thread.
 pub fn handoff<T>() -> (mpsc::SyncSender<T>, mpsc::Receiver<T>) {
     mpsc::sync_channel(1)
+}
+
+/// The next event `pick` takes; a link ending first fails the test unless
+/// `pick` takes that event.
+pub async fn next<T>(node: &Node, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+    tokio::time::timeout(super::PATIENCE * 3, async {
+        loop {
+            let ev = node.next_event().await.expect("node open");
+            let ended = match &ev {
+                Event::PeerDisconnected { reason, .. } => Some(reason.to_string()),
+                _ => None,
+            };
+            if let Some(t) = pick(ev) {
+                return t;
+            }
+            if let Some(reason) = ended {
+                panic!("the link ended: {reason}");
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+/// Creates a room, hands its code over, and waits for the first peer's link.
+pub async fn host(node: &Node, code: mpsc::SyncSender<switchboard::proto::RoomCode>) -> switchboard::proto::PeerId {
+    let room = node.create_room(None, None).await.expect("room");
+    node.join(room).await.expect("join");
+    code.send(room).expect("room code handed over");
+    linked(node).await
+}
+
+/// Joins the room whose code comes over `code`, and waits for the link.
+pub async fn guest(node: &Node, code: mpsc::Receiver<switchboard::proto::RoomCode>) -> switchboard::proto::PeerId {
+    let room = code.recv().expect("room code");
+    node.join(room).await.expect("join");
+    linked(node).await
+}
+
+async fn linked(node: &Node) -> switchboard::proto::PeerId {
+    next(node, |ev| match ev {
+        Event::PeerConnected { peer, .. } => Some(peer),
+        _ => None,
+    })
+    .await
+}
+
+/// The next `n` messages must be `0..n` in order (first four bytes, big
+/// endian), each exactly once.
+pub async fn expect_in_order(node: &Node, n: u32) {
+    for i in 0..n {
+        let data = next(node, |ev| match ev {
+            Event::Message(m) => Some(m.data),
+            _ => None,
+        })
+        .await;
+        assert_eq!(data.get(..4), Some(&i.to_be_bytes()[..]), "message {i} lost, repeated or out of order");
+    }
+}
+
+/// Tells the sender everything arrived, then waits for it to close the link.
+pub async fn ack_and_wait_close(node: &Node, peer: switchboard::proto::PeerId) {
+    node.send(peer, "reliable", &b"all here"[..]).await.expect("send");
+    next(node, |ev| matches!(ev, Event::PeerDisconnected { .. }).then_some(())).await;
+}
+
+/// Waits for the receiver's acknowledgement, then closes the link.
+pub async fn await_ack_and_close(node: &Node) {
+    next(node, |ev| matches!(ev, Event::Message(m) if m.data.as_ref() == b"all here").then_some(())).await;
+    node.close().await;
 }
