@@ -113,14 +113,18 @@ impl QualityMeter {
 
     /// Loss over the settled probes of the window (those echoed, or older than [`LATE`]).
     pub(crate) fn loss(&self, now: Instant) -> Option<f32> {
-        let settled: Vec<&Probe> =
-            self.probes.iter().filter(|p| p.echoed || now.saturating_duration_since(p.sent) >= LATE).collect();
-        let settled = &settled[settled.len().saturating_sub(WINDOW)..];
-        if settled.len() < FIRST_AFTER {
+        // Newest first, without a copy: the stats read this after every drain.
+        let (settled, lost) = self
+            .probes
+            .iter()
+            .rev()
+            .filter(|p| p.echoed || now.saturating_duration_since(p.sent) >= LATE)
+            .take(WINDOW)
+            .fold((0usize, 0usize), |(n, lost), p| (n + 1, lost + usize::from(!p.echoed)));
+        if settled < FIRST_AFTER {
             return None;
         }
-        let lost = settled.iter().filter(|p| !p.echoed).count();
-        Some(lost as f32 / settled.len() as f32)
+        Some(lost as f32 / settled as f32)
     }
 
     /// Smoothed round trip.
