@@ -91,6 +91,16 @@ impl Identity {
     pub fn sign_challenge(&self, nonce: &str) -> String {
         encode_b64(&self.key.sign(&hello_payload(nonce)).to_bytes())
     }
+
+    /// The raw public key.
+    pub(crate) fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Signs `message` (the relay's key agreement).
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
 }
 
 #[cfg(test)]

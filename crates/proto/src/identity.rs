@@ -41,14 +41,19 @@ pub fn decode_public_key(public_key: &str) -> Result<VerifyingKey, IdentityError
 
 /// Checks a `hello` proof and returns the proven peer id.
 pub fn verify_hello(public_key: &str, signature: &str, nonce: &str) -> Result<PeerId, IdentityError> {
+    verify_signed(public_key, signature, &hello_payload(nonce))
+}
+
+/// Checks a base64url Ed25519 `signature` of `payload` and returns the peer
+/// id of the key that made it.
+pub fn verify_signed(public_key: &str, signature: &str, payload: &[u8]) -> Result<PeerId, IdentityError> {
     let key = decode_public_key(public_key)?;
     let sig: [u8; 64] = URL_SAFE_NO_PAD
         .decode(signature)
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or(IdentityError::BadSignatureEncoding)?;
-    key.verify_strict(&hello_payload(nonce), &Signature::from_bytes(&sig))
-        .map_err(|_| IdentityError::SignatureMismatch)?;
+    key.verify_strict(payload, &Signature::from_bytes(&sig)).map_err(|_| IdentityError::SignatureMismatch)?;
     Ok(PeerId::from_public_key(key.as_bytes()))
 }
 

@@ -254,8 +254,18 @@ impl PartialEq for SignalPayload {
 }
 
 /// The `kind`s a signal may have.
-pub const SIGNAL_KINDS: &[&str] =
-    &["offer", "answer", "candidate", "end_of_candidates", "restart", "bye", "request", "accept", "reject"];
+pub const SIGNAL_KINDS: &[&str] = &[
+    "offer",
+    "answer",
+    "candidate",
+    "end_of_candidates",
+    "restart",
+    "bye",
+    "request",
+    "accept",
+    "reject",
+    "relay_key",
+];
 
 /// What a signal carries; `kind` selects the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,11 +276,18 @@ pub enum SignalData {
     Offer {
         /// The SDP text.
         sdp: String,
+        /// The WebRTC session this offer starts: a link that lost its path
+        /// starts a new one (fresh DTLS and SCTP); 0 for the first.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        session: u32,
     },
     /// An SDP answer.
     Answer {
         /// The SDP text.
         sdp: String,
+        /// The session of the offer it answers.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        session: u32,
     },
     /// One trickled ICE candidate.
     Candidate {
@@ -303,6 +320,16 @@ pub enum SignalData {
         /// Why, shown to the requester.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// The sender's half of the key agreement for relayed data: an
+    /// ephemeral X25519 key signed with its identity.
+    RelayKey {
+        /// The ephemeral X25519 public key, base64url.
+        key: String,
+        /// The sender's Ed25519 identity key, base64url.
+        public_key: String,
+        /// Ed25519 signature over the relay-key payload, base64url.
+        signature: String,
     },
 }
 
@@ -734,4 +761,8 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), DecodeError> {
 
 fn check_opt_len(field: &str, value: Option<&str>, max: usize) -> Result<(), DecodeError> {
     value.map_or(Ok(()), |v| check_len(field, v, max))
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -47,8 +47,8 @@ fn present_value() -> impl Strategy<Value = Value> {
 
 fn signal_data() -> impl Strategy<Value = SignalData> {
     prop_oneof![
-        small_text().prop_map(|sdp| SignalData::Offer { sdp }),
-        small_text().prop_map(|sdp| SignalData::Answer { sdp }),
+        (small_text(), any::<u32>()).prop_map(|(sdp, session)| SignalData::Offer { sdp, session }),
+        (small_text(), any::<u32>()).prop_map(|(sdp, session)| SignalData::Answer { sdp, session }),
         (small_text(), proptest::option::of(small_text()))
             .prop_map(|(candidate, mid)| SignalData::Candidate { candidate, mid }),
         Just(SignalData::EndOfCandidates),
@@ -57,6 +57,11 @@ fn signal_data() -> impl Strategy<Value = SignalData> {
         proptest::option::of(present_value()).prop_map(|meta| SignalData::Request { meta }),
         Just(SignalData::Accept),
         proptest::option::of(small_text()).prop_map(|reason| SignalData::Reject { reason }),
+        (small_text(), small_text(), small_text()).prop_map(|(key, public_key, signature)| SignalData::RelayKey {
+            key,
+            public_key,
+            signature
+        }),
     ]
 }
 

@@ -10,7 +10,7 @@ async fn a_signal_is_relayed_with_sender_and_conn() {
     let server = TestServer::default().await;
     let (mut a, mut b) = (server.client().await, server.client().await);
     let conn: ConnId = "link-1".parse().expect("conn");
-    let offer = SignalData::Offer { sdp: "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n".into() };
+    let offer = SignalData::Offer { sdp: "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n".into(), session: 0 };
     a.signal(b.peer_id(), &conn, offer.clone()).await.expect("signal");
     match next_msg(&mut b).await {
         ServerMessage::Signal { from, conn: c, data } => {

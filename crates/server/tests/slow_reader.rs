@@ -22,7 +22,7 @@ async fn a_client_that_stops_reading_is_dropped() {
     // socket buffers and the outbox together hold.
     let sdp = "x".repeat(60_000);
     for _ in 0..700 {
-        a.signal(stuck.peer_id(), &conn, SignalData::Offer { sdp: sdp.clone() }).await.expect("send");
+        a.signal(stuck.peer_id(), &conn, SignalData::Offer { sdp: sdp.clone(), session: 0 }).await.expect("send");
     }
 
     // Meanwhile `a` and `c` are served as usual.

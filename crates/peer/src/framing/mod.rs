@@ -20,9 +20,11 @@
 //! memory. In raw mode (for standard WebRTC peers) a message is one SCTP
 //! message without header.
 
+mod arq;
 mod recv;
 mod send;
 
+pub(crate) use arq::{InOrder, Retained, Verdict};
 pub(crate) use recv::{Delivered, Inbox};
 pub(crate) use send::Outbox;
 

@@ -9,6 +9,7 @@
 
 mod quality;
 mod recovery;
+pub(crate) mod relay;
 pub(crate) mod state;
 #[cfg(test)]
 mod tests;
@@ -24,11 +25,12 @@ use str0m::{Candidate, CandidateKind, Event as RtcEvent, IceConnectionState, Inp
 use switchboard_proto::SignalData;
 
 use crate::channel::ChannelConfig;
-use crate::framing::{Delivered, Inbox, OutMessage, Outbox};
+use crate::framing::{Delivered, InOrder, Inbox, OutMessage, Outbox, Retained, Verdict};
 use crate::ice::gather::{Gatherer, Route, Taken};
 pub use quality::Quality;
 use quality::QualityMeter;
 use recovery::Recovery;
+use relay::{Handshake, Pacer, RelaySetup, Sealer};
 use state::StateMachine;
 pub use state::{InvalidTransition, LinkState};
 
@@ -40,6 +42,16 @@ const PROBE_STREAM: u16 = 1022;
 const CTL_CREDIT: u8 = 1;
 const CTL_PING: u8 = 2;
 const CTL_PONG: u8 = 3;
+/// Acknowledges the chunks of a reliable channel: `slot u16 LE | count u64 LE`.
+const CTL_ACK: u8 = 4;
+/// Relay frame contents: a chunk (`slot u16 LE | chunk`), a control message, a probe.
+const RELAY_DATA: u8 = 0;
+const RELAY_CONTROL: u8 = 1;
+const RELAY_PROBE: u8 = 2;
+/// Bytes of the relay frame header (peer id, channel) and our own (kind, slot).
+const RELAY_FRAMING: usize = switchboard_proto::RELAY_HEADER_LEN + relay::OVERHEAD + 3;
+/// Longest wait before acknowledging received chunks.
+const ACK_DELAY: Duration = Duration::from_millis(50);
 /// Timer step while a link is coming up.
 const SETUP_TICK: Duration = Duration::from_millis(2);
 /// First STUN retransmission of connectivity checks.
@@ -67,6 +79,9 @@ pub enum PathKind {
     ServerReflexive,
     /// Through a TURN relay.
     Relayed,
+    /// Through the signaling server's WebSocket relay (no WebRTC path yet),
+    /// end-to-end encrypted.
+    Server,
 }
 
 impl std::fmt::Display for PathKind {
@@ -75,6 +90,7 @@ impl std::fmt::Display for PathKind {
             PathKind::Host => "host",
             PathKind::ServerReflexive => "server-reflexive",
             PathKind::Relayed => "relayed",
+            PathKind::Server => "server relay",
         })
     }
 }
@@ -224,6 +240,8 @@ pub(crate) enum Output {
     CloseStream(usize),
     /// Send a signal to the other side.
     Signal(SignalData),
+    /// Send a sealed frame to the other side through the server's relay.
+    Relay(Vec<u8>),
     /// An ICE restart began: build a fresh gatherer (current ICE servers and
     /// credentials) and hand it to [`LinkCore::regather`].
     Regather,
@@ -315,30 +333,53 @@ pub(crate) struct LinkCore {
     renew_pending: bool,
     /// The last answer this (answering) side gave, for an offer that comes again.
     last_answer: Option<String>,
+    /// Every local candidate, for a new session.
+    local_candidates: Vec<Candidate>,
+    /// This side's WebRTC session: a new one (fresh DTLS and SCTP) replaces
+    /// a session whose path was lost, whose SCTP may be backing off for a minute.
+    session: u32,
+    /// Reliable chunks kept until acknowledged (framed links).
+    retained: Retained,
+    /// Reliable chunks accepted in order (framed links).
+    in_order: InOrder,
+    /// When owed acknowledgements go out.
+    ack_at: Option<Instant>,
+    /// The server relay, when the node has a signaling server.
+    relay: Option<RelayCarrier>,
+    /// Which carrier takes this side's data.
+    carrier: Carrier,
+    /// The WebRTC session carries data (connected, channels open, not silent).
+    rtc_up: bool,
+    /// Since when the link has had no WebRTC path.
+    rtc_down_since: Instant,
+    /// The session whose path was lost last.
+    lost_session: Option<u32>,
+}
+
+/// Which way a link's data goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carrier {
+    /// The WebRTC session's data channels.
+    Rtc,
+    /// Sealed frames through the signaling server.
+    Relay,
+}
+
+/// The server relay of one link.
+struct RelayCarrier {
+    setup: RelaySetup,
+    handshake: Handshake,
+    sealer: Option<Sealer>,
+    pacer: Pacer,
+    /// The other side's key last completed, to answer a new one once.
+    their_key: Option<String>,
+    key_sent: bool,
 }
 
 impl LinkCore {
     /// A new link that starts at `now` in `role`.
     pub(crate) fn new(now: Instant, role: Role, cfg: LinkConfig) -> Self {
-        let mut builder = Rtc::builder();
-        // Hole punching loses the first check towards a filtering NAT by
-        // design; retry it after 100 ms rather than str0m's 250 ms so that
-        // direct paths through restricted NATs open before the relay joins.
-        builder.set_initial_stun_rto(STUN_INITIAL_RTO);
-        builder.set_max_stun_rto(KEEPALIVE);
-        // The SCTP handshake rides in the SDP (`a=sctp-init`): two round trips
-        // fewer before channels open; peers without it fall back.
-        builder = builder.set_snap_enabled(true);
-        // DTLS 1.3 (one round trip fewer) with peers that speak it, 1.2 with the rest.
-        builder = builder.set_dtls_version(str0m::config::DtlsVersion::Auto);
-        if let Some(cert) = &cfg.cert {
-            builder = builder.set_dtls_cert(cert.clone());
-        }
-        let rtc = builder
-            .set_sctp_max_buffered_amount(cfg.sctp_buffer)
-            .set_sctp_max_message_size(u32::try_from(cfg.chunk_size.max(256 << 10)).unwrap_or(u32::MAX))
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(now);
+        let rtc = build_rtc(now, &cfg);
         let mut outbox = Outbox::new(cfg.raw);
         let mut inbox = Inbox::new(cfg.max_message, cfg.raw);
         let mut slots = Vec::new();
@@ -393,10 +434,45 @@ impl LinkCore {
             restarting: false,
             renew_pending: false,
             last_answer: None,
+            local_candidates: Vec::new(),
+            session: 0,
+            retained: Retained::default(),
+            in_order: InOrder::default(),
+            ack_at: None,
+            relay: None,
+            carrier: Carrier::Rtc,
+            rtc_up: false,
+            rtc_down_since: now,
+            lost_session: None,
             cfg,
         }
     }
+}
 
+/// A str0m instance with Switchboard's settings.
+fn build_rtc(now: Instant, cfg: &LinkConfig) -> Rtc {
+    let mut builder = Rtc::builder();
+    // Hole punching loses the first check towards a filtering NAT by
+    // design; retry it after 100 ms rather than str0m's 250 ms so that
+    // direct paths through restricted NATs open before the relay joins.
+    builder.set_initial_stun_rto(STUN_INITIAL_RTO);
+    builder.set_max_stun_rto(KEEPALIVE);
+    // The SCTP handshake rides in the SDP (`a=sctp-init`): two round trips
+    // fewer before channels open; peers without it fall back.
+    builder = builder.set_snap_enabled(true);
+    // DTLS 1.3 (one round trip fewer) with peers that speak it, 1.2 with the rest.
+    builder = builder.set_dtls_version(str0m::config::DtlsVersion::Auto);
+    if let Some(cert) = &cfg.cert {
+        builder = builder.set_dtls_cert(cert.clone());
+    }
+    builder
+        .set_sctp_max_buffered_amount(cfg.sctp_buffer)
+        .set_sctp_max_message_size(u32::try_from(cfg.chunk_size.max(256 << 10)).unwrap_or(u32::MAX))
+        .set_stats_interval(Some(Duration::from_secs(1)))
+        .build(now)
+}
+
+impl LinkCore {
     /// The current state.
     pub(crate) fn state(&self) -> LinkState {
         self.machine.state()
@@ -474,6 +550,7 @@ impl LinkCore {
         if kind != CandidateKind::Host {
             self.gathered.push(candidate.clone());
         }
+        self.local_candidates.push(candidate.clone());
         if let Some(c) = self.rtc.add_local_candidate(candidate) {
             let line = c.to_sdp_string();
             self.local_kinds.insert(addr, kind);
@@ -489,11 +566,19 @@ impl LinkCore {
         if self.role != Role::Offerer || self.pending_offer.is_some() || self.state() != LinkState::New {
             return Err(LinkError::State("only a new offering link can start"));
         }
+        let sdp = self.make_offer()?;
+        self.set_state(LinkState::Signaling);
+        Ok(sdp)
+    }
+
+    /// Writes the offer of the current session, with every channel.
+    fn make_offer(&mut self) -> Result<String, LinkError> {
+        let raw = self.cfg.raw;
         let mut api = self.rtc.sdp_api();
         let mut ids = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             let stream = slot.config.negotiated.then_some(i as u16);
-            ids.push(api.add_channel_with_config(slot.config.to_str0m(stream)));
+            ids.push(api.add_channel_with_config(wire_config(&slot.config, stream, raw)));
         }
         let control = (!self.cfg.raw).then(|| api.add_channel_with_config(control_config()));
         let probe = (!self.cfg.raw).then(|| api.add_channel_with_config(probe_config()));
@@ -508,10 +593,10 @@ impl LinkCore {
         self.probe = probe;
         self.pending_offer = Some(pending);
         self.described = true;
-        self.set_state(LinkState::Signaling);
         let sdp = offer.to_sdp_string();
         self.pending_sdp = Some(sdp.clone());
-        self.queue.push_back(Output::Signal(SignalData::Offer { sdp: sdp.clone() }));
+        self.queue.push_back(Output::Signal(SignalData::Offer { sdp: sdp.clone(), session: self.session }));
+        self.send_relay_key();
         Ok(sdp)
     }
 
@@ -519,18 +604,21 @@ impl LinkCore {
     pub(crate) fn handle_signal(&mut self, now: Instant, signal: SignalData) -> Result<(), LinkError> {
         self.advance(now);
         let result = match signal {
-            SignalData::Offer { sdp } if self.have_remote && self.role == Role::Answerer => self.accept_restart(&sdp),
-            SignalData::Offer { sdp } => self.accept_offer(&sdp).map(|answer| {
-                self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer }));
-            }),
+            SignalData::Offer { sdp, session } => self.on_offer(&sdp, session),
             SignalData::Restart => {
                 if self.role == Role::Offerer && matches!(self.state(), LinkState::Connected | LinkState::Reconnecting)
                 {
-                    self.restart_ice();
+                    self.restart_path();
                 }
                 Ok(())
             }
-            SignalData::Answer { sdp } => self.accept_answer(&sdp),
+            // An answer to an earlier session's offer is stale.
+            SignalData::Answer { session, .. } if session != self.session => Ok(()),
+            SignalData::Answer { sdp, .. } => self.accept_answer(&sdp),
+            SignalData::RelayKey { key, public_key, signature } => {
+                self.on_relay_key(&key, &public_key, &signature);
+                Ok(())
+            }
             SignalData::Candidate { candidate, .. } => self.add_remote_candidate(&candidate),
             SignalData::Bye { reason } => {
                 self.end(DisconnectReason::ClosedByPeer(reason), false);
@@ -547,6 +635,26 @@ impl LinkCore {
         result
     }
 
+    /// An offer on the answering side: the first, an ICE restart or a
+    /// repeat of the current session's, or a new session.
+    fn on_offer(&mut self, sdp: &str, session: u32) -> Result<(), LinkError> {
+        if self.have_remote && self.role == Role::Answerer {
+            if session < self.session {
+                return Ok(());
+            }
+            if session == self.session || self.cfg.raw {
+                return self.accept_restart(sdp);
+            }
+            tracing::debug!(session, "new session by the other side");
+            self.reset_session();
+        }
+        self.session = session;
+        let answer = self.accept_offer(sdp)?;
+        self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer, session }));
+        self.send_relay_key();
+        Ok(())
+    }
+
     /// Answers an offer (answering side); returns the answer SDP.
     pub(crate) fn accept_offer(&mut self, sdp: &str) -> Result<String, LinkError> {
         if self.role != Role::Answerer || self.have_remote {
@@ -558,10 +666,11 @@ impl LinkCore {
         self.remote_ufrag = ice_ufrag(sdp);
         self.last_answer = Some(answer.to_sdp_string());
         // Pre-negotiated channels exist on both sides without DCEP.
+        let raw = self.cfg.raw;
         let mut direct = self.rtc.direct_api();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.config.negotiated {
-                let id = direct.create_data_channel(slot.config.to_str0m(Some(i as u16)));
+                let id = direct.create_data_channel(wire_config(&slot.config, Some(i as u16), raw));
                 slot.id = Some(id);
                 self.by_id.insert(id, i);
             }
@@ -573,8 +682,10 @@ impl LinkCore {
         self.have_remote = true;
         self.described = true;
         self.flush_early_candidates();
-        self.set_state(LinkState::Signaling);
-        self.set_state(LinkState::Connecting);
+        if matches!(self.state(), LinkState::New | LinkState::Signaling) {
+            self.set_state(LinkState::Signaling);
+            self.set_state(LinkState::Connecting);
+        }
         Ok(answer.to_sdp_string())
     }
 
@@ -682,7 +793,7 @@ impl LinkCore {
         self.recovery.heard(now);
         // A path that came back by itself, with no restart under way.
         if self.state() == LinkState::Reconnecting && self.ice_connected && self.pending_sdp.is_none() {
-            self.path_back();
+            self.path_heard_again();
         }
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
             tracing::trace!(%source, "ignoring a datagram that is not STUN, DTLS or RTP");
@@ -715,11 +826,17 @@ impl LinkCore {
         if self.next_ping.is_some_and(|at| now >= at) {
             self.send_probe();
         }
-        if self.state() == LinkState::Connected && self.recovery.is_silent(now) {
+        if self.ack_at.is_some_and(|at| now >= at) {
+            self.send_acks(false);
+        }
+        if self.rtc_up && self.recovery.is_silent(now) {
             tracing::debug!(silent_for = ?self.cfg.dead_after, "path silent");
             self.path_lost();
         }
-        if self.state() == LinkState::Reconnecting && self.recovery.attempt_due(now) {
+        self.maybe_go_relay();
+        let retrying = self.state() == LinkState::Reconnecting
+            || (self.carrier == Carrier::Relay && matches!(self.state(), LinkState::Connected));
+        if !self.rtc_up && retrying && self.recovery.attempt_due(now) {
             self.try_restart();
         }
     }
@@ -776,8 +893,13 @@ impl LinkCore {
                     if let Some(t) = self.gather.as_mut().and_then(Gatherer::poll_timeout) {
                         at = at.min(t);
                     }
-                    let live = self.state() == LinkState::Connected;
-                    if let Some(t) = self.recovery.poll_timeout(live) {
+                    if let Some(t) = self.recovery.poll_timeout(self.rtc_up) {
+                        at = at.min(t);
+                    }
+                    if let Some(t) = self.ack_at {
+                        at = at.min(t);
+                    }
+                    if let Some(t) = self.relay_timeout() {
                         at = at.min(t);
                     }
                     // str0m paces ICE at 50 ms steps; while the link comes up,
@@ -832,7 +954,7 @@ impl LinkCore {
                 if Some(d.id) == self.control {
                     self.on_control(&d.data);
                 } else if Some(d.id) == self.probe {
-                    self.on_probe(&d.data);
+                    self.on_probe(&d.data, Carrier::Rtc);
                 } else if let Some(&slot) = self.by_id.get(&d.id) {
                     self.on_chunk(slot, &d.data);
                 }
@@ -862,10 +984,10 @@ impl LinkCore {
                 self.ice_connected = true;
                 let was_restarting = std::mem::take(&mut self.restarting);
                 if was_restarting && self.renew_pending && self.state() == LinkState::Connected {
-                    self.try_restart();
+                    self.try_renew();
                 }
                 if self.state() == LinkState::Reconnecting {
-                    self.path_back();
+                    self.path_heard_again();
                 }
                 self.check_connected();
             }
@@ -880,25 +1002,44 @@ impl LinkCore {
         }
     }
 
+    /// The WebRTC session carries data once DTLS is up and the declared
+    /// channels are open: the link connects, or moves its data back from the relay.
     fn check_connected(&mut self) {
-        if self.state() != LinkState::Connecting || !self.rtc_connected {
+        if self.rtc_up || !self.rtc_connected || self.state().is_final() {
             return;
         }
         let declared_open = self.slots.iter().all(|s| !s.config.negotiated || s.open);
         if !declared_open || (!self.cfg.raw && !self.control_open) {
             return;
         }
+        self.rtc_up = true;
         self.deadline = None;
-        self.set_state(LinkState::Connected);
-        self.stats.setup_time = Some(self.now.saturating_duration_since(self.created));
-        let path = self.path().unwrap_or(PathKind::Host);
-        self.reported_path = Some(path);
+        self.recovery.recovered(self.now);
+        let path = self.rtc_path().unwrap_or(PathKind::Host);
         if path != PathKind::Relayed
             && let Some(g) = &mut self.gather
         {
             g.direct_connected(self.now);
         }
+        if self.state() != LinkState::Connecting {
+            // A new session after a lost path, or WebRTC after the relay:
+            // what the old carrier may have lost goes again.
+            tracing::debug!(%path, session = self.session, "WebRTC carries the link again");
+            self.carrier = Carrier::Rtc;
+            self.set_state(LinkState::Connected);
+            self.carrier_changed();
+            self.note_path();
+            return;
+        }
+        self.set_state(LinkState::Connected);
+        self.stats.setup_time = Some(self.now.saturating_duration_since(self.created));
+        self.reported_path = Some(path);
         self.queue.push_back(Output::Event(LinkEvent::Connected { path, rtt: self.stats.rtt }));
+        self.connected_extras();
+    }
+
+    /// After `Connected`: early messages, then probes.
+    fn connected_extras(&mut self) {
         for msg in std::mem::take(&mut self.early_messages) {
             self.queue.push_back(Output::Event(LinkEvent::Message(msg)));
         }
@@ -907,30 +1048,111 @@ impl LinkCore {
         }
     }
 
-    /// The path stopped answering: look for another, give up at the reconnect timeout.
+    /// The WebRTC path stopped answering: look for another (and let the
+    /// relay carry meanwhile); without a relay, give up at the reconnect timeout.
     fn path_lost(&mut self) {
-        if self.state() != LinkState::Connected {
+        if !self.rtc_up {
             return;
         }
-        self.deadline = Some((self.now + self.cfg.reconnect_timeout, DisconnectReason::PathLost));
+        self.rtc_up = false;
+        self.rtc_down_since = self.recovery.last_heard();
+        self.lost_session = Some(self.session);
         self.recovery.lost(self.now);
-        self.set_state(LinkState::Reconnecting);
+        if self.carrier == Carrier::Rtc && self.state() == LinkState::Connected {
+            self.deadline = Some((self.now + self.cfg.reconnect_timeout, DisconnectReason::PathLost));
+            self.set_state(LinkState::Reconnecting);
+        }
     }
 
-    /// A path works again.
-    fn path_back(&mut self) {
-        self.deadline = None;
-        self.recovery.recovered(self.now);
-        self.set_state(LinkState::Connected);
-        self.note_path();
+    /// The lost path answers again. A raw link goes on with the same
+    /// session; a framed one starts a new session at once, since SCTP on
+    /// the old one may wait up to a minute before it sends again.
+    fn path_heard_again(&mut self) {
+        if self.cfg.raw {
+            self.rtc_up = true;
+            self.deadline = None;
+            self.recovery.recovered(self.now);
+            self.set_state(LinkState::Connected);
+            self.note_path();
+        } else if self.lost_session == Some(self.session) {
+            self.recovery.retry_now(self.now);
+        }
     }
 
-    /// One restart attempt: the offering side restarts ICE, the answering
-    /// side asks it to.
+    /// One attempt to find a WebRTC path again: the offering side starts
+    /// over, the answering side asks it to.
     fn try_restart(&mut self) {
+        match self.role {
+            Role::Offerer => self.restart_path(),
+            Role::Answerer => self.queue.push_back(Output::Signal(SignalData::Restart)),
+        }
+    }
+
+    /// Moves a live path to fresh TURN allocations.
+    fn try_renew(&mut self) {
         match self.role {
             Role::Offerer => self.restart_ice(),
             Role::Answerer => self.queue.push_back(Output::Signal(SignalData::Restart)),
+        }
+    }
+
+    /// A new session on a framed link whose path is down; an ICE restart otherwise.
+    fn restart_path(&mut self) {
+        if self.cfg.raw || self.rtc_up {
+            self.restart_ice();
+        } else {
+            self.new_session();
+        }
+    }
+
+    /// Starts a new WebRTC session (offering side): fresh DTLS and SCTP on
+    /// the same candidates. An offer still unanswered is sent again.
+    fn new_session(&mut self) {
+        if let Some(sdp) = &self.pending_sdp {
+            let signal = SignalData::Offer { sdp: sdp.clone(), session: self.session };
+            self.queue.push_back(Output::Signal(signal));
+            return;
+        }
+        self.reset_session();
+        self.session += 1;
+        tracing::debug!(session = self.session, state = %self.state(), "new session");
+        if let Err(e) = self.make_offer() {
+            tracing::warn!(error = %e, "cannot offer a new session");
+        }
+        if self.take_regather() {
+            self.queue.push_back(Output::Regather);
+        }
+    }
+
+    /// Replaces the WebRTC session with a fresh one; the candidates stay.
+    fn reset_session(&mut self) {
+        self.rtc.disconnect();
+        self.rtc = build_rtc(self.now, &self.cfg);
+        for c in &self.local_candidates {
+            self.rtc.add_local_candidate(c.clone());
+        }
+        for slot in &mut self.slots {
+            slot.id = None;
+            slot.open = false;
+        }
+        self.by_id.clear();
+        self.control = None;
+        self.control_open = false;
+        self.probe = None;
+        self.pending_offer = None;
+        self.pending_sdp = None;
+        self.have_remote = false;
+        self.early_candidates.clear();
+        self.ice_connected = false;
+        self.rtc_connected = false;
+        self.selected = None;
+        self.remote_ufrag = None;
+        self.restarting = false;
+        self.last_answer = None;
+        self.stats.ice_restarts += 1;
+        if self.rtc_up {
+            self.rtc_up = false;
+            self.rtc_down_since = self.now;
         }
     }
 
@@ -950,7 +1172,7 @@ impl LinkCore {
             // During a restart, the next one (once this one is through) renews.
             self.renew_pending = true;
             if !self.restarting {
-                self.try_restart();
+                self.try_renew();
             }
         }
     }
@@ -959,7 +1181,7 @@ impl LinkCore {
     /// an offer for the other side. An offer still unanswered is sent again.
     fn restart_ice(&mut self) {
         if let Some(sdp) = &self.pending_sdp {
-            self.queue.push_back(Output::Signal(SignalData::Offer { sdp: sdp.clone() }));
+            self.queue.push_back(Output::Signal(SignalData::Offer { sdp: sdp.clone(), session: self.session }));
             return;
         }
         let mut api = self.rtc.sdp_api();
@@ -971,7 +1193,7 @@ impl LinkCore {
         self.pending_sdp = Some(sdp.clone());
         self.restarting = true;
         self.stats.ice_restarts += 1;
-        self.queue.push_back(Output::Signal(SignalData::Offer { sdp }));
+        self.queue.push_back(Output::Signal(SignalData::Offer { sdp, session: self.session }));
         if self.take_regather() {
             self.queue.push_back(Output::Regather);
         }
@@ -986,7 +1208,8 @@ impl LinkCore {
             // The same offer again (sent again while signaling was slow):
             // the same answer, and nothing renegotiated.
             if let Some(answer) = &self.last_answer {
-                self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer.clone() }));
+                let signal = SignalData::Answer { sdp: answer.clone(), session: self.session };
+                self.queue.push_back(Output::Signal(signal));
             }
             return Ok(());
         }
@@ -994,7 +1217,7 @@ impl LinkCore {
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| LinkError::Sdp(e.to_string()))?;
         let answer = answer.to_sdp_string();
         self.last_answer = Some(answer.clone());
-        self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer }));
+        self.queue.push_back(Output::Signal(SignalData::Answer { sdp: answer, session: self.session }));
         if restarted {
             tracing::debug!(state = %self.state(), "ICE restart by the other side");
             self.remote_ufrag = ice_ufrag(sdp);
@@ -1021,6 +1244,7 @@ impl LinkCore {
         for c in self.gathered.extract_if(.., |c| c.kind() == CandidateKind::Relayed) {
             direct.invalidate_candidate(&c);
         }
+        self.local_candidates.retain(|c| c.kind() != CandidateKind::Relayed);
         let mut gatherer = gatherer;
         if let Some(mut old) = self.gather.take() {
             // The old allocations go first, so that the new ones can be made
@@ -1082,8 +1306,16 @@ impl LinkCore {
         }
     }
 
-    /// Path kind of the selected pair.
+    /// How this side's data goes now.
     fn path(&self) -> Option<PathKind> {
+        if self.carrier == Carrier::Relay {
+            return Some(PathKind::Server);
+        }
+        self.rtc_path()
+    }
+
+    /// Path kind of the selected pair.
+    fn rtc_path(&self) -> Option<PathKind> {
         let (local, remote) = self.selected?;
         let kinds = [self.local_kinds.get(&local), self.remote_kinds.get(&remote)];
         if kinds.contains(&Some(&CandidateKind::Relayed)) {
@@ -1126,6 +1358,12 @@ impl LinkCore {
     fn on_chunk(&mut self, slot: usize, chunk: &[u8]) {
         let reliable = self.slots[slot].config.is_reliable();
         if reliable && !self.cfg.raw {
+            // Whatever the carrier, only the next chunk counts; repeats
+            // and early ones are dropped (and acknowledged again).
+            self.ack_at.get_or_insert(self.now + ACK_DELAY);
+            if self.in_order.check(slot, chunk) == Verdict::Drop {
+                return;
+            }
             self.recv_reliable += chunk.len() as u64;
         } else if self.inbox_full() && !self.cfg.raw {
             // Unreliable data over a full inbox is dropped, not queued.
@@ -1164,9 +1402,27 @@ impl LinkCore {
             return;
         }
         self.granted = self.recv_reliable;
+        self.send_credit();
+        self.send_acks(false);
+    }
+
+    fn send_credit(&mut self) {
         let mut msg = vec![CTL_CREDIT];
         msg.extend_from_slice(&self.granted.to_le_bytes());
         self.write_control(&msg);
+    }
+
+    /// Acknowledges what reliable channels accepted (`all`: every channel
+    /// again, after a carrier change).
+    fn send_acks(&mut self, all: bool) {
+        self.ack_at = None;
+        let acks = if all { self.in_order.all_acks() } else { self.in_order.take_acks() };
+        for (slot, count) in acks {
+            let mut msg = vec![CTL_ACK];
+            msg.extend_from_slice(&u16::try_from(slot).unwrap_or(u16::MAX).to_le_bytes());
+            msg.extend_from_slice(&count.to_le_bytes());
+            self.write_control(&msg);
+        }
     }
 
     /// Sends the next probe, and reports the quality level if it changed.
@@ -1175,7 +1431,7 @@ impl LinkCore {
         let nonce = self.meter.probe(self.now);
         let mut msg = vec![CTL_PING];
         msg.extend_from_slice(&nonce.to_le_bytes());
-        self.write_channel(self.probe, &msg);
+        self.write_probe(&msg, self.carrier);
         if let Some(level) = self.meter.changed(self.now) {
             tracing::debug!(quality = %level, "link quality");
             self.queue.push_back(Output::Event(LinkEvent::Quality(level)));
@@ -1183,14 +1439,14 @@ impl LinkCore {
     }
 
     /// A probe or the echo of one of ours.
-    fn on_probe(&mut self, msg: &[u8]) {
+    fn on_probe(&mut self, msg: &[u8], via: Carrier) {
         let Some((&kind, rest)) = msg.split_first() else { return };
         let Ok(value) = <[u8; 8]>::try_from(rest) else { return };
         match kind {
             CTL_PING => {
                 let mut pong = vec![CTL_PONG];
                 pong.extend_from_slice(value.as_slice());
-                self.write_channel(self.probe, &pong);
+                self.write_probe(&pong, via);
             }
             CTL_PONG if self.meter.echoed(u64::from_le_bytes(value), self.now).is_some() => {
                 self.stats.rtt = self.meter.rtt();
@@ -1200,7 +1456,17 @@ impl LinkCore {
     }
 
     fn write_control(&mut self, msg: &[u8]) {
-        self.write_channel(self.control, msg);
+        match self.carrier {
+            Carrier::Rtc => self.write_channel(self.control, msg),
+            Carrier::Relay => self.relay_send(RELAY_CONTROL, msg),
+        }
+    }
+
+    fn write_probe(&mut self, msg: &[u8], via: Carrier) {
+        match via {
+            Carrier::Rtc => self.write_channel(self.probe, msg),
+            Carrier::Relay => self.relay_send(RELAY_PROBE, msg),
+        }
     }
 
     fn write_channel(&mut self, channel: Option<ChannelId>, msg: &[u8]) {
@@ -1214,50 +1480,272 @@ impl LinkCore {
 
     fn on_control(&mut self, msg: &[u8]) {
         let Some((&kind, rest)) = msg.split_first() else { return };
-        let Ok(value) = <[u8; 8]>::try_from(rest) else { return };
-        let value = u64::from_le_bytes(value);
         // Other types are for later versions; ignored.
-        if kind == CTL_CREDIT {
-            self.peer_limit = self.peer_limit.max(value + self.cfg.window as u64);
+        match kind {
+            CTL_CREDIT => {
+                let Ok(value) = <[u8; 8]>::try_from(rest) else { return };
+                let value = u64::from_le_bytes(value);
+                self.peer_limit = self.peer_limit.max(value.saturating_add(self.cfg.window as u64));
+            }
+            CTL_ACK => {
+                let Ok(value) = <[u8; 10]>::try_from(rest) else { return };
+                let slot = usize::from(u16::from_le_bytes([value[0], value[1]]));
+                let count = u64::from_le_bytes([
+                    value[2], value[3], value[4], value[5], value[6], value[7], value[8], value[9],
+                ]);
+                self.retained.ack(slot, count);
+            }
+            _ => {}
         }
     }
 
-    /// Moves queued chunks into str0m while it has room. Returns whether anything moved.
+    /// Largest chunk: below the data-channel message size, and below the
+    /// relay's frame size when a relay may have to carry it again.
+    fn chunk_max(&self) -> usize {
+        match &self.relay {
+            Some(r) => self.cfg.chunk_size.min(r.setup.max_payload.saturating_sub(RELAY_FRAMING)).max(1024),
+            None => self.cfg.chunk_size,
+        }
+    }
+
+    /// Moves queued chunks onto the carrier while it has room: first what
+    /// must go again, then new chunks. Returns whether anything moved.
     fn pump(&mut self) -> bool {
-        if self.state() != LinkState::Connected && self.state() != LinkState::Reconnecting {
+        let live = match self.carrier {
+            Carrier::Rtc if self.cfg.raw => matches!(self.state(), LinkState::Connected | LinkState::Reconnecting),
+            Carrier::Rtc => self.rtc_up,
+            Carrier::Relay => self.state() == LinkState::Connected,
+        };
+        if !live {
             return false;
         }
         let mut moved = false;
-        let max = self.cfg.chunk_size;
+        while let Some((slot, chunk)) = self.retained.next_resend() {
+            let sent = match self.carrier {
+                Carrier::Rtc => {
+                    let Some(mut ch) = self.slots[slot].id.and_then(|id| self.rtc.channel(id)) else { break };
+                    matches!(ch.write(true, chunk), Ok(true))
+                }
+                Carrier::Relay => {
+                    let frame = relay_chunk(slot, chunk);
+                    self.relay_data(frame)
+                }
+            };
+            if !sent {
+                return moved;
+            }
+            self.retained.resent(slot);
+            moved = true;
+        }
+        let max = self.chunk_max();
         while !self.outbox.is_empty() {
             let slots = &self.slots;
             let raw = self.cfg.raw;
             let credit = self.peer_limit.saturating_sub(self.sent_reliable);
             let chunk = self.outbox.next_chunk(max, |slot, len| {
                 let s = &slots[slot];
-                s.open && (raw || !s.config.is_reliable() || len as u64 <= credit)
+                (s.open || self.carrier == Carrier::Relay) && (raw || !s.config.is_reliable() || len as u64 <= credit)
             });
             let Some(chunk) = chunk else { break };
             let reliable = self.slots[chunk.slot].config.is_reliable();
-            let Some(mut ch) = self.slots[chunk.slot].id.and_then(|id| self.rtc.channel(id)) else { break };
-            match ch.write(true, &chunk.bytes) {
-                Ok(true) => {
-                    moved = true;
-                    if reliable && !raw {
-                        self.sent_reliable += chunk.bytes.len() as u64;
+            let sent = match self.carrier {
+                Carrier::Rtc => {
+                    let Some(mut ch) = self.slots[chunk.slot].id.and_then(|id| self.rtc.channel(id)) else { break };
+                    match ch.write(true, &chunk.bytes) {
+                        Ok(sent) => sent,
+                        Err(e) => {
+                            self.end(DisconnectReason::Protocol(format!("data channel write: {e}")), true);
+                            break;
+                        }
                     }
-                    self.outbox.commit(&chunk);
                 }
-                // str0m's send buffer is full: wait for acknowledgements.
-                Ok(false) => break,
-                Err(e) => {
-                    self.end(DisconnectReason::Protocol(format!("data channel write: {e}")), true);
-                    break;
+                Carrier::Relay => {
+                    let frame = relay_chunk(chunk.slot, &chunk.bytes);
+                    self.relay_data(frame)
                 }
+            };
+            // Full (str0m's buffer, or the relay's pace): wait.
+            if !sent {
+                break;
+            }
+            moved = true;
+            self.outbox.commit(&chunk);
+            if reliable && !raw {
+                self.sent_reliable += chunk.bytes.len() as u64;
+                self.retained.sent(chunk.slot, chunk.bytes);
             }
         }
         moved
     }
+
+    /// Sends a relay data frame if the pace allows.
+    fn relay_data(&mut self, plain: Vec<u8>) -> bool {
+        let Some(r) = &mut self.relay else { return false };
+        let Some(sealer) = &mut r.sealer else { return false };
+        if !r.pacer.admit(self.now, plain.len()) {
+            return false;
+        }
+        self.queue.push_back(Output::Relay(sealer.seal(&plain)));
+        true
+    }
+
+    /// Sends a small relay frame (control, probe) whatever the pace.
+    fn relay_send(&mut self, kind: u8, body: &[u8]) {
+        let Some(r) = &mut self.relay else { return };
+        let Some(sealer) = &mut r.sealer else { return };
+        let mut plain = Vec::with_capacity(1 + body.len());
+        plain.push(kind);
+        plain.extend_from_slice(body);
+        r.pacer.force(self.now, plain.len());
+        self.queue.push_back(Output::Relay(sealer.seal(&plain)));
+    }
+
+    /// Lets the server relay carry this link when WebRTC cannot: `random`
+    /// seeds the ephemeral key.
+    pub(crate) fn enable_relay(&mut self, setup: RelaySetup, random: [u8; 32]) {
+        if self.cfg.raw {
+            return;
+        }
+        let handshake = Handshake::new(random, setup.local, setup.remote);
+        let pacer = Pacer::new(self.now, setup.bytes_per_sec, setup.frames_per_sec);
+        self.relay = Some(RelayCarrier { setup, handshake, sealer: None, pacer, their_key: None, key_sent: false });
+        if self.described {
+            self.send_relay_key();
+        }
+    }
+
+    /// Sends this side's relay key, once.
+    fn send_relay_key(&mut self) {
+        if let Some(r) = &mut self.relay
+            && !r.key_sent
+        {
+            r.key_sent = true;
+            let signal = r.handshake.signal(&r.setup.identity);
+            self.queue.push_back(Output::Signal(signal));
+        }
+    }
+
+    /// The other side's relay key.
+    fn on_relay_key(&mut self, key: &str, public_key: &str, signature: &str) {
+        let Some(r) = &mut self.relay else { return };
+        if r.their_key.as_deref() == Some(key) {
+            return;
+        }
+        match r.handshake.complete(key, public_key, signature) {
+            Ok(sealer) => {
+                let again = r.their_key.is_some();
+                r.sealer = Some(sealer);
+                r.their_key = Some(key.to_owned());
+                if again {
+                    // The other side made a new link: it needs our key too.
+                    let signal = r.handshake.signal(&r.setup.identity);
+                    self.queue.push_back(Output::Signal(signal));
+                }
+                self.maybe_go_relay();
+            }
+            Err(e) => tracing::warn!(error = %e, "relay key refused"),
+        }
+    }
+
+    /// A sealed frame the server relayed from the other side.
+    pub(crate) fn handle_relay(&mut self, now: Instant, frame: &[u8]) {
+        self.advance(now);
+        if self.ended {
+            return;
+        }
+        let Some(sealer) = self.relay.as_mut().and_then(|r| r.sealer.as_mut()) else { return };
+        let plain = match sealer.open(frame) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "relayed frame refused");
+                return;
+            }
+        };
+        let Some((&kind, rest)) = plain.split_first() else { return };
+        match kind {
+            RELAY_DATA if rest.len() >= 2 => {
+                let slot = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+                if slot < self.slots.len() {
+                    self.on_chunk(slot, &rest[2..]);
+                }
+            }
+            RELAY_CONTROL => self.on_control(rest),
+            RELAY_PROBE => self.on_probe(rest, Carrier::Relay),
+            _ => {}
+        }
+    }
+
+    /// Moves the link's data to the relay when WebRTC has had no path for
+    /// the relay deadline and the relay's keys are agreed.
+    fn maybe_go_relay(&mut self) {
+        if self.carrier != Carrier::Rtc || self.rtc_up || self.ended {
+            return;
+        }
+        let Some(r) = &self.relay else { return };
+        let due = r.sealer.is_some() && self.now >= self.rtc_down_since + r.setup.after;
+        if !due || !matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting) {
+            return;
+        }
+        tracing::debug!(state = %self.state(), "the server relay carries the link");
+        let first = self.state() == LinkState::Connecting;
+        self.carrier = Carrier::Relay;
+        self.deadline = None;
+        self.set_state(LinkState::Connected);
+        if first {
+            self.stats.setup_time = Some(self.now.saturating_duration_since(self.created));
+            self.reported_path = Some(PathKind::Server);
+            self.queue.push_back(Output::Event(LinkEvent::Connected { path: PathKind::Server, rtt: None }));
+            self.connected_extras();
+            // WebRTC attempts go on; a first one once this one had time.
+            self.recovery.lost(self.now.max(self.created + self.cfg.dead_after));
+        } else {
+            self.note_path();
+        }
+        self.carrier_changed();
+    }
+
+    /// The carrier changed (or a new session replaced the old one): what
+    /// was not acknowledged goes again, and so do credit and acknowledgements.
+    fn carrier_changed(&mut self) {
+        self.retained.rewind();
+        if !self.cfg.raw {
+            self.send_credit();
+            self.send_acks(true);
+        }
+    }
+
+    /// When the relay next matters: its deadline, or room in its pace.
+    fn relay_timeout(&self) -> Option<Instant> {
+        let r = self.relay.as_ref()?;
+        if self.carrier == Carrier::Relay {
+            let waiting = !self.outbox.is_empty() || self.retained.next_resend().is_some();
+            return waiting.then(|| r.pacer.ready_at(self.chunk_max() + 3));
+        }
+        let waiting = r.sealer.is_some()
+            && !self.rtc_up
+            && matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting);
+        waiting.then_some(self.rtc_down_since + r.setup.after)
+    }
+}
+
+/// A relay data frame's plaintext: kind, slot, chunk.
+fn relay_chunk(slot: usize, chunk: &[u8]) -> Vec<u8> {
+    let mut plain = Vec::with_capacity(3 + chunk.len());
+    plain.push(RELAY_DATA);
+    plain.extend_from_slice(&u16::try_from(slot).unwrap_or(u16::MAX).to_le_bytes());
+    plain.extend_from_slice(chunk);
+    plain
+}
+
+/// The data-channel settings of a channel. On framed links reliable
+/// channels stay ordered on the wire: chunks are acknowledged in order, so
+/// that nothing is lost when the link changes carrier.
+fn wire_config(config: &ChannelConfig, stream: Option<u16>, raw: bool) -> str0m::channel::ChannelConfig {
+    let mut c = config.to_str0m(stream);
+    if !raw && config.is_reliable() {
+        c.ordered = true;
+    }
+    c
 }
 
 /// The `a=ice-ufrag` of a session description.

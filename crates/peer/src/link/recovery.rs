@@ -35,6 +35,18 @@ impl Recovery {
         }
     }
 
+    /// When the path was last heard from.
+    pub(crate) fn last_heard(&self) -> Instant {
+        self.last_heard
+    }
+
+    /// The next attempt is due at once (the path showed signs of life).
+    pub(crate) fn retry_now(&mut self, now: Instant) {
+        if self.next_try.is_some_and(|at| at > now) {
+            self.next_try = Some(now);
+        }
+    }
+
     /// Whether the path has been silent for `dead_after`.
     pub(crate) fn is_silent(&self, now: Instant) -> bool {
         now >= self.last_heard + self.dead_after

@@ -12,6 +12,8 @@ use super::*;
 use crate::framing::MessageKind;
 
 const LATENCY: Duration = Duration::from_millis(5);
+/// One way through the signaling server's relay.
+const RELAY_LATENCY: Duration = Duration::from_millis(15);
 
 struct Packet {
     at: Instant,
@@ -39,6 +41,10 @@ struct Pair {
     /// Drop every datagram (a cut path).
     cut: bool,
     wire: Vec<Packet>,
+    /// Frames on their way through the server relay: (when, to a, frame).
+    relayed: Vec<(Instant, bool, Vec<u8>)>,
+    /// Every relayed frame, as the server saw it.
+    server_saw: Vec<Vec<u8>>,
 }
 
 fn side(now: Instant, role: Role, addr: &str, cfg: LinkConfig) -> Side {
@@ -54,7 +60,41 @@ impl Pair {
         let mut a = side(now, Role::Offerer, "192.0.2.1:5000", cfg.clone());
         let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
         a.core.start().expect("offer");
-        Pair { a, b, now, rng: StdRng::seed_from_u64(seed), loss, cut: false, wire: Vec::new() }
+        Pair {
+            a,
+            b,
+            now,
+            rng: StdRng::seed_from_u64(seed),
+            loss,
+            cut: false,
+            wire: Vec::new(),
+            relayed: Vec::new(),
+            server_saw: Vec::new(),
+        }
+    }
+
+    /// A pair whose links may use the server relay after `after` without WebRTC.
+    fn with_relay(seed: u64, after: Duration, cfg: LinkConfig) -> Pair {
+        let now = Instant::now();
+        let (ia, ib) = (crate::Identity::from_secret_bytes([1; 32]), crate::Identity::from_secret_bytes([2; 32]));
+        let setup = |me: &crate::Identity, other: &crate::Identity| relay::RelaySetup {
+            identity: me.clone(),
+            local: me.peer_id(),
+            remote: other.peer_id(),
+            after,
+            bytes_per_sec: 2 << 20,
+            frames_per_sec: 100,
+            max_payload: 64 << 10,
+        };
+        let mut a = side(now, Role::Offerer, "192.0.2.1:5000", cfg.clone());
+        let mut b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
+        a.core.enable_relay(setup(&ia, &ib), [3; 32]);
+        b.core.enable_relay(setup(&ib, &ia), [4; 32]);
+        a.core.start().expect("offer");
+        let mut pair = Pair::new(seed, 0.0, LinkConfig::default());
+        pair.a = a;
+        pair.b = b;
+        pair
     }
 
     /// Drains both cores, moves packets and signals, then lets time pass to
@@ -88,6 +128,10 @@ impl Pair {
                                 signals.push(s);
                             }
                         }
+                        Output::Relay(frame) => {
+                            self.server_saw.push(frame.clone());
+                            self.relayed.push((self.now + RELAY_LATENCY, !from_a, frame));
+                        }
                         Output::Event(e) => {
                             if let LinkEvent::Message(m) = &e
                                 && me.consume
@@ -111,7 +155,7 @@ impl Pair {
                 let _ = other.core.handle_signal(now, s);
             }
         }
-        let next_packet = self.wire.iter().map(|p| p.at).min();
+        let next_packet = self.wire.iter().map(|p| p.at).chain(self.relayed.iter().map(|r| r.0)).min();
         let mut next = self.a.timeout.min(self.b.timeout);
         if let Some(p) = next_packet {
             next = next.min(p);
@@ -123,6 +167,12 @@ impl Pair {
         for p in due {
             let side = if p.to_a { &mut self.a } else { &mut self.b };
             side.core.handle_datagram(now, p.source, p.destination, &p.data);
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = self.relayed.drain(..).partition(|r| r.0 <= now);
+        self.relayed = rest;
+        for (_, to_a, frame) in due {
+            let side = if to_a { &mut self.a } else { &mut self.b };
+            side.core.handle_relay(now, &frame);
         }
         for side in [&mut self.a, &mut self.b] {
             if side.timeout <= now {
@@ -307,7 +357,17 @@ fn trickled_candidates_connect() {
     a.add_local_candidate(Candidate::host("192.0.2.1:5000".parse().expect("addr"), "udp").expect("candidate"));
     let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
     let a = Side { core: a, events: vec![], timeout: now, signals_on: true, consume: true };
-    let mut pair = Pair { a, b, now, rng: StdRng::seed_from_u64(1), loss: 0.0, cut: false, wire: Vec::new() };
+    let mut pair = Pair {
+        a,
+        b,
+        now,
+        rng: StdRng::seed_from_u64(1),
+        loss: 0.0,
+        cut: false,
+        wire: Vec::new(),
+        relayed: Vec::new(),
+        server_saw: Vec::new(),
+    };
     pair.connect();
 }
 
@@ -361,7 +421,7 @@ fn messages_never_come_before_connected() {
 }
 
 #[test]
-fn a_silent_path_is_noticed_within_five_seconds_and_recovers_by_ice_restart() {
+fn a_silent_path_is_noticed_within_five_seconds_and_a_new_session_delivers_within_a_second_of_its_return() {
     let mut pair = Pair::new(12, 0.0, LinkConfig::default());
     pair.connect();
     let cut_at = pair.now;
@@ -382,9 +442,11 @@ fn a_silent_path_is_noticed_within_five_seconds_and_recovers_by_ice_restart() {
         p.a.core.state() == LinkState::Connected && p.b.core.state() == LinkState::Connected
     });
     assert!(back, "no path 3 s after the network returned");
-    // The restart brings the path back at once; SCTP resends what it holds
-    // at its next retransmission timeout, which backed off while cut.
-    let ok = pair.run_until(Duration::from_secs(30), |p| {
+    // A new session (fresh SCTP, which has no backed-off retransmission
+    // timer) carries what the lost one held, sent again from our own
+    // acknowledgement window.
+    let returned = cut_at + Duration::from_secs(10);
+    let ok = pair.run_until(returned + Duration::from_secs(1) - pair.now, |p| {
         messages(&p.b.events).len() == 50
             && p.a.core.state() == LinkState::Connected
             && p.b.core.state() == LinkState::Connected
@@ -469,4 +531,107 @@ fn a_lossy_link_reports_poor_quality_and_a_cut_one_too() {
     clean.cut = true;
     let ok = clean.run_until(Duration::from_secs(15), |p| qualities(&p.a.events).last() == Some(&Quality::Poor));
     assert!(ok, "a cut link still reads {:?}", qualities(&clean.a.events));
+}
+
+fn paths(events: &[LinkEvent]) -> Vec<PathKind> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            LinkEvent::Connected { path, .. } | LinkEvent::PathChanged(path) => Some(*path),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Queues `n` numbered reliable messages on a, from `first`.
+fn send_numbered(pair: &mut Pair, first: u32, n: u32) {
+    for i in first..first + n {
+        let mut data = vec![(i % 251) as u8; if i % 50 == 0 { 70_000 } else { 200 }];
+        data[..4].copy_from_slice(&i.to_le_bytes());
+        pair.a.core.send(0, OutMessage::data(Bytes::from(data)));
+    }
+}
+
+/// Every message b got on the reliable channel is the next number: none
+/// lost, repeated or out of order.
+fn assert_in_order(pair: &Pair, expected: u32) {
+    let got = messages(&pair.b.events);
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.data[..4], (i as u32).to_le_bytes(), "message {i} lost, repeated or reordered");
+    }
+    assert_eq!(got.len(), expected as usize);
+}
+
+#[test]
+fn with_udp_blocked_the_relay_carries_and_webrtc_takes_over_when_it_opens() {
+    let mut pair = Pair::with_relay(21, Duration::from_secs(5), LinkConfig::default());
+    pair.cut = true;
+    let ok = pair.run_until(Duration::from_secs(8), |p| p.a.core.state() == LinkState::Connected);
+    assert!(ok, "connected over the relay: {:?}", pair.a.events);
+    assert_eq!(paths(&pair.a.events), [PathKind::Server]);
+    let setup = pair.a.core.stats().setup_time.expect("setup time");
+    assert!(setup >= Duration::from_secs(5) && setup < Duration::from_secs(6), "relay after its deadline: {setup:?}");
+    send_numbered(&mut pair, 0, 300);
+    let ok = pair.run_until(Duration::from_secs(30), |p| messages(&p.b.events).len() == 300);
+    assert!(ok, "all 300 over the relay, got {}", messages(&pair.b.events).len());
+    // UDP comes back: a new session opens and the data moves to it.
+    pair.cut = false;
+    send_numbered(&mut pair, 300, 300);
+    let ok = pair.run_until(Duration::from_secs(15), |p| paths(&p.a.events).last() == Some(&PathKind::Host));
+    assert!(ok, "back on WebRTC: {:?}", paths(&pair.a.events));
+    let ok = pair.run_until(Duration::from_secs(30), |p| messages(&p.b.events).len() == 600);
+    assert!(ok, "all 600, got {}", messages(&pair.b.events).len());
+    assert_in_order(&pair, 600);
+    assert_eq!(pair.b.core.state(), LinkState::Connected);
+}
+
+#[test]
+fn a_path_lost_mid_stream_moves_to_the_relay_and_back_losing_nothing() {
+    let mut pair = Pair::with_relay(22, Duration::from_secs(5), LinkConfig::default());
+    pair.connect();
+    assert_eq!(paths(&pair.a.events), [PathKind::Host]);
+    let mut sent = 0;
+    // Messages keep coming while the path is cut for 12 s and restored.
+    for phase in 0..40 {
+        pair.cut = (5..29).contains(&phase);
+        send_numbered(&mut pair, sent, 25);
+        sent += 25;
+        pair.run_until(Duration::from_millis(500), |_| false);
+    }
+    let ok = pair.run_until(Duration::from_secs(30), |p| messages(&p.b.events).len() == sent as usize);
+    assert!(ok, "all {sent}, got {}", messages(&pair.b.events).len());
+    assert_in_order(&pair, sent);
+    assert_eq!(paths(&pair.a.events), [PathKind::Host, PathKind::Server, PathKind::Host]);
+    assert!(pair.a.core.stats().ice_restarts >= 1);
+    use LinkState::*;
+    assert_eq!(states(&pair.a.core), [New, Signaling, Connecting, Connected, Reconnecting, Connected]);
+}
+
+#[test]
+fn relayed_frames_are_ciphertext_and_forgeries_are_dropped() {
+    let mut pair = Pair::with_relay(23, Duration::ZERO, LinkConfig::default());
+    pair.cut = true;
+    let ok = pair.run_until(Duration::from_secs(2), |p| p.a.core.state() == LinkState::Connected);
+    assert!(ok, "the relay's head start connects at once");
+    let secret = b"the server must never read this sentence";
+    pair.a.core.send(0, OutMessage::data(Bytes::from_static(secret)));
+    let ok = pair.run_until(Duration::from_secs(2), |p| !messages(&p.b.events).is_empty());
+    assert!(ok);
+    assert_eq!(&messages(&pair.b.events)[0].data[..], &secret[..]);
+    assert!(!pair.server_saw.is_empty());
+    for frame in &pair.server_saw {
+        assert!(!frame.windows(10).any(|w| secret.windows(10).any(|s| s == w)), "plaintext at the server");
+    }
+    // A frame the server alters or plays again changes nothing.
+    let mut forged = pair.server_saw.last().cloned().expect("a frame");
+    let n = forged.len();
+    forged[n - 1] ^= 0x55;
+    let now = pair.now;
+    pair.b.core.handle_relay(now, &forged);
+    for frame in pair.server_saw.clone() {
+        pair.b.core.handle_relay(now, &frame);
+    }
+    pair.run_until(Duration::from_secs(1), |_| false);
+    assert_eq!(messages(&pair.b.events).len(), 1);
+    assert_eq!(pair.b.core.state(), LinkState::Connected);
 }

@@ -26,6 +26,8 @@ use crate::link::{LinkCore, LinkEvent, LinkState, LinkStats, Output};
 pub(crate) trait LinkSink: Send + Sync + 'static {
     /// A signal for the other side.
     fn signal(&self, link: u64, signal: SignalData);
+    /// A sealed frame for the other side, through the server's relay.
+    fn relay(&self, link: u64, frame: Vec<u8>);
     /// Something happened on the link.
     fn event(&self, link: u64, event: LinkEvent);
     /// A gatherer with the current ICE servers for sockets at `locals`
@@ -44,6 +46,8 @@ pub(crate) enum Command {
     Close(Option<String>),
     /// The node has fresh TURN credentials.
     RenewRelay,
+    /// A sealed frame the server relayed from the other side.
+    Relay(Vec<u8>),
 }
 
 /// State shared between the driver and the handles that send on the link.
@@ -313,6 +317,7 @@ impl Driver {
             }
             Command::Close(reason) => self.core.close(now, reason),
             Command::RenewRelay => self.core.renew_relay(now),
+            Command::Relay(frame) => self.core.handle_relay(now, &frame),
         }
     }
 
@@ -349,6 +354,7 @@ impl Driver {
                     }
                 }
                 Output::Signal(s) => self.sink.signal(self.id, s),
+                Output::Relay(frame) => self.sink.relay(self.id, frame),
                 Output::Regather => {
                     let now = Instant::now();
                     let gatherer = self.sink.gatherer(now, &self.locals);

@@ -58,6 +58,7 @@ pub struct NodeBuilder {
     ice_servers: Vec<IceServer>,
     ice_policy: IcePolicy,
     relay_delay: Duration,
+    server_relay: Option<Duration>,
     tls_roots: Vec<Vec<u8>>,
     reconnect_attempts: u32,
 }
@@ -114,6 +115,17 @@ impl NodeBuilder {
     /// candidates join (default 250 ms; at once when no STUN server answers).
     pub fn relay_delay(mut self, delay: Duration) -> Self {
         self.relay_delay = delay;
+        self
+    }
+
+    /// When the signaling server relays a link's data: after `after`
+    /// without a WebRTC path (5 s by default; at the start, or since the
+    /// path was lost), end-to-end encrypted, while WebRTC keeps trying; the
+    /// data moves back to WebRTC once it connects. `Some(Duration::ZERO)`
+    /// gives the relay a head start: data flows through the server from the
+    /// first moment. `None` never relays.
+    pub fn server_relay(mut self, after: Option<Duration>) -> Self {
+        self.server_relay = after;
         self
     }
 
@@ -356,6 +368,7 @@ impl Node {
             ice_servers: Vec::new(),
             ice_policy: IcePolicy::All,
             relay_delay: Duration::from_millis(250),
+            server_relay: Some(Duration::from_secs(5)),
             tls_roots: Vec::new(),
             reconnect_attempts: u32::MAX,
         }
@@ -616,7 +629,7 @@ impl Node {
     /// Applies the other side's answer to a link made by [`Node::create_offer`].
     pub fn accept_answer(&self, peer: PeerId, answer: &str) -> Result<(), SignalError> {
         str0m::change::SdpAnswer::from_sdp_string(answer).map_err(|e| SignalError::Invalid(e.to_string()))?;
-        self.inner.signal_link(peer, SignalData::Answer { sdp: answer.to_owned() })
+        self.inner.signal_link(peer, SignalData::Answer { sdp: answer.to_owned(), session: 0 })
     }
 
     /// Adds a candidate from the other side (`candidate:...`).
@@ -869,6 +882,13 @@ impl LinkSink for Inner {
         drop(links);
         if let Some(task) = &self.task {
             let _ = task.send(task::TaskCmd::Signal { to: peer, conn, data: signal });
+        }
+    }
+
+    fn relay(&self, link: u64, frame: Vec<u8>) {
+        let Some(peer) = self.lock().by_id.get(&link).copied() else { return };
+        if let Some(task) = &self.task {
+            let _ = task.send(task::TaskCmd::Relay { to: peer, frame });
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::backoff::Backoff;
 use super::{Event, Inner, Topology};
 use crate::link::Role;
+use crate::link::relay::RelaySetup;
 use crate::native::driver::Command;
 use crate::{ConnectOptions, Identity, Incoming, RequestError, SignalingClient};
 
@@ -48,6 +49,11 @@ pub(crate) enum TaskCmd {
         to: PeerId,
         conn: ConnId,
         data: SignalData,
+    },
+    /// A link's sealed frame for the server relay.
+    Relay {
+        to: PeerId,
+        frame: Vec<u8>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -87,6 +93,8 @@ type JoinedWith = (Option<String>, Option<Value>);
 
 /// Commands kept while the server is away; older ones are dropped beyond this.
 const DEFERRED: usize = 256;
+/// The relay channel number of link frames (sealed, see `link::relay`).
+const RELAY_CHANNEL: u16 = 1;
 
 /// Why serving the connection stopped.
 enum Stop {
@@ -196,7 +204,10 @@ impl Task {
                 () = awaited => self.sweep_awaited(),
                 incoming = self.client.next() => match incoming {
                     Ok(Incoming::Message(msg)) => self.on_server(msg),
-                    Ok(Incoming::Relay { .. }) => {}
+                    Ok(Incoming::Relay { from, channel: RELAY_CHANNEL, payload }) => self.on_relay(from, payload),
+                    Ok(Incoming::Relay { from, channel, .. }) => {
+                        tracing::debug!(%from, channel, "relay frame on an unknown channel dropped");
+                    }
                     Ok(Incoming::Closed { code, reason }) => {
                         let why = format!("closed by server ({code}): {reason}");
                         return if retry_after_close(code) { Stop::Lost(why) } else { Stop::Final(why) };
@@ -439,6 +450,12 @@ impl Task {
                 }
             }
             TaskCmd::Signal { to, conn, data } => self.send_signal(to, &conn, data).await,
+            TaskCmd::Relay { to, frame } => {
+                // Lost frames are sent again by the link (reliable channels).
+                if let Err(e) = self.client.send_relay(to, RELAY_CHANNEL, &frame).await {
+                    tracing::debug!(%to, error = %e, "relay frame not sent");
+                }
+            }
             TaskCmd::Close { .. } => {}
         }
     }
@@ -566,7 +583,34 @@ impl Task {
         now: Instant,
         role: Role,
     ) -> Option<(crate::link::LinkCore, Vec<tokio::net::UdpSocket>)> {
-        self.inner.new_core(now, role).map_err(|e| tracing::warn!(%peer, error = %e, "cannot create a link")).ok()
+        let (mut core, sockets) = self
+            .inner
+            .new_core(now, role)
+            .map_err(|e| tracing::warn!(%peer, error = %e, "cannot create a link"))
+            .ok()?;
+        if let Some(after) = self.inner.builder.server_relay {
+            let limits = &self.client.welcome().limits;
+            let setup = RelaySetup {
+                identity: self.identity.clone(),
+                local: self.identity.peer_id(),
+                remote: peer,
+                after,
+                // Half the server's allowance: signals and other links share it.
+                bytes_per_sec: limits.relay_bytes_per_sec / 2,
+                frames_per_sec: limits.rate_per_sec / 4,
+                max_payload: (limits.max_frame_bytes as usize).saturating_sub(switchboard_proto::RELAY_HEADER_LEN),
+            };
+            core.enable_relay(setup, rand::random());
+        }
+        Some((core, sockets))
+    }
+
+    /// A relayed frame: for the link to its sender.
+    fn on_relay(&self, from: PeerId, frame: Vec<u8>) {
+        let links = self.inner.lock();
+        if let Some(e) = links.by_peer.get(&from) {
+            let _ = e.handle.commands.send(Command::Relay(frame));
+        }
     }
 
     fn on_signal(&mut self, from: PeerId, conn: ConnId, signal: SignalData) {
@@ -598,7 +642,7 @@ impl Task {
                     self.inner.emit(Event::LinkRejected { peer: from, reason });
                 }
             }
-            SignalData::Offer { sdp } => self.on_offer(from, conn, sdp),
+            SignalData::Offer { sdp, session } => self.on_offer(from, conn, sdp, session),
             other => {
                 let links = self.inner.lock();
                 if let Some(e) = links.by_peer.get(&from)
@@ -610,7 +654,7 @@ impl Task {
         }
     }
 
-    fn on_offer(&mut self, from: PeerId, conn: ConnId, sdp: String) {
+    fn on_offer(&mut self, from: PeerId, conn: ConnId, sdp: String, session: u32) {
         let bye = |reason: &str| TaskCmd::Signal {
             to: from,
             conn: conn.clone(),
@@ -629,7 +673,7 @@ impl Task {
                 && (e.conn.is_none() || e.conn.as_ref() == Some(&conn))
             {
                 e.conn = Some(conn);
-                let _ = e.handle.commands.send(Command::Signal(SignalData::Offer { sdp }));
+                let _ = e.handle.commands.send(Command::Signal(SignalData::Offer { sdp, session }));
                 return;
             }
         }
@@ -640,7 +684,7 @@ impl Task {
         }
         let now = Instant::now();
         let Some((mut core, sockets)) = self.new_core(from, now, Role::Answerer) else { return };
-        if let Err(e) = core.handle_signal(now, SignalData::Offer { sdp }) {
+        if let Err(e) = core.handle_signal(now, SignalData::Offer { sdp, session }) {
             tracing::debug!(%from, error = %e, "bad offer");
         }
         // A new offer from a known peer replaces its old link (it restarted).

@@ -1,0 +1,315 @@
+//! The server-relay carrier, sans-IO: end-to-end encryption of the frames a
+//! link sends through the signaling server's WebSocket relay, and pacing
+//! under the server's limits.
+//!
+//! **Keys.** Each side makes an ephemeral X25519 key and sends it in a
+//! `relay_key` signal, signed with its Ed25519 identity. The other side
+//! checks that the identity key hashes to the peer id the server vouched
+//! for, checks the signature over the sender's id, the recipient's id and
+//! the ephemeral key, and runs the Diffie-Hellman. HKDF-SHA256 over the
+//! shared secret gives one ChaCha20-Poly1305 key per direction. The server
+//! relays the keys but cannot sign for either identity, so it cannot sit in
+//! the middle; it sees only ciphertext.
+//!
+//! **Frames.** `counter u64 BE | ciphertext | tag`, the counter is the
+//! nonce (per direction, so never reused) and must grow: a frame the server
+//! plays again is refused.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use sha2::Sha256;
+use switchboard_proto::{PeerId, SignalData, encode_b64, verify_signed};
+
+use crate::Identity;
+
+/// What a link needs to carry data through the server's relay.
+#[derive(Clone, Debug)]
+pub(crate) struct RelaySetup {
+    /// This node's identity, which signs the key agreement.
+    pub(crate) identity: Identity,
+    /// This node's peer id.
+    pub(crate) local: PeerId,
+    /// The other side's peer id, as the server vouched for it.
+    pub(crate) remote: PeerId,
+    /// How long a link goes without a WebRTC path before the relay carries
+    /// its data (zero: from the start, while WebRTC comes up).
+    pub(crate) after: Duration,
+    /// Relay payload bytes per second this link may send.
+    pub(crate) bytes_per_sec: u32,
+    /// Relay frames per second this link may send.
+    pub(crate) frames_per_sec: u32,
+    /// Largest relay frame payload the server takes.
+    pub(crate) max_payload: usize,
+}
+
+/// Domain separation of the signed relay key.
+const KEY_CONTEXT: &[u8] = b"switchboard/v1 relay key\n";
+/// Bytes a sealed frame adds: counter and tag.
+pub(crate) const OVERHEAD: usize = 8 + 16;
+
+/// Why a peer's relay key was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum RelayKeyError {
+    /// A field is not base64url of the right length.
+    #[error("relay key field {0} is malformed")]
+    Malformed(&'static str),
+    /// The identity key does not belong to the peer, or the signature fails.
+    #[error("relay key is not signed by the peer's identity")]
+    NotSigned,
+    /// The key agreement gave the all-zero secret (a low-order point).
+    #[error("relay key is a low-order point")]
+    Weak,
+}
+
+/// This side's half of the key agreement.
+pub(crate) struct Handshake {
+    secret: [u8; 32],
+    public: [u8; 32],
+    local: PeerId,
+    remote: PeerId,
+}
+
+impl Handshake {
+    /// A fresh ephemeral key (from `random`) for the link `local` → `remote`.
+    pub(crate) fn new(random: [u8; 32], local: PeerId, remote: PeerId) -> Self {
+        let public = MontgomeryPoint::mul_base_clamped(random).to_bytes();
+        Handshake { secret: random, public, local, remote }
+    }
+
+    /// The signal that carries this side's key, signed by `identity`.
+    pub(crate) fn signal(&self, identity: &Identity) -> SignalData {
+        let payload = signed_payload(self.local, self.remote, &self.public);
+        SignalData::RelayKey {
+            key: encode_b64(&self.public),
+            public_key: encode_b64(&identity.public_key()),
+            signature: encode_b64(&identity.sign(&payload)),
+        }
+    }
+
+    /// Checks the other side's key and derives the frame keys.
+    pub(crate) fn complete(&self, key: &str, public_key: &str, signature: &str) -> Result<Sealer, RelayKeyError> {
+        let theirs: [u8; 32] =
+            URL_SAFE_NO_PAD.decode(key).ok().and_then(|b| b.try_into().ok()).ok_or(RelayKeyError::Malformed("key"))?;
+        let payload = signed_payload(self.remote, self.local, &theirs);
+        let signer = verify_signed(public_key, signature, &payload).map_err(|_| RelayKeyError::NotSigned)?;
+        if signer != self.remote {
+            return Err(RelayKeyError::NotSigned);
+        }
+        let shared = MontgomeryPoint(theirs).mul_clamped(self.secret).to_bytes();
+        if shared == [0; 32] {
+            return Err(RelayKeyError::Weak);
+        }
+        // Lower id first, so both sides derive the same material.
+        let local_first = self.local.as_bytes() < self.remote.as_bytes();
+        let (first, second) = if local_first { (&self.public, &theirs) } else { (&theirs, &self.public) };
+        let (id_first, id_second) = if local_first { (self.local, self.remote) } else { (self.remote, self.local) };
+        let mut info = Vec::with_capacity(96);
+        for part in [id_first.as_bytes().as_slice(), id_second.as_bytes(), first, second] {
+            info.extend_from_slice(part);
+        }
+        let mut okm = [0u8; 64];
+        hkdf::Hkdf::<Sha256>::new(Some(KEY_CONTEXT), &shared)
+            .expand(&info, &mut okm)
+            .map_err(|_| RelayKeyError::Weak)?;
+        let (k1, k2) = okm.split_at(32);
+        let (send, recv) = if local_first { (k1, k2) } else { (k2, k1) };
+        Ok(Sealer {
+            send: ChaCha20Poly1305::new_from_slice(send).map_err(|_| RelayKeyError::Weak)?,
+            recv: ChaCha20Poly1305::new_from_slice(recv).map_err(|_| RelayKeyError::Weak)?,
+            sent: 0,
+            highest: None,
+        })
+    }
+}
+
+fn signed_payload(from: PeerId, to: PeerId, key: &[u8; 32]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(KEY_CONTEXT.len() + 64);
+    p.extend_from_slice(KEY_CONTEXT);
+    p.extend_from_slice(from.as_bytes());
+    p.extend_from_slice(to.as_bytes());
+    p.extend_from_slice(key);
+    p
+}
+
+/// Why a relayed frame was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum OpenError {
+    /// Shorter than counter and tag.
+    #[error("relayed frame too short")]
+    Short,
+    /// The counter did not grow: a replay.
+    #[error("relayed frame replayed")]
+    Replay,
+    /// Authentication failed: not from the peer, or altered.
+    #[error("relayed frame failed authentication")]
+    Forged,
+}
+
+/// Seals and opens relayed frames for one link.
+pub(crate) struct Sealer {
+    send: ChaCha20Poly1305,
+    recv: ChaCha20Poly1305,
+    sent: u64,
+    highest: Option<u64>,
+}
+
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_be_bytes());
+    Nonce::from(n)
+}
+
+impl Sealer {
+    /// Encrypts `plain` into a frame.
+    pub(crate) fn seal(&mut self, plain: &[u8]) -> Vec<u8> {
+        let counter = self.sent;
+        self.sent += 1;
+        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+        out.extend_from_slice(&counter.to_be_bytes());
+        // Encryption fails only for messages over 256 GiB.
+        if let Ok(c) = self.send.encrypt(&nonce(counter), plain) {
+            out.extend_from_slice(&c);
+        }
+        out
+    }
+
+    /// Decrypts a frame from the peer.
+    pub(crate) fn open(&mut self, frame: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if frame.len() < OVERHEAD {
+            return Err(OpenError::Short);
+        }
+        let (head, body) = frame.split_at(8);
+        let counter = u64::from_be_bytes(head.try_into().map_err(|_| OpenError::Short)?);
+        if self.highest.is_some_and(|h| counter <= h) {
+            return Err(OpenError::Replay);
+        }
+        let plain = self.recv.decrypt(&nonce(counter), body).map_err(|_| OpenError::Forged)?;
+        self.highest = Some(counter);
+        Ok(plain)
+    }
+}
+
+/// Paces relayed frames under the server's limits: a token bucket for
+/// bytes and one for frames, each with a one-second burst.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    bytes_per_sec: f64,
+    frames_per_sec: f64,
+    bytes: f64,
+    frames: f64,
+    at: Instant,
+}
+
+impl Pacer {
+    /// A pacer that allows `bytes_per_sec` and `frames_per_sec`.
+    pub(crate) fn new(now: Instant, bytes_per_sec: u32, frames_per_sec: u32) -> Self {
+        let (b, f) = (f64::from(bytes_per_sec.max(1024)), f64::from(frames_per_sec.max(1)));
+        Pacer { bytes_per_sec: b, frames_per_sec: f, bytes: b, frames: f, at: now }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now.max(self.at);
+        self.bytes = (self.bytes + dt * self.bytes_per_sec).min(self.bytes_per_sec);
+        self.frames = (self.frames + dt * self.frames_per_sec).min(self.frames_per_sec);
+    }
+
+    /// Takes room for a frame of `len` bytes, or says no.
+    pub(crate) fn admit(&mut self, now: Instant, len: usize) -> bool {
+        self.refill(now);
+        if self.frames < 1.0 || self.bytes < len as f64 {
+            return false;
+        }
+        self.frames -= 1.0;
+        self.bytes -= len as f64;
+        true
+    }
+
+    /// Takes room for a small frame that must go now, even into debt.
+    pub(crate) fn force(&mut self, now: Instant, len: usize) {
+        self.refill(now);
+        self.frames -= 1.0;
+        self.bytes -= len as f64;
+    }
+
+    /// When a frame of `len` bytes will fit.
+    pub(crate) fn ready_at(&self, len: usize) -> Instant {
+        let wait_f = (1.0 - self.frames).max(0.0) / self.frames_per_sec;
+        let wait_b = (len as f64 - self.bytes).max(0.0) / self.bytes_per_sec;
+        self.at + Duration::from_secs_f64(wait_f.max(wait_b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Identity, Identity) {
+        (Identity::from_secret_bytes([1; 32]), Identity::from_secret_bytes([2; 32]))
+    }
+
+    fn keys(sig: &SignalData) -> (&str, &str, &str) {
+        match sig {
+            SignalData::RelayKey { key, public_key, signature } => (key, public_key, signature),
+            other => panic!("not a relay key: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn both_sides_derive_matching_keys_and_frames_round_trip() {
+        let (a, b) = pair();
+        let ha = Handshake::new([7; 32], a.peer_id(), b.peer_id());
+        let hb = Handshake::new([8; 32], b.peer_id(), a.peer_id());
+        let (sa, sb) = (ha.signal(&a), hb.signal(&b));
+        let (k, p, s) = keys(&sb);
+        let mut sealer_a = ha.complete(k, p, s).expect("b's key verifies");
+        let (k, p, s) = keys(&sa);
+        let mut sealer_b = hb.complete(k, p, s).expect("a's key verifies");
+        let frame = sealer_a.seal(b"hello over the relay");
+        assert!(!frame.windows(5).any(|w| w == b"hello"), "the frame is ciphertext");
+        assert_eq!(sealer_b.open(&frame).as_deref(), Ok(&b"hello over the relay"[..]));
+        assert_eq!(sealer_b.open(&frame), Err(OpenError::Replay));
+        let back = sealer_b.seal(b"and back");
+        assert_eq!(sealer_a.open(&back).as_deref(), Ok(&b"and back"[..]));
+        let mut forged = sealer_a.seal(b"x");
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(sealer_b.open(&forged), Err(OpenError::Forged));
+        assert_eq!(sealer_b.open(&[0; 5]), Err(OpenError::Short));
+    }
+
+    #[test]
+    fn a_key_signed_by_another_identity_is_refused() {
+        let (a, b) = pair();
+        let mallory = Identity::from_secret_bytes([3; 32]);
+        let ha = Handshake::new([7; 32], a.peer_id(), b.peer_id());
+        // Mallory (the server, say) signs its own key as if it were b.
+        let hm = Handshake::new([9; 32], b.peer_id(), a.peer_id());
+        let forged = hm.signal(&mallory);
+        let (k, p, s) = keys(&forged);
+        assert_eq!(ha.complete(k, p, s).err(), Some(RelayKeyError::NotSigned));
+        // b's real signature over another key does not carry over.
+        let hb = Handshake::new([8; 32], b.peer_id(), a.peer_id());
+        let sb = hb.signal(&b);
+        let (_, p, s) = keys(&sb);
+        assert_eq!(ha.complete(k, p, s).err(), Some(RelayKeyError::NotSigned));
+        assert_eq!(ha.complete("??", p, s).err(), Some(RelayKeyError::Malformed("key")));
+    }
+
+    #[test]
+    fn the_pacer_holds_frames_to_the_rates() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0, 10_000, 5);
+        let admitted = (0..10).filter(|_| p.admit(t0, 1000)).count();
+        assert_eq!(admitted, 5, "five frames a second");
+        assert!(p.ready_at(1000) > t0);
+        let later = t0 + Duration::from_millis(400);
+        assert!(p.admit(later, 1000), "two frames' worth refilled");
+        assert!(!p.admit(later, 9000), "bytes run out before frames");
+    }
+}
