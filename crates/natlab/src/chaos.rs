@@ -1,5 +1,5 @@
-//! Faults on a running lab: random loss on the public segment and a site
-//! cut off from it. Each is one nftables table in the namespaces concerned,
+//! Faults on a running lab: random loss on the public segment, a site cut
+//! off from it, and a site whose UDP is blocked. Each is one nftables table in the namespaces concerned,
 //! added or deleted as a whole.
 
 use crate::cmd::exec_in;
@@ -9,6 +9,8 @@ use crate::{Lab, LabError, Netns};
 const LOSS_TABLE: &str = "natlab_loss";
 /// The table that cuts a site off.
 const CUT_TABLE: &str = "natlab_cut";
+/// The table that blocks a site's UDP.
+const UDP_TABLE: &str = "natlab_udp";
 
 impl Lab {
     /// Drops `percent` % of the packets entering the public segment, at random, at the same
@@ -34,18 +36,31 @@ impl Lab {
     /// site, its peers' public interfaces, either way) or joins it again (`false`). Existing
     /// NAT mappings survive a short cut, as on a real link that goes down.
     pub fn set_cut(&self, site: usize, cut: bool) -> Result<(), LabError> {
+        self.block_site(site, CUT_TABLE, "", cut)
+    }
+
+    /// Blocks all UDP between `site` and the public segment (`true`), as a
+    /// firewall that lets only TCP out would, or lets it pass again (`false`).
+    /// TCP (the signaling connection, TURN over TCP) goes on.
+    pub fn set_udp_blocked(&self, site: usize, blocked: bool) -> Result<(), LabError> {
+        self.block_site(site, UDP_TABLE, "meta l4proto udp ", blocked)
+    }
+
+    /// Drops what matches `filter` (all traffic when empty) at `site`'s
+    /// public side, in table `table`, or deletes the table.
+    fn block_site(&self, site: usize, table: &str, filter: &str, on: bool) -> Result<(), LabError> {
         let found = self.sites().get(site).ok_or_else(|| LabError::InvalidSpec(format!("no site {site}")))?;
         let points: Vec<(&Netns, &str)> = match found.router() {
             Some(router) => vec![(router.netns(), "wan")],
             None => found.peers().iter().map(|p| (p.netns(), "eth0")).collect(),
         };
         for (netns, device) in points {
-            drop_table(netns, CUT_TABLE)?;
-            if cut {
+            drop_table(netns, table)?;
+            if on {
                 let rules = format!(
-                    "table inet {CUT_TABLE} {{\n  chain in {{\n    type filter hook prerouting priority -300;\n    \
-                     iifname \"{device}\" drop\n  }}\n  chain out {{\n    type filter hook postrouting priority 300;\n    \
-                     oifname \"{device}\" drop\n  }}\n}}\n"
+                    "table inet {table} {{\n  chain in {{\n    type filter hook prerouting priority -300;\n    \
+                     iifname \"{device}\" {filter}drop\n  }}\n  chain out {{\n    type filter hook postrouting priority 300;\n    \
+                     oifname \"{device}\" {filter}drop\n  }}\n}}\n"
                 );
                 exec_in(netns.name(), "nft", &["-f", "-"], Some(&rules))?;
             }

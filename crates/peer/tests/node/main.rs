@@ -20,6 +20,7 @@ mod relay_through_coturn_tls;
 mod reliable_order;
 mod request_response;
 mod request_topology;
+mod server_relay_ciphertext;
 mod signaling_resume;
 mod simultaneous_joins;
 mod stalled_reader;

@@ -1,0 +1,102 @@
+//! Chaos: UDP is blocked at one site in the middle of a session (a firewall
+//! that lets only TCP out). The link's data moves to the signaling server's
+//! relay within the relay deadline, and back to a direct WebRTC path once
+//! UDP returns; every reliable message arrives once, in order. Needs root.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::PATIENCE;
+use common::chaos::{ChaosLab, await_ack_and_close, handoff, host, next};
+use switchboard::{Event, PathKind};
+use switchboard_natlab::{LabSpec, NatKind};
+
+const MESSAGES: u32 = 800;
+/// The default relay deadline, and what detecting the loss may add to it
+/// (3 s of silence count from the last packet, so they overlap it).
+const RELAY_WITHIN: Duration = Duration::from_secs(5 + 2);
+/// Restart attempts come every 4 s at most; a new session then needs a few round trips.
+const DIRECT_WITHIN: Duration = Duration::from_secs(4 + 4);
+
+#[test]
+fn blocked_udp_moves_the_link_to_the_relay_and_back_losing_nothing() {
+    let chaos = ChaosLab::build(LabSpec::new().site(NatKind::FullCone, 1).site(NatKind::PortRestricted, 1));
+    let (room_tx, room_rx) = handoff();
+    let (up_tx, up_rx) = handoff::<()>();
+    let (go_tx, go_rx) = handoff::<()>();
+    let (path_tx, path_rx) = mpsc::channel::<PathKind>();
+    let sender = chaos.node(chaos.lab.peer(0, 0), move |node| {
+        Box::pin(async move {
+            let peer = host(&node, room_tx).await;
+            up_tx.send(()).expect("up");
+            go_rx.recv().expect("go");
+            for i in 0..MESSAGES {
+                node.send(peer, "reliable", i.to_be_bytes().to_vec()).await.expect("send");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            await_ack_and_close(&node).await;
+        })
+    });
+    let receiver = chaos.node(chaos.lab.peer(1, 0), move |node| {
+        Box::pin(async move {
+            let room = room_rx.recv().expect("room code");
+            node.join(room).await.expect("join");
+            let (peer, first) = next(&node, |ev| match ev {
+                Event::PeerConnected { peer, path, .. } => Some((peer, path)),
+                _ => None,
+            })
+            .await;
+            let _ = path_tx.send(first);
+            let mut expected = 0u32;
+            while expected < MESSAGES {
+                match next(&node, |ev| match ev {
+                    Event::Message(m) => Some(Ok(m.data)),
+                    Event::PathChanged { path, .. } => Some(Err(path)),
+                    _ => None,
+                })
+                .await
+                {
+                    Ok(data) => {
+                        assert_eq!(
+                            data.get(..4),
+                            Some(&expected.to_be_bytes()[..]),
+                            "message {expected} lost, repeated or out of order"
+                        );
+                        expected += 1;
+                    }
+                    Err(path) => {
+                        let _ = path_tx.send(path);
+                    }
+                }
+            }
+            node.send(peer, "reliable", &b"all here"[..]).await.expect("send");
+            next(&node, |ev| matches!(ev, Event::PeerDisconnected { .. }).then_some(())).await;
+        })
+    });
+    up_rx.recv_timeout(PATIENCE).expect("the link came up");
+    let first = path_rx.recv_timeout(PATIENCE).expect("first path");
+    assert_ne!(first, PathKind::Server, "the link starts on WebRTC");
+    go_tx.send(()).expect("go");
+    std::thread::sleep(Duration::from_secs(1));
+
+    chaos.lab.set_udp_blocked(1, true).expect("block UDP");
+    let blocked = Instant::now();
+    let relayed =
+        path_rx.recv_timeout(RELAY_WITHIN + Duration::from_secs(3)).expect("a path change after UDP was blocked");
+    let took = blocked.elapsed();
+    assert_eq!(relayed, PathKind::Server, "UDP blocked: the server relay carries");
+    assert!(took <= RELAY_WITHIN, "the relay took over after {took:?}");
+    std::thread::sleep(Duration::from_secs(3));
+
+    chaos.lab.set_udp_blocked(1, false).expect("unblock UDP");
+    let unblocked = Instant::now();
+    let back = path_rx.recv_timeout(DIRECT_WITHIN + Duration::from_secs(5)).expect("a path change after UDP returned");
+    let took = unblocked.elapsed();
+    assert_ne!(back, PathKind::Server, "UDP back: WebRTC carries again");
+    assert!(took <= DIRECT_WITHIN, "back on WebRTC after {took:?}");
+
+    receiver.join().expect("receiver finished");
+    sender.join().expect("sender finished");
+}
