@@ -103,13 +103,25 @@
 //! # Losing and finding a path
 //!
 //! A link that hears nothing from the other side for 3 s goes
-//! [`LinkState::Reconnecting`] and restarts ICE through the signaling server
-//! (fresh candidates, fresh TURN allocations) until a path answers again or
-//! the give-up time passes ([`NodeBuilder::path_timeouts`]). Reliable channels
-//! lose nothing across a restart. A node that renews its TURN credentials
-//! moves its relayed links to new allocations the same way;
-//! [`LinkStats::ice_restarts`] counts the restarts. Links made with the
+//! [`LinkState::Reconnecting`] and starts a new WebRTC session through the
+//! signaling server (fresh DTLS and SCTP on the same candidates: an SCTP
+//! association that was silent for seconds would wait up to a minute before
+//! sending again) until a path answers or the give-up time passes
+//! ([`NodeBuilder::path_timeouts`]). A node that renews its TURN credentials
+//! moves its relayed links to new allocations by ICE restart;
+//! [`LinkStats::ice_restarts`] counts both. Links made with the
 //! bring-your-own-signaling calls do not restart.
+//!
+//! When a link has no WebRTC path for 5 s — none opens, UDP is blocked, the
+//! path was lost — the signaling server relays its data
+//! ([`PathKind::Server`], [`NodeBuilder::server_relay`]; a zero deadline
+//! gives the relay a head start) while WebRTC keeps trying, and the data
+//! moves back once a WebRTC path opens ([`Event::PathChanged`]). Relayed
+//! frames are end-to-end encrypted (ChaCha20-Poly1305) with keys agreed by
+//! X25519 and signed by both identities, so the server sees only
+//! ciphertext. Reliable channels number and acknowledge their chunks and
+//! send again what was not acknowledged whenever the carrier changes:
+//! nothing is lost, repeated or reordered across a switch.
 //!
 //! A node that loses the signaling server keeps its links, reports
 //! [`Event::SignalingLost`], and connects again after a random wait that
@@ -134,7 +146,7 @@
 //! # Architecture
 //!
 //! - `link` is the sans-IO core of one link: str0m, the state machine,
-//!   framing, flow control. It takes datagrams, signals and time, and is
+//!   framing, flow control, the server-relay carrier (`link/relay.rs`). It takes datagrams, signals and time, and is
 //!   tested with two cores on a virtual clock with seeded loss.
 //! - `framing` cuts and reassembles messages.
 //! - `ice` gathers candidates and glues links to TURN servers (sans-IO, over

@@ -18,6 +18,7 @@ use switchboard_server::{Server, ServerConfig, TurnConfig};
 use crate::local::next_matching_within;
 
 mod recovery;
+mod ttfb;
 
 /// Flags of `lab`.
 #[derive(Debug, Args)]
@@ -38,6 +39,10 @@ pub(crate) struct LabArgs {
     /// return to the next message arriving.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=60))]
     recovery: Option<u64>,
+    /// Instead of the matrix, measure time to first byte of a new link
+    /// (`--runs` links each) without and with the server relay's head start.
+    #[arg(long, conflicts_with = "recovery")]
+    ttfb: bool,
     /// Log filter when RUST_LOG is unset (the TURN relay's failed sends to
     /// private addresses it cannot route are expected here, so they are off).
     #[arg(long, default_value = "warn,turn::server=off")]
@@ -75,6 +80,9 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<()> {
     crate::init_logging(&args.log);
     if let Some(cut) = args.recovery {
         return recovery::run(Duration::from_secs(cut), args.runs, Duration::from_millis(args.delay_ms));
+    }
+    if args.ttfb {
+        return ttfb::run(args.runs, Duration::from_millis(args.delay_ms));
     }
     // Two sites per kind (each peer behind its own router), then one LAN with two peers.
     let mut spec = LabSpec::new();
