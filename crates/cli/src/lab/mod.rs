@@ -355,6 +355,27 @@ async fn next_message(node: &Node) -> anyhow::Result<Vec<u8>> {
     .await
 }
 
+/// Runs `f` on a lab of two sites (full cone, port-restricted, one peer
+/// each) with `delay` on the public segment and a server at `url`; the
+/// server stops and the lab goes afterwards, also on failure.
+pub(super) fn with_two_sites<T>(
+    delay: Duration,
+    f: impl FnOnce(&switchboard_natlab::Lab, &str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let lab =
+        switchboard_natlab::Lab::build(&LabSpec::new().site(NatKind::FullCone, 1).site(NatKind::PortRestricted, 1))
+            .context("cannot build the NAT lab")?;
+    if !delay.is_zero() {
+        lab.set_delay(delay).context("cannot add the delay")?;
+    }
+    let signaling = SocketAddr::from((lab.server().ip(), 7600));
+    let (stop_server, server) = start_server(lab.server().netns(), signaling, lab.server().alt_ip().into())?;
+    let result = f(&lab, &format!("ws://{signaling}/ws"));
+    let _ = stop_server.send(());
+    let _ = server.join();
+    result
+}
+
 pub(super) fn median(v: &[Duration]) -> Option<Duration> {
     let mut v = v.to_vec();
     v.sort();

@@ -5,7 +5,6 @@
 //! time from the cut's end to the next message's arrival, and checks that
 //! every message arrives once, in order.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -13,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use switchboard::{Event, Node};
-use switchboard_natlab::{Lab, LabSpec, NatKind};
+use switchboard_natlab::Lab;
 
-use super::{in_runtime, median, start_server};
+use super::{in_runtime, median, with_two_sites};
 use crate::local::next_matching_within;
 
 /// Between two messages of the steady stream.
@@ -26,18 +25,7 @@ const STEADY: Duration = Duration::from_secs(2);
 const PATIENCE: Duration = Duration::from_secs(90);
 
 pub(super) fn run(cut: Duration, runs: u32, delay: Duration) -> anyhow::Result<()> {
-    let lab = Lab::build(&LabSpec::new().site(NatKind::FullCone, 1).site(NatKind::PortRestricted, 1))
-        .context("cannot build the NAT lab")?;
-    if !delay.is_zero() {
-        lab.set_delay(delay).context("cannot add the delay")?;
-    }
-    let signaling = SocketAddr::from((lab.server().ip(), 7600));
-    let (stop_server, server) = start_server(lab.server().netns(), signaling, lab.server().alt_ip().into())?;
-    let url = format!("ws://{signaling}/ws");
-    let result = measure(&lab, &url, cut, runs);
-    let _ = stop_server.send(());
-    let _ = server.join();
-    let times = result?;
+    let times = with_two_sites(delay, |lab, url| measure(lab, url, cut, runs))?;
     println!("# recovery: full cone ↔ port-restricted, a message every 20 ms, site cut off for {} s", cut.as_secs());
     for (i, t) in times.iter().enumerate() {
         println!("run {:>2}: data again {:>8.1} ms after the network returned", i + 1, t.as_secs_f64() * 1e3);

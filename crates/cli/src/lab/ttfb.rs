@@ -5,37 +5,25 @@
 //! message's arrival. Without the head start the message waits for WebRTC;
 //! with it, the server relay carries it while WebRTC comes up.
 
-use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use switchboard::{Event, Node, PathKind};
-use switchboard_natlab::{Lab, LabSpec, NatKind};
+use switchboard_natlab::Lab;
 
-use super::{in_runtime, median, start_server};
+use super::{in_runtime, median, with_two_sites};
 use crate::local::next_matching_within;
 
 /// Longest wait for one step of a run.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 pub(super) fn run(runs: u32, delay: Duration) -> anyhow::Result<()> {
-    let lab = Lab::build(&LabSpec::new().site(NatKind::FullCone, 1).site(NatKind::PortRestricted, 1))
-        .context("cannot build the NAT lab")?;
-    if !delay.is_zero() {
-        lab.set_delay(delay).context("cannot add the delay")?;
-    }
-    let signaling = SocketAddr::from((lab.server().ip(), 7600));
-    let (stop_server, server) = start_server(lab.server().netns(), signaling, lab.server().alt_ip().into())?;
-    let url = format!("ws://{signaling}/ws");
-    let result = (|| {
-        let plain = measure(&lab, &url, runs, Some(Duration::from_secs(5)))?;
-        let head_start = measure(&lab, &url, runs, Some(Duration::ZERO))?;
+    let (plain, head_start) = with_two_sites(delay, |lab, url| {
+        let plain = measure(lab, url, runs, Some(Duration::from_secs(5)))?;
+        let head_start = measure(lab, url, runs, Some(Duration::ZERO))?;
         anyhow::Ok((plain, head_start))
-    })();
-    let _ = stop_server.send(());
-    let _ = server.join();
-    let (plain, head_start) = result?;
+    })?;
     println!(
         "# time to first byte: full cone ↔ port-restricted, {} ms one-way delay, p50 of {runs}",
         delay.as_millis()
