@@ -7,6 +7,7 @@
 //! signals and time, then drains [`LinkCore::poll_output`] until it returns a
 //! timeout.
 
+mod beacon;
 mod quality;
 mod recovery;
 pub(crate) mod relay;
@@ -27,6 +28,7 @@ use switchboard_proto::SignalData;
 use crate::channel::ChannelConfig;
 use crate::framing::{Delivered, InOrder, Inbox, OutMessage, Outbox, Retained, Verdict};
 use crate::ice::gather::{Gatherer, Route, Taken};
+use beacon::Beacons;
 pub use quality::Quality;
 use quality::QualityMeter;
 use recovery::Recovery;
@@ -245,6 +247,10 @@ pub(crate) enum Output {
     /// An ICE restart began: build a fresh gatherer (current ICE servers and
     /// credentials) and hand it to [`LinkCore::regather`].
     Regather,
+    /// The other side's beacon arrived while the link had no WebRTC path:
+    /// the network between the peers works again, so the node should check
+    /// that its signaling connection still answers (see `beacon`).
+    PathHeard,
     /// Tell the application.
     Event(LinkEvent),
     /// Nothing more until this time (or new input).
@@ -354,6 +360,10 @@ pub(crate) struct LinkCore {
     rtc_down_since: Instant,
     /// The session whose path was lost last.
     lost_session: Option<u32>,
+    /// Beacons along the lost path (framed links with no WebRTC path).
+    beacons: Option<Beacons>,
+    /// When a beacon was last reported as [`Output::PathHeard`].
+    beacon_reported: Option<Instant>,
 }
 
 /// Which way a link's data goes.
@@ -444,6 +454,8 @@ impl LinkCore {
             rtc_up: false,
             rtc_down_since: now,
             lost_session: None,
+            beacons: None,
+            beacon_reported: None,
             cfg,
         }
     }
@@ -790,6 +802,9 @@ impl LinkCore {
         if self.ended {
             return;
         }
+        if beacon::is_beacon(data) {
+            return self.beacon_heard(source);
+        }
         self.recovery.heard(now);
         // A path that came back by itself, with no restart under way.
         if self.state() == LinkState::Reconnecting && self.ice_connected && self.pending_sdp.is_none() {
@@ -826,6 +841,7 @@ impl LinkCore {
         if self.next_ping.is_some_and(|at| now >= at) {
             self.send_probe();
         }
+        self.send_beacons(now);
         if self.ack_at.is_some_and(|at| now >= at) {
             self.send_acks(false);
         }
@@ -898,6 +914,9 @@ impl LinkCore {
                     }
                     if let Some(t) = self.ack_at {
                         at = at.min(t);
+                    }
+                    if let Some(b) = &self.beacons {
+                        at = at.min(b.poll_timeout());
                     }
                     if let Some(t) = self.relay_timeout() {
                         at = at.min(t);
@@ -1013,6 +1032,7 @@ impl LinkCore {
             return;
         }
         self.rtc_up = true;
+        self.beacons = None;
         self.deadline = None;
         self.recovery.recovered(self.now);
         let path = self.rtc_path().unwrap_or(PathKind::Host);
@@ -1057,6 +1077,9 @@ impl LinkCore {
         self.rtc_up = false;
         self.rtc_down_since = self.recovery.last_heard();
         self.lost_session = Some(self.session);
+        if !self.cfg.raw {
+            self.beacons = self.selected.map(|(local, remote)| Beacons::new(self.now, local, remote));
+        }
         self.recovery.lost(self.now);
         if self.carrier == Carrier::Rtc && self.state() == LinkState::Connected {
             self.deadline = Some((self.now + self.cfg.reconnect_timeout, DisconnectReason::PathLost));
@@ -1075,6 +1098,47 @@ impl LinkCore {
             self.set_state(LinkState::Connected);
             self.note_path();
         } else if self.lost_session == Some(self.session) {
+            self.recovery.retry_now(self.now);
+        }
+    }
+
+    /// Sends the beacons that are due along the lost path.
+    fn send_beacons(&mut self, now: Instant) {
+        let Some(b) = &mut self.beacons else { return };
+        for (source, destination) in b.due(now) {
+            if let Some(g) = &mut self.gather
+                && g.send_relayed(now, source, destination, beacon::MAGIC).is_some()
+            {
+                continue;
+            }
+            self.queue.push_back(Output::Transmit { source, destination, contents: beacon::MAGIC.to_vec() });
+        }
+    }
+
+    /// The other side's beacon: while this side has no WebRTC path, the
+    /// next session attempt is due at once and the node hears of it, at
+    /// most once a second.
+    fn beacon_heard(&mut self, source: SocketAddr) {
+        if self.rtc_up || self.lost_session.is_none() {
+            return;
+        }
+        if let Some(b) = &mut self.beacons {
+            b.heard_from(source);
+        }
+        if self.beacon_reported.is_some_and(|at| self.now < at + Duration::from_secs(1)) {
+            return;
+        }
+        tracing::debug!(%source, "beacon heard: the network is back");
+        self.beacon_reported = Some(self.now);
+        self.recovery.retry_now(self.now);
+        self.queue.push_back(Output::PathHeard);
+    }
+
+    /// The node's signaling connection is back: signals sent while it was
+    /// away may be lost, so a session that waits for its answer tries again now.
+    pub(crate) fn signaling_back(&mut self, now: Instant) {
+        self.advance(now);
+        if !self.ended && !self.rtc_up && self.lost_session.is_some() {
             self.recovery.retry_now(self.now);
         }
     }

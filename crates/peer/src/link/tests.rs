@@ -30,6 +30,8 @@ struct Side {
     /// Deliver signals from this side to the other.
     signals_on: bool,
     consume: bool,
+    /// When the core said the network was back.
+    heard: Vec<Instant>,
 }
 
 struct Pair {
@@ -51,7 +53,7 @@ fn side(now: Instant, role: Role, addr: &str, cfg: LinkConfig) -> Side {
     let addr: SocketAddr = addr.parse().expect("addr");
     let mut core = LinkCore::new(now, role, cfg);
     core.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-    Side { core, events: Vec::new(), timeout: now, signals_on: true, consume: true }
+    Side { core, events: Vec::new(), timeout: now, signals_on: true, consume: true, heard: Vec::new() }
 }
 
 impl Pair {
@@ -123,6 +125,7 @@ impl Pair {
                             unreachable!("a link without ICE servers opened a TURN stream")
                         }
                         Output::Regather => me.core.regather(self.now, None),
+                        Output::PathHeard => me.heard.push(self.now),
                         Output::Signal(s) => {
                             if me.signals_on {
                                 signals.push(s);
@@ -356,7 +359,7 @@ fn trickled_candidates_connect() {
     // The candidate comes after the offer and travels as a signal.
     a.add_local_candidate(Candidate::host("192.0.2.1:5000".parse().expect("addr"), "udp").expect("candidate"));
     let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
-    let a = Side { core: a, events: vec![], timeout: now, signals_on: true, consume: true };
+    let a = Side { core: a, events: vec![], timeout: now, signals_on: true, consume: true, heard: Vec::new() };
     let mut pair = Pair {
         a,
         b,
@@ -461,6 +464,48 @@ fn a_silent_path_is_noticed_within_five_seconds_and_a_new_session_delivers_withi
     pair.b.core.send(0, OutMessage::data(Bytes::from_static(b"back")));
     let ok = pair.run_until(Duration::from_secs(2), |p| messages(&p.a.events).iter().any(|m| &m.data[..] == b"back"));
     assert!(ok, "no message from b after the restart");
+}
+
+#[test]
+fn beacons_hear_the_returning_network_and_the_session_recovers_once_signaling_is_back() {
+    let mut pair = Pair::new(14, 0.0, LinkConfig::default());
+    pair.connect();
+    // The path and both signaling directions are gone, as when one side's
+    // network drops and its signaling connection stalls.
+    pair.cut = true;
+    pair.a.signals_on = false;
+    pair.b.signals_on = false;
+    for i in 0..20u8 {
+        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![i; 1000])));
+    }
+    pair.run_until(Duration::from_secs(10), |_| false);
+    assert_eq!(pair.a.core.state(), LinkState::Reconnecting);
+    assert!(pair.a.heard.is_empty() && pair.b.heard.is_empty(), "a beacon heard through a cut path");
+    pair.cut = false;
+    let returned = pair.now;
+    let heard = pair.run_until(Duration::from_secs(1), |p| !p.a.heard.is_empty() && !p.b.heard.is_empty());
+    assert!(heard, "beacons not heard: a {:?} b {:?}", pair.a.heard, pair.b.heard);
+    for at in [pair.a.heard[0], pair.b.heard[0]] {
+        assert!(at - returned <= beacon::INTERVAL + LATENCY, "heard after {:?}", at - returned);
+    }
+    // One report a second at most, however many beacons arrive.
+    pair.run_until(Duration::from_millis(500), |_| false);
+    assert_eq!((pair.a.heard.len(), pair.b.heard.len()), (1, 1));
+    // The answering side's signaling connection comes back: its request
+    // for a new session goes out at once, and the data follows.
+    pair.a.signals_on = true;
+    pair.b.signals_on = true;
+    let now = pair.now;
+    pair.b.core.signaling_back(now);
+    let ok = pair.run_until(returned + Duration::from_secs(1) - pair.now, |p| {
+        messages(&p.b.events).len() == 20 && p.a.core.state() == LinkState::Connected
+    });
+    assert!(ok, "delivered {} a {:?} b {:?}", messages(&pair.b.events).len(), pair.a.core.state(), pair.b.core.state());
+    for (i, m) in messages(&pair.b.events).iter().enumerate() {
+        assert_eq!(m.data[0], i as u8, "message {i} out of order");
+    }
+    // Beacons stop with the new path.
+    assert!(pair.a.core.beacons.is_none() && pair.b.core.beacons.is_none(), "beacons outlive the path");
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub(crate) trait LinkSink: Send + Sync + 'static {
     fn relay(&self, link: u64, frame: Vec<u8>);
     /// Something happened on the link.
     fn event(&self, link: u64, event: LinkEvent);
+    /// The other side was heard along a lost path: the network is back.
+    fn network_back(&self);
     /// A gatherer with the current ICE servers for sockets at `locals`
     /// (`None` when the node has none).
     fn gatherer(&self, now: Instant, locals: &[SocketAddr]) -> Option<Gatherer>;
@@ -48,6 +50,8 @@ pub(crate) enum Command {
     RenewRelay,
     /// A sealed frame the server relayed from the other side.
     Relay(Vec<u8>),
+    /// The node's signaling connection is back after a loss.
+    SignalingBack,
 }
 
 /// State shared between the driver and the handles that send on the link.
@@ -318,6 +322,7 @@ impl Driver {
             Command::Close(reason) => self.core.close(now, reason),
             Command::RenewRelay => self.core.renew_relay(now),
             Command::Relay(frame) => self.core.handle_relay(now, &frame),
+            Command::SignalingBack => self.core.signaling_back(now),
         }
     }
 
@@ -355,6 +360,7 @@ impl Driver {
                 }
                 Output::Signal(s) => self.sink.signal(self.id, s),
                 Output::Relay(frame) => self.sink.relay(self.id, frame),
+                Output::PathHeard => self.sink.network_back(),
                 Output::Regather => {
                     let now = Instant::now();
                     let gatherer = self.sink.gatherer(now, &self.locals);

@@ -795,6 +795,13 @@ impl Inner {
         }
     }
 
+    /// The signaling connection is back: links waiting for an answer ask again.
+    pub(crate) fn signaling_back(&self) {
+        for entry in self.lock().by_peer.values() {
+            let _ = entry.handle.commands.send(Command::SignalingBack);
+        }
+    }
+
     fn new_core(&self, now: Instant, role: Role) -> Result<(LinkCore, Vec<tokio::net::UdpSocket>), SignalError> {
         let mut sockets = Vec::new();
         for ip in self.builder.hosts.addresses()? {
@@ -882,6 +889,12 @@ impl LinkSink for Inner {
         drop(links);
         if let Some(task) = &self.task {
             let _ = task.send(task::TaskCmd::Signal { to: peer, conn, data: signal });
+        }
+    }
+
+    fn network_back(&self) {
+        if let Some(task) = &self.task {
+            let _ = task.send(task::TaskCmd::NetworkBack);
         }
     }
 

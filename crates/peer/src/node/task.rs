@@ -55,6 +55,8 @@ pub(crate) enum TaskCmd {
         to: PeerId,
         frame: Vec<u8>,
     },
+    /// A link heard its peer again along a lost path: the network is back.
+    NetworkBack,
     Close {
         reply: oneshot::Sender<()>,
     },
@@ -81,6 +83,9 @@ struct Task {
     /// Members not yet back in a room the server lost, and until when they
     /// are waited for.
     awaited: HashMap<(RoomCode, PeerId), tokio::time::Instant>,
+    /// A ping went out because the network came back: the connection is
+    /// stale (stuck in TCP retransmission backoff) unless something arrives by then.
+    answer_by: Option<tokio::time::Instant>,
 }
 
 /// How long members of a room that the server lost are waited for, while
@@ -95,6 +100,9 @@ type JoinedWith = (Option<String>, Option<Value>);
 const DEFERRED: usize = 256;
 /// The relay channel number of link frames (sealed, see `link::relay`).
 const RELAY_CHANNEL: u16 = 1;
+/// How long the server may take to answer the ping sent when the network
+/// came back before the connection counts as stale and a fresh one replaces it.
+const STALE_AFTER: Duration = Duration::from_millis(300);
 
 /// Why serving the connection stopped.
 enum Stop {
@@ -102,6 +110,9 @@ enum Stop {
     Closed,
     /// The connection broke; try again.
     Lost(String),
+    /// The connection stopped answering although the network is back; try
+    /// again at once on a fresh one.
+    Stale,
     /// The server closed it for a reason a retry cannot fix.
     Final(String),
 }
@@ -124,6 +135,7 @@ pub(crate) async fn run(
         deferred: VecDeque::new(),
         refresh_at,
         awaited: HashMap::new(),
+        answer_by: None,
     };
     loop {
         match task.serve(&mut rx).await {
@@ -132,11 +144,19 @@ pub(crate) async fn run(
                 task.inner.emit(Event::SignalingClosed { reason });
                 break;
             }
-            Stop::Lost(reason) => match task.reconnect(&mut rx, reason).await {
+            Stop::Lost(reason) => match task.reconnect(&mut rx, reason, false).await {
                 Some(Stop::Closed) => return,
                 Some(_) => break,
                 None => {}
             },
+            Stop::Stale => {
+                let reason = "no answer from the server after the network came back".to_owned();
+                match task.reconnect(&mut rx, reason, true).await {
+                    Some(Stop::Closed) => return,
+                    Some(_) => break,
+                    None => {}
+                }
+            }
         }
     }
     // The server is gone for good; answer what is still asked of the task.
@@ -197,14 +217,32 @@ impl Task {
                     None => std::future::pending().await,
                 }
             };
+            let answer_by = self.answer_by;
+            let stale = async {
+                match answer_by {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                () = stale => {
+                    tracing::info!(waited = ?STALE_AFTER, "the signaling connection is stale; replacing it");
+                    self.answer_by = None;
+                    return Stop::Stale;
+                }
                 () = refresh => {
                     self.refresh_at = self.refresh_ice_servers().await;
                 }
                 () = awaited => self.sweep_awaited(),
                 incoming = self.client.next() => match incoming {
-                    Ok(Incoming::Message(msg)) => self.on_server(msg),
-                    Ok(Incoming::Relay { from, channel: RELAY_CHANNEL, payload }) => self.on_relay(from, payload),
+                    Ok(Incoming::Message(msg)) => {
+                        self.answer_by = None;
+                        self.on_server(msg);
+                    }
+                    Ok(Incoming::Relay { from, channel: RELAY_CHANNEL, payload }) => {
+                        self.answer_by = None;
+                        self.on_relay(from, payload);
+                    }
                     Ok(Incoming::Relay { from, channel, .. }) => {
                         tracing::debug!(%from, channel, "relay frame on an unknown channel dropped");
                     }
@@ -227,9 +265,15 @@ impl Task {
         }
     }
 
-    /// Reconnects with backoff, serving commands meanwhile. `None` once
-    /// connected again; otherwise why it stopped trying.
-    async fn reconnect(&mut self, rx: &mut mpsc::UnboundedReceiver<TaskCmd>, reason: String) -> Option<Stop> {
+    /// Reconnects with backoff, serving commands meanwhile (the first
+    /// attempt at once if `now`, or when a link hears the network come
+    /// back). `None` once connected again; otherwise why it stopped trying.
+    async fn reconnect(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<TaskCmd>,
+        reason: String,
+        mut now: bool,
+    ) -> Option<Stop> {
         tracing::info!(%reason, "signaling connection lost; reconnecting");
         self.inner.emit(Event::SignalingLost { reason: reason.clone() });
         let url = self.inner.builder.signaling.clone()?;
@@ -241,7 +285,7 @@ impl Task {
                 self.inner.emit(Event::SignalingClosed { reason: why.clone() });
                 return Some(Stop::Final(why));
             };
-            let until = tokio::time::Instant::now() + wait;
+            let until = tokio::time::Instant::now() + if std::mem::take(&mut now) { Duration::ZERO } else { wait };
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
@@ -251,6 +295,7 @@ impl Task {
                             let _ = reply.send(());
                             return Some(Stop::Closed);
                         }
+                        Some(TaskCmd::NetworkBack) => break,
                         Some(cmd) => self.while_away(cmd),
                     },
                 }
@@ -314,6 +359,7 @@ impl Task {
             }
         }
         self.inner.emit(Event::SignalingRestored { resumed: welcome.resumed });
+        self.inner.signaling_back();
         for cmd in std::mem::take(&mut self.deferred) {
             self.on_command(cmd).await;
         }
@@ -455,6 +501,17 @@ impl Task {
                 if let Err(e) = self.client.send_relay(to, RELAY_CHANNEL, &frame).await {
                     tracing::debug!(%to, error = %e, "relay frame not sent");
                 }
+            }
+            TaskCmd::NetworkBack => {
+                if self.answer_by.is_some() {
+                    return;
+                }
+                let ping = ClientMessage::Ping(switchboard_proto::Ping { id: None });
+                let by = tokio::time::Instant::now() + STALE_AFTER;
+                self.answer_by = Some(match self.client.send(&ping).await {
+                    Ok(()) => by,
+                    Err(_) => tokio::time::Instant::now(),
+                });
             }
             TaskCmd::Close { .. } => {}
         }
