@@ -286,6 +286,34 @@ impl Lab {
         }
     }
 
+    /// Gives peer `i` of NAT site `site` a new address, as a laptop that moves
+    /// to another network (or gets another DHCP lease) would see it: the old
+    /// address 10.k.0.h is deleted, so sockets bound to it and connections
+    /// from it go dead, and 10.k.0.(h+100) takes its place; its router maps
+    /// the new address afresh (a new public port). Returns the new address.
+    pub fn renumber_peer(&mut self, site: usize, i: usize) -> Result<Ipv4Addr, LabError> {
+        let found = self.sites.get_mut(site).ok_or_else(|| LabError::InvalidSpec(format!("no site {site}")))?;
+        if found.router.is_none() {
+            return Err(LabError::InvalidSpec(format!("site {site} is open: its peers keep their public addresses")));
+        }
+        let peer =
+            found.peers.get_mut(i).ok_or_else(|| LabError::InvalidSpec(format!("site {site} has no peer {i}")))?;
+        let [a, b, c, h] = peer.ip.octets();
+        let h = h
+            .checked_add(100)
+            .filter(|h| *h < 255)
+            .ok_or_else(|| LabError::InvalidSpec(format!("peer {i} of site {site} has no free address to move to")))?;
+        let new = Ipv4Addr::new(a, b, c, h);
+        let gateway = peer.gateway.map(|g| g.to_string());
+        ip_in(peer.netns.name(), &["addr", "del", &format!("{}/24", peer.ip), "dev", "eth0"])?;
+        ip_in(peer.netns.name(), &["addr", "add", &format!("{new}/24"), "dev", "eth0"])?;
+        if let Some(gateway) = &gateway {
+            ip_in(peer.netns.name(), &["route", "replace", "default", "via", gateway])?;
+        }
+        peer.ip = new;
+        Ok(new)
+    }
+
     /// Delays every packet leaving a site or the server for the public segment by `delay`,
     /// with a `netem` qdisc on each router's `wan`, each open peer's `eth0` and the server's
     /// `eth0`. The round trip between any two of them (the server, a peer of one site, a peer of

@@ -118,7 +118,8 @@
 //! replace its signaling connection if that connection does not answer a
 //! ping within 300 ms: after an outage, TCP may keep it silent for seconds.
 //! The link carries data again within about 0.4 s of the network's return
-//! (BENCHMARKS.md).
+//! (BENCHMARKS.md). Before each attempt the link checks the machine's
+//! addresses: after a network switch it binds the new ones and offers them.
 //!
 //! When a link has no WebRTC path for 5 s — none opens, UDP is blocked, the
 //! path was lost — the signaling server relays its data

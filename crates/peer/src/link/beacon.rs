@@ -51,6 +51,14 @@ impl Beacons {
         }
     }
 
+    /// The local address went away with a network switch: beacons leave
+    /// from `to` instead.
+    pub(crate) fn rebind(&mut self, gone: &[SocketAddr], to: SocketAddr) {
+        if gone.contains(&self.local) {
+            self.local = to;
+        }
+    }
+
     /// The datagrams due at `now`, as (source, destination) pairs.
     pub(crate) fn due(&mut self, now: Instant) -> Vec<(SocketAddr, SocketAddr)> {
         if now < self.next {
@@ -89,6 +97,11 @@ mod tests {
         let again = addr("203.0.113.10:6000");
         b.heard_from(again);
         assert_eq!(b.due(t0 + INTERVAL * 2), [(local, remote), (local, again)]);
+        let switched = addr("10.0.0.9:4100");
+        b.rebind(&[addr("10.0.0.2:4000")], switched);
+        assert_eq!(b.due(t0 + INTERVAL * 3)[0].0, local, "rebound although its address stayed");
+        b.rebind(&[local], switched);
+        assert_eq!(b.due(t0 + INTERVAL * 4), [(switched, remote), (switched, again)]);
     }
 
     #[test]

@@ -251,6 +251,10 @@ pub(crate) enum Output {
     /// the network between the peers works again, so the node should check
     /// that its signaling connection still answers (see `beacon`).
     PathHeard,
+    /// The link looks for a lost path: the machine's addresses may have
+    /// changed (a network switch). If they did, hand the core sockets on the
+    /// new ones with [`LinkCore::rehost`].
+    CheckHosts,
     /// Tell the application.
     Event(LinkEvent),
     /// Nothing more until this time (or new input).
@@ -1146,6 +1150,7 @@ impl LinkCore {
     /// One attempt to find a WebRTC path again: the offering side starts
     /// over, the answering side asks it to.
     fn try_restart(&mut self) {
+        self.queue.push_back(Output::CheckHosts);
         match self.role {
             Role::Offerer => self.restart_path(),
             Role::Answerer => self.queue.push_back(Output::Signal(SignalData::Restart)),
@@ -1292,6 +1297,35 @@ impl LinkCore {
             }
         }
         Ok(())
+    }
+
+    /// The machine's addresses changed: host candidates at `gone` (and every
+    /// server-reflexive one, whose mappings went with them) are withdrawn,
+    /// sockets at `added` become host candidates. The driver then hands over
+    /// a new gatherer for its current sockets ([`Self::regather`]).
+    pub(crate) fn rehost(&mut self, now: Instant, added: &[SocketAddr], gone: &[SocketAddr]) {
+        self.advance(now);
+        let stale = |c: &Candidate| {
+            (c.kind() == CandidateKind::Host && gone.contains(&c.addr())) || c.kind() == CandidateKind::ServerReflexive
+        };
+        let mut direct = self.rtc.direct_api();
+        for c in self.local_candidates.iter().filter(|c| stale(c)) {
+            direct.invalidate_candidate(c);
+        }
+        self.local_candidates.retain(|c| !stale(c));
+        self.gathered.retain(|c| !stale(c));
+        for addr in gone {
+            self.local_kinds.remove(addr);
+        }
+        for &addr in added {
+            match Candidate::host(addr, "udp") {
+                Ok(c) => self.add_local_candidate(c),
+                Err(e) => tracing::debug!(%addr, error = %e, "no host candidate for a new address"),
+            }
+        }
+        if let (Some(b), Some(&to)) = (&mut self.beacons, added.first()) {
+            b.rebind(gone, to);
+        }
     }
 
     /// Replaces the gatherer after an ICE restart: the old one's candidates

@@ -32,6 +32,8 @@ struct Side {
     consume: bool,
     /// When the core said the network was back.
     heard: Vec<Instant>,
+    /// How many times the core asked whether the host addresses changed.
+    host_checks: usize,
 }
 
 struct Pair {
@@ -42,6 +44,8 @@ struct Pair {
     loss: f64,
     /// Drop every datagram (a cut path).
     cut: bool,
+    /// Addresses nobody has any more: datagrams from or to them are lost.
+    gone: Vec<SocketAddr>,
     wire: Vec<Packet>,
     /// Frames on their way through the server relay: (when, to a, frame).
     relayed: Vec<(Instant, bool, Vec<u8>)>,
@@ -53,7 +57,7 @@ fn side(now: Instant, role: Role, addr: &str, cfg: LinkConfig) -> Side {
     let addr: SocketAddr = addr.parse().expect("addr");
     let mut core = LinkCore::new(now, role, cfg);
     core.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-    Side { core, events: Vec::new(), timeout: now, signals_on: true, consume: true, heard: Vec::new() }
+    Side { core, events: Vec::new(), timeout: now, signals_on: true, consume: true, heard: Vec::new(), host_checks: 0 }
 }
 
 impl Pair {
@@ -69,6 +73,7 @@ impl Pair {
             rng: StdRng::seed_from_u64(seed),
             loss,
             cut: false,
+            gone: Vec::new(),
             wire: Vec::new(),
             relayed: Vec::new(),
             server_saw: Vec::new(),
@@ -109,7 +114,8 @@ impl Pair {
                 loop {
                     match me.core.poll_output() {
                         Output::Transmit { source, destination, contents } => {
-                            if self.cut || self.rng.random_bool(self.loss) {
+                            let gone = self.gone.contains(&source) || self.gone.contains(&destination);
+                            if self.cut || gone || self.rng.random_bool(self.loss) {
                                 continue;
                             }
                             self.wire.push(Packet {
@@ -126,6 +132,7 @@ impl Pair {
                         }
                         Output::Regather => me.core.regather(self.now, None),
                         Output::PathHeard => me.heard.push(self.now),
+                        Output::CheckHosts => me.host_checks += 1,
                         Output::Signal(s) => {
                             if me.signals_on {
                                 signals.push(s);
@@ -359,7 +366,15 @@ fn trickled_candidates_connect() {
     // The candidate comes after the offer and travels as a signal.
     a.add_local_candidate(Candidate::host("192.0.2.1:5000".parse().expect("addr"), "udp").expect("candidate"));
     let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
-    let a = Side { core: a, events: vec![], timeout: now, signals_on: true, consume: true, heard: Vec::new() };
+    let a = Side {
+        core: a,
+        events: vec![],
+        timeout: now,
+        signals_on: true,
+        consume: true,
+        heard: Vec::new(),
+        host_checks: 0,
+    };
     let mut pair = Pair {
         a,
         b,
@@ -367,6 +382,7 @@ fn trickled_candidates_connect() {
         rng: StdRng::seed_from_u64(1),
         loss: 0.0,
         cut: false,
+        gone: Vec::new(),
         wire: Vec::new(),
         relayed: Vec::new(),
         server_saw: Vec::new(),
@@ -506,6 +522,35 @@ fn beacons_hear_the_returning_network_and_the_session_recovers_once_signaling_is
     }
     // Beacons stop with the new path.
     assert!(pair.a.core.beacons.is_none() && pair.b.core.beacons.is_none(), "beacons outlive the path");
+}
+
+#[test]
+fn a_side_whose_address_changed_gets_a_new_session_on_its_new_address() {
+    let mut pair = Pair::new(15, 0.0, LinkConfig::default());
+    pair.connect();
+    let old: SocketAddr = "192.0.2.2:5000".parse().expect("addr");
+    let new: SocketAddr = "198.51.100.9:6000".parse().expect("addr");
+    for i in 0..20u8 {
+        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![i; 1000])));
+    }
+    // The answering side moves to another network: its old address is gone.
+    pair.gone.push(old);
+    let asked = pair.run_until(Duration::from_secs(5), |p| p.b.host_checks > 0);
+    assert!(asked, "the answering side never checked its addresses");
+    let now = pair.now;
+    pair.b.core.rehost(now, &[new], &[old]);
+    pair.b.core.regather(now, None);
+    let ok = pair.run_until(Duration::from_secs(10), |p| {
+        messages(&p.b.events).len() == 20
+            && p.a.core.state() == LinkState::Connected
+            && p.b.core.state() == LinkState::Connected
+    });
+    assert!(ok, "delivered {} a {:?} b {:?}", messages(&pair.b.events).len(), pair.a.core.state(), pair.b.core.state());
+    for (i, m) in messages(&pair.b.events).iter().enumerate() {
+        assert_eq!(m.data[0], i as u8, "message {i} out of order");
+    }
+    assert_eq!(pair.a.core.stats().remote_addr, Some(new), "the path does not use the new address");
+    assert!(pair.b.core.local_candidates.iter().all(|c| c.addr() != old), "the old address is still a candidate");
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub(crate) trait LinkSink: Send + Sync + 'static {
     fn event(&self, link: u64, event: LinkEvent);
     /// The other side was heard along a lost path: the network is back.
     fn network_back(&self);
+    /// The machine's current host candidate addresses.
+    fn host_addresses(&self) -> std::io::Result<Vec<std::net::IpAddr>>;
     /// A gatherer with the current ICE servers for sockets at `locals`
     /// (`None` when the node has none).
     fn gatherer(&self, now: Instant, locals: &[SocketAddr]) -> Option<Gatherer>;
@@ -181,7 +183,6 @@ impl Driver {
 
     async fn run(mut self) {
         let mut buf = vec![0u8; 2048];
-        let locals = self.locals.clone();
         self.publish();
         loop {
             let timeout = self.drain().await;
@@ -206,7 +207,7 @@ impl Driver {
             let now = Instant::now();
             match wake {
                 Wake::Datagram(i, n, from) => {
-                    self.core.handle_datagram(now, from, locals[i], &buf[..n]);
+                    self.core.handle_datagram(now, from, self.locals[i], &buf[..n]);
                     // Take what else is waiting, draining every few datagrams:
                     // fewer drains save SCTP work, and DTLS keeps only a short
                     // receive queue (30 records).
@@ -215,7 +216,9 @@ impl Driver {
                             let _ = self.drain().await;
                         }
                         match try_recv_any(&self.sockets, &mut buf) {
-                            Some((i, n, from)) => self.core.handle_datagram(Instant::now(), from, locals[i], &buf[..n]),
+                            Some((i, n, from)) => {
+                                self.core.handle_datagram(Instant::now(), from, self.locals[i], &buf[..n]);
+                            }
                             None => break,
                         }
                     }
@@ -253,6 +256,48 @@ impl Driver {
                 self.core.stream_closed(id);
             }
         }
+    }
+
+    /// After a network switch: sockets on addresses that went away close,
+    /// new addresses get sockets, and the core gets host candidates and a
+    /// gatherer for them. Nothing happens while the addresses stay.
+    fn rehost(&mut self) {
+        let ips = match self.sink.host_addresses() {
+            Ok(ips) => ips,
+            Err(e) => return tracing::debug!(error = %e, "cannot list the host addresses"),
+        };
+        let mut gone = Vec::new();
+        let mut k = 0;
+        while k < self.locals.len() {
+            if ips.contains(&self.locals[k].ip()) {
+                k += 1;
+            } else {
+                gone.push(self.locals.remove(k));
+                drop(self.sockets.remove(k));
+            }
+        }
+        let mut added = Vec::new();
+        for ip in ips {
+            if self.locals.iter().any(|a| a.ip() == ip) {
+                continue;
+            }
+            match crate::native::net::bind_udp(ip).and_then(|s| Ok((s.local_addr()?, s))) {
+                Ok((addr, socket)) => {
+                    added.push(addr);
+                    self.locals.push(addr);
+                    self.sockets.push(socket);
+                }
+                Err(e) => tracing::debug!(%ip, error = %e, "cannot bind a host candidate socket"),
+            }
+        }
+        if gone.is_empty() && added.is_empty() {
+            return;
+        }
+        tracing::info!(?gone, ?added, "host addresses changed");
+        let now = Instant::now();
+        self.core.rehost(now, &added, &gone);
+        let gatherer = self.sink.gatherer(now, &self.locals);
+        self.core.regather(now, gatherer);
     }
 
     /// Connects a TURN TCP (or TLS) stream in its own task.
@@ -361,6 +406,7 @@ impl Driver {
                 Output::Signal(s) => self.sink.signal(self.id, s),
                 Output::Relay(frame) => self.sink.relay(self.id, frame),
                 Output::PathHeard => self.sink.network_back(),
+                Output::CheckHosts => self.rehost(),
                 Output::Regather => {
                     let now = Instant::now();
                     let gatherer = self.sink.gatherer(now, &self.locals);

@@ -892,6 +892,10 @@ impl LinkSink for Inner {
         }
     }
 
+    fn host_addresses(&self) -> std::io::Result<Vec<std::net::IpAddr>> {
+        self.builder.hosts.addresses()
+    }
+
     fn network_back(&self) {
         if let Some(task) = &self.task {
             let _ = task.send(task::TaskCmd::NetworkBack);

@@ -1,0 +1,108 @@
+//! Chaos: a peer's address changes in the middle of a session (it moves to
+//! another network): its sockets and its signaling connection go dead with
+//! the old address. The link finds a path from the new address and every
+//! reliable message arrives once, in order. Needs root.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::PATIENCE;
+use common::chaos::{ChaosLab, await_ack_and_close, handoff, host, next};
+use switchboard::{Event, LinkState};
+use switchboard_natlab::{LabSpec, NatKind};
+
+const MESSAGES: u32 = 600;
+/// Silence counts as a lost path after 3 s; the next attempts come at 0.5,
+/// 1 and 2 s, and a new session needs the signaling connection replaced.
+const RECOVER_WITHIN: Duration = Duration::from_secs(3 + 7);
+
+/// What the moving side reports to the test.
+enum Seen {
+    State(LinkState, Instant),
+    /// The link's local address once all messages arrived.
+    Local(Option<SocketAddr>),
+}
+
+#[test]
+fn a_peer_that_changes_address_keeps_its_link_losing_nothing() {
+    let mut chaos = ChaosLab::build(LabSpec::new().site(NatKind::FullCone, 1).site(NatKind::PortRestricted, 1));
+    let (room_tx, room_rx) = handoff();
+    let (up_tx, up_rx) = handoff::<()>();
+    let (go_tx, go_rx) = handoff::<()>();
+    let (seen_tx, seen_rx) = mpsc::channel::<Seen>();
+    let sender = chaos.node(chaos.lab.peer(0, 0), move |node| {
+        Box::pin(async move {
+            let peer = host(&node, room_tx).await;
+            up_tx.send(()).expect("up");
+            go_rx.recv().expect("go");
+            for i in 0..MESSAGES {
+                node.send(peer, "reliable", i.to_be_bytes().to_vec()).await.expect("send");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            await_ack_and_close(&node).await;
+        })
+    });
+    let mover = chaos.node(chaos.lab.peer(1, 0), move |node| {
+        Box::pin(async move {
+            let room = room_rx.recv().expect("room code");
+            node.join(room).await.expect("join");
+            let peer = next(&node, |ev| match ev {
+                Event::PeerConnected { peer, .. } => Some(peer),
+                _ => None,
+            })
+            .await;
+            let mut expected = 0u32;
+            while expected < MESSAGES {
+                match next(&node, |ev| match ev {
+                    Event::Message(m) => Some(Ok(m.data)),
+                    Event::LinkState { state, .. } => Some(Err(state)),
+                    _ => None,
+                })
+                .await
+                {
+                    Ok(data) => {
+                        assert_eq!(
+                            data.get(..4),
+                            Some(&expected.to_be_bytes()[..]),
+                            "message {expected} lost, repeated or out of order"
+                        );
+                        expected += 1;
+                    }
+                    Err(state) => {
+                        let _ = seen_tx.send(Seen::State(state, Instant::now()));
+                    }
+                }
+            }
+            let local = node.stats(peer).and_then(|s| s.local_addr);
+            let _ = seen_tx.send(Seen::Local(local));
+            node.send(peer, "reliable", &b"all here"[..]).await.expect("send");
+            next(&node, |ev| matches!(ev, Event::PeerDisconnected { .. }).then_some(())).await;
+        })
+    });
+    up_rx.recv_timeout(PATIENCE).expect("the link came up");
+    go_tx.send(()).expect("go");
+    std::thread::sleep(Duration::from_secs(1));
+
+    let old = chaos.lab.peer(1, 0).ip();
+    let new = chaos.lab.renumber_peer(1, 0).expect("the peer moves to a new address");
+    let moved = Instant::now();
+    let mut states = Vec::new();
+    let local = loop {
+        match seen_rx.recv_timeout(PATIENCE).expect("the moving side reports") {
+            Seen::State(state, at) => states.push((state, at)),
+            Seen::Local(local) => break local,
+        }
+    };
+    let lost = states.iter().position(|(s, _)| *s == LinkState::Reconnecting).expect("the old path was lost");
+    let (_, back_at) = states[lost..].iter().find(|(s, _)| *s == LinkState::Connected).expect("the link came back");
+    let took = back_at.duration_since(moved);
+    assert!(took <= RECOVER_WITHIN, "connected again {took:?} after the address changed");
+    let local = local.expect("the link has a local address");
+    assert_eq!(local.ip(), IpAddr::V4(new), "the link still uses {old}");
+
+    mover.join().expect("the moving side finished");
+    sender.join().expect("sender finished");
+}
