@@ -84,7 +84,7 @@ impl FromStr for PeerId {
             let hi = hex_value(pair[0]);
             let lo = hex_value(pair[1]);
             match (hi, lo) {
-                (Some(hi), Some(lo)) => id[i] = hi << 4 | lo,
+                (Some(hi), Some(lo)) => id[i] = (hi << 4) | lo,
                 _ => return Err(ValidationError::new("peer id must be 32 lowercase hex digits")),
             }
         }
