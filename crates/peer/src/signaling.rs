@@ -109,6 +109,8 @@ pub struct SignalingClient {
     welcome: Welcome,
     next_id: u64,
     backlog: VecDeque<Incoming>,
+    /// From opening the TCP connection to `welcome`: about three round trips.
+    handshake: std::time::Duration,
 }
 
 impl std::fmt::Debug for SignalingClient {
@@ -124,12 +126,18 @@ fn transport(e: impl std::fmt::Display) -> String {
 impl SignalingClient {
     /// Connects to `url` (`ws://host:port/ws`), answers the challenge and waits for `welcome`.
     pub async fn connect(url: &str, identity: &Identity, options: ConnectOptions) -> Result<Self, ConnectError> {
+        let started = std::time::Instant::now();
         let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .map_err(|e| ConnectError::Transport(transport(e)))?;
-        let mut client =
-            Self { ws, welcome: placeholder_welcome(identity.peer_id()), next_id: 1, backlog: VecDeque::new() };
+        let mut client = Self {
+            ws,
+            welcome: placeholder_welcome(identity.peer_id()),
+            next_id: 1,
+            backlog: VecDeque::new(),
+            handshake: std::time::Duration::ZERO,
+        };
         let nonce = match client.read().await.map_err(ConnectError::Transport)? {
             Incoming::Message(ServerMessage::Challenge { nonce, .. }) => nonce,
             other => return Err(ConnectError::Protocol(format!("expected challenge, got {other:?}"))),
@@ -146,6 +154,7 @@ impl SignalingClient {
         match client.read().await.map_err(ConnectError::Transport)? {
             Incoming::Message(ServerMessage::Welcome(welcome)) => {
                 client.welcome = *welcome;
+                client.handshake = started.elapsed();
                 Ok(client)
             }
             Incoming::Message(ServerMessage::Error { code, message, .. }) => {
@@ -153,6 +162,13 @@ impl SignalingClient {
             }
             other => Err(ConnectError::Protocol(format!("expected welcome, got {other:?}"))),
         }
+    }
+
+    /// How long connecting took, from opening the TCP connection to
+    /// `welcome` (TCP, WebSocket upgrade, challenge and hello: about three
+    /// round trips to the server).
+    pub fn handshake_time(&self) -> std::time::Duration {
+        self.handshake
     }
 
     /// The server's `welcome`.

@@ -100,8 +100,9 @@ type JoinedWith = (Option<String>, Option<Value>);
 const DEFERRED: usize = 256;
 /// The relay channel number of link frames (sealed, see `link::relay`).
 const RELAY_CHANNEL: u16 = 1;
-/// How long the server may take to answer the ping sent when the network
-/// came back before the connection counts as stale and a fresh one replaces it.
+/// How long the server may take at least to answer the ping sent when the
+/// network came back before the connection counts as stale and a fresh one
+/// replaces it; longer if connecting took longer (a slow path to the server).
 const STALE_AFTER: Duration = Duration::from_millis(300);
 
 /// Why serving the connection stopped.
@@ -226,7 +227,7 @@ impl Task {
             };
             tokio::select! {
                 () = stale => {
-                    tracing::info!(waited = ?STALE_AFTER, "the signaling connection is stale; replacing it");
+                    tracing::info!("the signaling connection is stale; replacing it");
                     self.answer_by = None;
                     return Stop::Stale;
                 }
@@ -507,7 +508,9 @@ impl Task {
                     return;
                 }
                 let ping = ClientMessage::Ping(switchboard_proto::Ping { id: None });
-                let by = tokio::time::Instant::now() + STALE_AFTER;
+                // Connecting took about three round trips: a healthy
+                // connection answers a ping well within that.
+                let by = tokio::time::Instant::now() + STALE_AFTER.max(self.client.handshake_time());
                 self.answer_by = Some(match self.client.send(&ping).await {
                     Ok(()) => by,
                     Err(_) => tokio::time::Instant::now(),
