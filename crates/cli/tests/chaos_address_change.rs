@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::PATIENCE;
-use common::chaos::{ChaosLab, await_ack_and_close, handoff, host, next};
+use common::chaos::{ChaosLab, ack_and_wait_close, expect_in_order_watching, handoff, host, next, send_numbered};
 use switchboard::{Event, LinkState};
 use switchboard_natlab::{LabSpec, NatKind};
 
@@ -38,11 +38,7 @@ fn a_peer_that_changes_address_keeps_its_link_losing_nothing() {
             let peer = host(&node, room_tx).await;
             up_tx.send(()).expect("up");
             go_rx.recv().expect("go");
-            for i in 0..MESSAGES {
-                node.send(peer, "reliable", i.to_be_bytes().to_vec()).await.expect("send");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            await_ack_and_close(&node).await;
+            send_numbered(&node, peer, MESSAGES, Duration::from_millis(25)).await;
         })
     });
     let mover = chaos.node(chaos.lab.peer(1, 0), move |node| {
@@ -54,32 +50,17 @@ fn a_peer_that_changes_address_keeps_its_link_losing_nothing() {
                 _ => None,
             })
             .await;
-            let mut expected = 0u32;
-            while expected < MESSAGES {
-                match next(&node, |ev| match ev {
-                    Event::Message(m) => Some(Ok(m.data)),
-                    Event::LinkState { state, .. } => Some(Err(state)),
-                    _ => None,
-                })
-                .await
-                {
-                    Ok(data) => {
-                        assert_eq!(
-                            data.get(..4),
-                            Some(&expected.to_be_bytes()[..]),
-                            "message {expected} lost, repeated or out of order"
-                        );
-                        expected += 1;
-                    }
-                    Err(state) => {
-                        let _ = seen_tx.send(Seen::State(state, Instant::now()));
-                    }
-                }
-            }
+            let watch = |ev| match ev {
+                Event::LinkState { state, .. } => Some(state),
+                _ => None,
+            };
+            let report = |state| {
+                let _ = seen_tx.send(Seen::State(state, Instant::now()));
+            };
+            expect_in_order_watching(&node, MESSAGES, watch, report).await;
             let local = node.stats(peer).and_then(|s| s.local_addr);
             let _ = seen_tx.send(Seen::Local(local));
-            node.send(peer, "reliable", &b"all here"[..]).await.expect("send");
-            next(&node, |ev| matches!(ev, Event::PeerDisconnected { .. }).then_some(())).await;
+            ack_and_wait_close(&node, peer).await;
         })
     });
     up_rx.recv_timeout(PATIENCE).expect("the link came up");

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::PATIENCE;
-use common::chaos::{ChaosLab, ack_and_wait_close, await_ack_and_close, expect_in_order, guest, handoff, host};
+use common::chaos::{ChaosLab, ack_and_wait_close, expect_in_order, guest, handoff, host, send_numbered};
 use switchboard_natlab::{LabSpec, NatKind};
 
 const MESSAGES: u32 = 200;
@@ -24,11 +24,7 @@ fn a_ten_second_cut_loses_duplicates_and_reorders_nothing() {
             up_tx.send(()).expect("up");
             go_rx.recv().expect("go");
             // Sent while the site is cut off: queued, then carried when it returns.
-            for i in 0..MESSAGES {
-                node.send(peer, "reliable", i.to_be_bytes().to_vec()).await.expect("send");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            await_ack_and_close(&node).await;
+            send_numbered(&node, peer, MESSAGES, Duration::from_millis(25)).await;
         })
     });
     let receiver = chaos.node(chaos.lab.peer(1, 0), move |node| {

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::PATIENCE;
-use common::chaos::{ChaosLab, await_ack_and_close, handoff, host, next};
+use common::chaos::{ChaosLab, ack_and_wait_close, expect_in_order_watching, handoff, host, next, send_numbered};
 use switchboard::{Event, PathKind};
 use switchboard_natlab::{LabSpec, NatKind};
 
@@ -32,11 +32,7 @@ fn blocked_udp_moves_the_link_to_the_relay_and_back_losing_nothing() {
             let peer = host(&node, room_tx).await;
             up_tx.send(()).expect("up");
             go_rx.recv().expect("go");
-            for i in 0..MESSAGES {
-                node.send(peer, "reliable", i.to_be_bytes().to_vec()).await.expect("send");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            await_ack_and_close(&node).await;
+            send_numbered(&node, peer, MESSAGES, Duration::from_millis(25)).await;
         })
     });
     let receiver = chaos.node(chaos.lab.peer(1, 0), move |node| {
@@ -49,30 +45,15 @@ fn blocked_udp_moves_the_link_to_the_relay_and_back_losing_nothing() {
             })
             .await;
             let _ = path_tx.send(first);
-            let mut expected = 0u32;
-            while expected < MESSAGES {
-                match next(&node, |ev| match ev {
-                    Event::Message(m) => Some(Ok(m.data)),
-                    Event::PathChanged { path, .. } => Some(Err(path)),
-                    _ => None,
-                })
-                .await
-                {
-                    Ok(data) => {
-                        assert_eq!(
-                            data.get(..4),
-                            Some(&expected.to_be_bytes()[..]),
-                            "message {expected} lost, repeated or out of order"
-                        );
-                        expected += 1;
-                    }
-                    Err(path) => {
-                        let _ = path_tx.send(path);
-                    }
-                }
-            }
-            node.send(peer, "reliable", &b"all here"[..]).await.expect("send");
-            next(&node, |ev| matches!(ev, Event::PeerDisconnected { .. }).then_some(())).await;
+            let watch = |ev| match ev {
+                Event::PathChanged { path, .. } => Some(path),
+                _ => None,
+            };
+            expect_in_order_watching(&node, MESSAGES, watch, |path| {
+                let _ = path_tx.send(path);
+            })
+            .await;
+            ack_and_wait_close(&node, peer).await;
         })
     });
     up_rx.recv_timeout(PATIENCE).expect("the link came up");

@@ -120,13 +120,31 @@ async fn linked(node: &Node) -> switchboard::proto::PeerId {
 /// The next `n` messages must be `0..n` in order (first four bytes, big
 /// endian), each exactly once.
 pub async fn expect_in_order(node: &Node, n: u32) {
-    for i in 0..n {
-        let data = next(node, |ev| match ev {
-            Event::Message(m) => Some(m.data),
-            _ => None,
+    expect_in_order_watching(node, n, |_| None::<()>, |()| {}).await;
+}
+
+/// Like [`expect_in_order`], handing what `watch` takes from the other
+/// events to `report` as they come.
+pub async fn expect_in_order_watching<T>(
+    node: &Node,
+    n: u32,
+    mut watch: impl FnMut(Event) -> Option<T>,
+    mut report: impl FnMut(T),
+) {
+    let mut i = 0u32;
+    while i < n {
+        let got = next(node, |ev| match ev {
+            Event::Message(m) => Some(Ok(m.data)),
+            other => watch(other).map(Err),
         })
         .await;
-        assert_eq!(data.get(..4), Some(&i.to_be_bytes()[..]), "message {i} lost, repeated or out of order");
+        match got {
+            Ok(data) => {
+                assert_eq!(data.get(..4), Some(&i.to_be_bytes()[..]), "message {i} lost, repeated or out of order");
+                i += 1;
+            }
+            Err(seen) => report(seen),
+        }
     }
 }
 
@@ -134,6 +152,17 @@ pub async fn expect_in_order(node: &Node, n: u32) {
 pub async fn ack_and_wait_close(node: &Node, peer: switchboard::proto::PeerId) {
     node.send(peer, "reliable", &b"all here"[..]).await.expect("send");
     next(node, |ev| matches!(ev, Event::PeerDisconnected { .. }).then_some(())).await;
+}
+
+/// Sends messages `0..n` (first four bytes, big endian) on the reliable
+/// channel, `gap` apart, then waits for the receiver's acknowledgement and
+/// closes the link.
+pub async fn send_numbered(node: &Node, peer: switchboard::proto::PeerId, n: u32, gap: std::time::Duration) {
+    for i in 0..n {
+        node.send(peer, "reliable", i.to_be_bytes().to_vec()).await.expect("send");
+        tokio::time::sleep(gap).await;
+    }
+    await_ack_and_close(node).await;
 }
 
 /// Waits for the receiver's acknowledgement, then closes the link.
