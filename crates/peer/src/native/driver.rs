@@ -30,7 +30,9 @@ pub(crate) trait LinkSink: Send + Sync + 'static {
     fn relay(&self, link: u64, frame: Vec<u8>);
     /// Something happened on the link.
     fn event(&self, link: u64, event: LinkEvent);
-    /// The other side was heard along a lost path: the network is back.
+    /// The network changed under the node: the other side was heard along
+    /// a lost path, or the host addresses changed. The node checks that its
+    /// signaling connection still answers.
     fn network_back(&self);
     /// The machine's current host candidate addresses.
     fn host_addresses(&self) -> std::io::Result<Vec<std::net::IpAddr>>;
@@ -294,6 +296,8 @@ impl Driver {
             return;
         }
         tracing::info!(?gone, ?added, "host addresses changed");
+        // The signaling connection may have gone with an old address.
+        self.sink.network_back();
         let now = Instant::now();
         self.core.rehost(now, &added, &gone);
         let gatherer = self.sink.gatherer(now, &self.locals);
