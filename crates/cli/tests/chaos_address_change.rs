@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::PATIENCE;
-use common::chaos::{ChaosLab, ack_and_wait_close, expect_in_order_watching, handoff, host, next, send_numbered};
+use common::chaos::{ChaosLab, ack_and_wait_close, expect_in_order_watching, next};
 use switchboard::{Event, LinkState};
 use switchboard_natlab::{LabSpec, NatKind};
 
@@ -29,18 +29,8 @@ enum Seen {
 #[test]
 fn a_peer_that_changes_address_keeps_its_link_losing_nothing() {
     let mut chaos = ChaosLab::build(LabSpec::new().site(NatKind::FullCone, 1).site(NatKind::PortRestricted, 1));
-    let (room_tx, room_rx) = handoff();
-    let (up_tx, up_rx) = handoff::<()>();
-    let (go_tx, go_rx) = handoff::<()>();
+    let (sender, room_rx) = chaos.numbered_sender(MESSAGES);
     let (seen_tx, seen_rx) = mpsc::channel::<Seen>();
-    let sender = chaos.node(chaos.lab.peer(0, 0), move |node| {
-        Box::pin(async move {
-            let peer = host(&node, room_tx).await;
-            up_tx.send(()).expect("up");
-            go_rx.recv().expect("go");
-            send_numbered(&node, peer, MESSAGES, Duration::from_millis(25)).await;
-        })
-    });
     let mover = chaos.node(chaos.lab.peer(1, 0), move |node| {
         Box::pin(async move {
             let room = room_rx.recv().expect("room code");
@@ -63,8 +53,8 @@ fn a_peer_that_changes_address_keeps_its_link_losing_nothing() {
             ack_and_wait_close(&node, peer).await;
         })
     });
-    up_rx.recv_timeout(PATIENCE).expect("the link came up");
-    go_tx.send(()).expect("go");
+    sender.wait_up();
+    sender.go();
     std::thread::sleep(Duration::from_secs(1));
 
     let old = chaos.lab.peer(1, 0).ip();
@@ -85,5 +75,5 @@ fn a_peer_that_changes_address_keeps_its_link_losing_nothing() {
     assert_eq!(local.ip(), IpAddr::V4(new), "the link still uses {old}");
 
     mover.join().expect("the moving side finished");
-    sender.join().expect("sender finished");
+    sender.join();
 }

@@ -6,8 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::PATIENCE;
-use common::chaos::{ChaosLab, ack_and_wait_close, expect_in_order, guest, handoff, host, send_numbered};
+use common::chaos::{ChaosLab, ack_and_wait_close, expect_in_order, guest};
 use switchboard_natlab::{LabSpec, NatKind};
 
 const MESSAGES: u32 = 200;
@@ -15,18 +14,7 @@ const MESSAGES: u32 = 200;
 #[test]
 fn a_ten_second_cut_loses_duplicates_and_reorders_nothing() {
     let chaos = ChaosLab::build(LabSpec::new().site(NatKind::FullCone, 1).site(NatKind::PortRestricted, 1));
-    let (room_tx, room_rx) = handoff();
-    let (up_tx, up_rx) = handoff::<()>();
-    let (go_tx, go_rx) = handoff::<()>();
-    let sender = chaos.node(chaos.lab.peer(0, 0), move |node| {
-        Box::pin(async move {
-            let peer = host(&node, room_tx).await;
-            up_tx.send(()).expect("up");
-            go_rx.recv().expect("go");
-            // Sent while the site is cut off: queued, then carried when it returns.
-            send_numbered(&node, peer, MESSAGES, Duration::from_millis(25)).await;
-        })
-    });
+    let (sender, room_rx) = chaos.numbered_sender(MESSAGES);
     let receiver = chaos.node(chaos.lab.peer(1, 0), move |node| {
         Box::pin(async move {
             let peer = guest(&node, room_rx).await;
@@ -36,13 +24,13 @@ fn a_ten_second_cut_loses_duplicates_and_reorders_nothing() {
             restarts
         })
     });
-    up_rx.recv_timeout(PATIENCE).expect("the link came up");
+    sender.wait_up();
     chaos.lab.set_cut(1, true).expect("cut");
-    go_tx.send(()).expect("go");
+    sender.go();
     // The outage itself: ten seconds without a public network at site 1.
     std::thread::sleep(Duration::from_secs(10));
     chaos.lab.set_cut(1, false).expect("restore");
     let restarts = receiver.join().expect("receiver finished");
-    sender.join().expect("sender finished");
+    sender.join();
     assert!(restarts >= 1, "the link came back without an ICE restart");
 }

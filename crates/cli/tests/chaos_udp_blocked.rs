@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::PATIENCE;
-use common::chaos::{ChaosLab, ack_and_wait_close, expect_in_order_watching, handoff, host, next, send_numbered};
+use common::chaos::{ChaosLab, ack_and_wait_close, expect_in_order_watching, next};
 use switchboard::{Event, PathKind};
 use switchboard_natlab::{LabSpec, NatKind};
 
@@ -23,18 +23,8 @@ const DIRECT_WITHIN: Duration = Duration::from_secs(4 + 4);
 #[test]
 fn blocked_udp_moves_the_link_to_the_relay_and_back_losing_nothing() {
     let chaos = ChaosLab::build(LabSpec::new().site(NatKind::FullCone, 1).site(NatKind::PortRestricted, 1));
-    let (room_tx, room_rx) = handoff();
-    let (up_tx, up_rx) = handoff::<()>();
-    let (go_tx, go_rx) = handoff::<()>();
+    let (sender, room_rx) = chaos.numbered_sender(MESSAGES);
     let (path_tx, path_rx) = mpsc::channel::<PathKind>();
-    let sender = chaos.node(chaos.lab.peer(0, 0), move |node| {
-        Box::pin(async move {
-            let peer = host(&node, room_tx).await;
-            up_tx.send(()).expect("up");
-            go_rx.recv().expect("go");
-            send_numbered(&node, peer, MESSAGES, Duration::from_millis(25)).await;
-        })
-    });
     let receiver = chaos.node(chaos.lab.peer(1, 0), move |node| {
         Box::pin(async move {
             let room = room_rx.recv().expect("room code");
@@ -56,10 +46,10 @@ fn blocked_udp_moves_the_link_to_the_relay_and_back_losing_nothing() {
             ack_and_wait_close(&node, peer).await;
         })
     });
-    up_rx.recv_timeout(PATIENCE).expect("the link came up");
+    sender.wait_up();
     let first = path_rx.recv_timeout(PATIENCE).expect("first path");
     assert_ne!(first, PathKind::Server, "the link starts on WebRTC");
-    go_tx.send(()).expect("go");
+    sender.go();
     std::thread::sleep(Duration::from_secs(1));
 
     chaos.lab.set_udp_blocked(1, true).expect("block UDP");
@@ -79,5 +69,5 @@ fn blocked_udp_moves_the_link_to_the_relay_and_back_losing_nothing() {
     assert!(took <= DIRECT_WITHIN, "back on WebRTC after {took:?}");
 
     receiver.join().expect("receiver finished");
-    sender.join().expect("sender finished");
+    sender.join();
 }

@@ -60,6 +60,50 @@ impl ChaosLab {
     }
 }
 
+/// The sending side of a chaos test: a node at the first peer of site 0
+/// that creates a room and, once its link is up and the test says go, sends
+/// messages `0..n` 25 ms apart ([`send_numbered`]).
+pub struct NumberedSender {
+    thread: JoinHandle<()>,
+    up: mpsc::Receiver<()>,
+    go: mpsc::SyncSender<()>,
+}
+
+impl NumberedSender {
+    /// Waits until the sender's link is up.
+    pub fn wait_up(&self) {
+        self.up.recv_timeout(super::PATIENCE).expect("the link came up");
+    }
+
+    /// Lets the messages go.
+    pub fn go(&self) {
+        self.go.send(()).expect("go");
+    }
+
+    /// Waits until every message was acknowledged and the link closed.
+    pub fn join(self) {
+        self.thread.join().expect("sender finished");
+    }
+}
+
+impl ChaosLab {
+    /// Starts a [`NumberedSender`] of `n` messages; the room code comes out of the receiver.
+    pub fn numbered_sender(&self, n: u32) -> (NumberedSender, mpsc::Receiver<switchboard::proto::RoomCode>) {
+        let (room_tx, room_rx) = handoff();
+        let (up_tx, up) = handoff::<()>();
+        let (go, go_rx) = handoff::<()>();
+        let thread = self.node(self.lab.peer(0, 0), move |node| {
+            Box::pin(async move {
+                let peer = host(&node, room_tx).await;
+                up_tx.send(()).expect("up");
+                go_rx.recv().expect("go");
+                send_numbered(&node, peer, n, std::time::Duration::from_millis(25)).await;
+            })
+        });
+        (NumberedSender { thread, up, go }, room_rx)
+    }
+}
+
 impl Drop for ChaosLab {
     fn drop(&mut self) {
         let _ = self.server.kill();

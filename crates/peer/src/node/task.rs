@@ -145,14 +145,12 @@ pub(crate) async fn run(
                 task.inner.emit(Event::SignalingClosed { reason });
                 break;
             }
-            Stop::Lost(reason) => match task.reconnect(&mut rx, reason, false).await {
-                Some(Stop::Closed) => return,
-                Some(_) => break,
-                None => {}
-            },
-            Stop::Stale => {
-                let reason = "no answer from the server after the network came back".to_owned();
-                match task.reconnect(&mut rx, reason, true).await {
+            stop @ (Stop::Lost(_) | Stop::Stale) => {
+                let (reason, now) = match stop {
+                    Stop::Lost(reason) => (reason, false),
+                    _ => ("no answer from the server after the network came back".to_owned(), true),
+                };
+                match task.reconnect(&mut rx, reason, now).await {
                     Some(Stop::Closed) => return,
                     Some(_) => break,
                     None => {}
