@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -81,6 +81,10 @@ pub(crate) struct ServeArgs {
     /// Milliseconds a signal for an absent peer waits.
     #[arg(long)]
     signal_ttl_ms: Option<u64>,
+    /// Directory of the browser library (scripts/web-build) for the page at `/`
+    /// [default: target/web/pkg when it exists].
+    #[arg(long, env = "SWITCHBOARD_WEB_PKG")]
+    web_pkg: Option<PathBuf>,
     /// Log filter when RUST_LOG is unset.
     #[arg(long, default_value = "info")]
     log: String,
@@ -101,6 +105,17 @@ impl ServeArgs {
         }
         if self.memory {
             c.mailbox_path = None;
+        }
+        if let Some(dir) = &self.web_pkg {
+            if !dir.join("switchboard_bg.wasm").is_file() {
+                anyhow::bail!(
+                    "--web-pkg {}: no switchboard_bg.wasm there (build it with scripts/web-build)",
+                    dir.display()
+                );
+            }
+            c.web_pkg = Some(dir.clone());
+        } else if c.web_pkg.is_none() && Path::new("target/web/pkg/switchboard_bg.wasm").is_file() {
+            c.web_pkg = Some(PathBuf::from("target/web/pkg"));
         }
         if let Some(v) = self.max_connections {
             c.max_connections = v;

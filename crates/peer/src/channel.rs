@@ -88,6 +88,7 @@ impl ChannelConfig {
         self.max_retransmits.is_none() && self.max_packet_lifetime.is_none()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn to_str0m(&self, stream_id: Option<u16>) -> str0m::channel::ChannelConfig {
         use str0m::channel::Reliability;
         let reliability = match (self.max_retransmits, self.max_packet_lifetime) {
@@ -106,6 +107,7 @@ impl ChannelConfig {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn from_str0m(config: &str0m::channel::ChannelConfig) -> Self {
         use str0m::channel::Reliability;
         let base = ChannelConfig::reliable(config.label.clone()).ordered(config.ordered);

@@ -164,22 +164,37 @@
 //!   and the node's task that speaks to the signaling server.
 
 mod channel;
+mod event;
 mod framing;
 pub mod ice;
 mod identity;
 mod link;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod nat;
+#[cfg(not(target_arch = "wasm32"))]
 mod native;
+#[cfg(not(target_arch = "wasm32"))]
 mod node;
+#[cfg(not(target_arch = "wasm32"))]
 mod signaling;
+#[cfg(target_arch = "wasm32")]
+mod web;
 
 pub use channel::{ChannelConfig, Compression};
+pub use event::{
+    ConnectError, Event, Message, Request, RequestError, RequestFailed, RoomError, SendError, SignalError, StartError,
+};
 pub use ice::{IcePolicy, IceServer};
 pub use identity::{Identity, IdentityError};
 pub use link::{DisconnectReason, InvalidTransition, LinkState, LinkStats, PathKind, Quality};
+#[cfg(not(target_arch = "wasm32"))]
 pub use native::net::HostCandidates;
-pub use node::{
-    Event, Message, Node, NodeBuilder, Request, RequestFailed, RoomError, SendError, SignalError, StartError, Topology,
-};
-pub use signaling::{ConnectError, ConnectOptions, Incoming, RequestError, SignalingClient};
+#[cfg(not(target_arch = "wasm32"))]
+pub use node::{Node, NodeBuilder, Topology};
+#[cfg(not(target_arch = "wasm32"))]
+pub use signaling::{ConnectOptions, Incoming, SignalingClient};
 pub use switchboard_proto as proto;
+#[cfg(target_arch = "wasm32")]
+pub use web::js::{Sha256Hasher, SwitchboardNode};
+#[cfg(target_arch = "wasm32")]
+pub use web::{Node, NodeBuilder};

@@ -6,15 +6,15 @@ use std::collections::VecDeque;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use switchboard_proto::{
-    ClientMessage, ConnId, CreateRoom, ErrorCode, Hello, Join, JoinedRoom, PROTOCOL_VERSION, PeerId, RelayFrame,
-    RoomCode, ServerMessage, SignalData, SignalRequest, Welcome,
+    ClientMessage, ConnId, CreateRoom, Hello, Join, JoinedRoom, PROTOCOL_VERSION, PeerId, RelayFrame, RoomCode,
+    ServerMessage, SignalData, SignalRequest, Welcome,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::Identity;
+use crate::{ConnectError, Identity, RequestError};
 
 /// Options of [`SignalingClient::connect`].
 #[derive(Clone, Debug, Default)]
@@ -61,46 +61,6 @@ pub enum Incoming {
         /// The server's reason.
         reason: String,
     },
-}
-
-/// Why connecting failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The WebSocket could not be opened (server down, wrong URL, server full).
-    #[error("cannot reach the signaling server: {0}")]
-    Transport(String),
-    /// The server refused the identity, auth token or version.
-    #[error("server refused the session ({code:?}): {message}")]
-    Refused {
-        /// The error code.
-        code: ErrorCode,
-        /// The server's message.
-        message: String,
-    },
-    /// The server broke the protocol.
-    #[error("unexpected answer from the server: {0}")]
-    Protocol(String),
-}
-
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestError {
-    /// The server answered with an error.
-    #[error("server refused ({code:?}): {message}")]
-    Refused {
-        /// The error code.
-        code: ErrorCode,
-        /// The server's message.
-        message: String,
-    },
-    /// The connection failed or closed.
-    #[error("signaling connection lost: {0}")]
-    Transport(String),
-    /// The answer had an unexpected type.
-    #[error("unexpected answer: {0}")]
-    Unexpected(String),
 }
 
 /// A live, authenticated connection to a signaling server.
@@ -215,14 +175,14 @@ impl SignalingClient {
     pub async fn request(&mut self, mut msg: ClientMessage) -> Result<ServerMessage, RequestError> {
         let id = self.next_id;
         self.next_id += 1;
-        set_id(&mut msg, id);
+        msg.set_id(id);
         self.send(&msg).await?;
         loop {
             match self.read().await.map_err(RequestError::Transport)? {
                 Incoming::Message(ServerMessage::Error { re: Some(re), code, message }) if re == id => {
                     return Err(RequestError::Refused { code, message });
                 }
-                Incoming::Message(answer) if answer_id(&answer) == Some(id) => return Ok(answer),
+                Incoming::Message(answer) if answer.answers() == Some(id) => return Ok(answer),
                 Incoming::Closed { code, reason } => {
                     return Err(RequestError::Transport(format!("closed by server ({code}): {reason}")));
                 }
@@ -326,33 +286,5 @@ fn placeholder_welcome(peer_id: PeerId) -> Welcome {
         rooms: Vec::new(),
         ice_servers: Vec::new(),
         limits: Default::default(),
-    }
-}
-
-fn set_id(msg: &mut ClientMessage, id: u64) {
-    match msg {
-        ClientMessage::Hello(m) => m.id = Some(id),
-        ClientMessage::CreateRoom(m) => m.id = Some(id),
-        ClientMessage::Join(m) => m.id = Some(id),
-        ClientMessage::Leave(m) => m.id = Some(id),
-        ClientMessage::Signal(m) => m.id = Some(id),
-        ClientMessage::Mail(m) => m.id = Some(id),
-        ClientMessage::AckMail(m) => m.id = Some(id),
-        ClientMessage::Watch(m) | ClientMessage::Unwatch(m) => m.id = Some(id),
-        ClientMessage::IceServers(m) | ClientMessage::Ping(m) => m.id = Some(id),
-        _ => {}
-    }
-}
-
-fn answer_id(msg: &ServerMessage) -> Option<u64> {
-    match msg {
-        ServerMessage::RoomCreated { re, .. }
-        | ServerMessage::MailAccepted { re, .. }
-        | ServerMessage::IceServers { re, .. }
-        | ServerMessage::Ok { re }
-        | ServerMessage::Pong { re } => *re,
-        ServerMessage::Joined(j) => j.re,
-        ServerMessage::Welcome(w) => w.re,
-        _ => None,
     }
 }

@@ -766,3 +766,36 @@ fn check_opt_len(field: &str, value: Option<&str>, max: usize) -> Result<(), Dec
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
+
+impl ClientMessage {
+    /// Sets the request id (`id`) of a message that takes one.
+    pub fn set_id(&mut self, id: u64) {
+        match self {
+            ClientMessage::Hello(m) => m.id = Some(id),
+            ClientMessage::CreateRoom(m) => m.id = Some(id),
+            ClientMessage::Join(m) => m.id = Some(id),
+            ClientMessage::Leave(m) => m.id = Some(id),
+            ClientMessage::Signal(m) => m.id = Some(id),
+            ClientMessage::Mail(m) => m.id = Some(id),
+            ClientMessage::AckMail(m) => m.id = Some(id),
+            ClientMessage::Watch(m) | ClientMessage::Unwatch(m) => m.id = Some(id),
+            ClientMessage::IceServers(m) | ClientMessage::Ping(m) => m.id = Some(id),
+        }
+    }
+}
+
+impl ServerMessage {
+    /// The request id this message answers (`re`), if it is an answer.
+    pub fn answers(&self) -> Option<u64> {
+        match self {
+            ServerMessage::RoomCreated { re, .. }
+            | ServerMessage::MailAccepted { re, .. }
+            | ServerMessage::IceServers { re, .. }
+            | ServerMessage::Ok { re }
+            | ServerMessage::Pong { re } => *re,
+            ServerMessage::Joined(j) => j.re,
+            ServerMessage::Welcome(w) => w.re,
+            _ => None,
+        }
+    }
+}

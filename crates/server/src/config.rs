@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// SQLite file of the mailbox; `None` keeps mail in memory (lost on exit).
     pub mailbox_path: Option<PathBuf>,
+    /// Directory with the browser build of the peer library
+    /// (`switchboard.js`, `switchboard_bg.wasm`, made by `scripts/web-build`),
+    /// served under `/pkg/` for the page at `/`.
+    pub web_pkg: Option<PathBuf>,
     /// Most simultaneous WebSocket connections.
     pub max_connections: usize,
     /// Most rooms at once.
@@ -127,6 +131,7 @@ impl Default for ServerConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 7600)),
             mailbox_path: None,
+            web_pkg: None,
             max_connections: 10_000,
             max_rooms: 100_000,
             room_ttl_secs: 3600,

@@ -1,11 +1,12 @@
-//! HTTP routes on the server's one port: `/ws`, `/healthz`, `/metrics`, `/`.
+//! HTTP routes on the server's one port: `/ws`, `/healthz`, `/metrics`, and
+//! the page: `/`, `/app.js` and the browser library under `/pkg/`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +24,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/", get(index))
+        .route("/app.js", get(app_js))
+        .route("/pkg/{file}", get(pkg))
         .with_state(shared)
 }
 
@@ -72,5 +75,25 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+    Html(include_str!("page/index.html"))
+}
+
+async fn app_js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("page/app.js")).into_response()
+}
+
+/// The browser library's two files, from [`ServerConfig::web_pkg`](crate::ServerConfig::web_pkg).
+async fn pkg(State(shared): State<Arc<Shared>>, Path(file): Path<String>) -> Response {
+    let kind = match file.as_str() {
+        "switchboard.js" => "text/javascript; charset=utf-8",
+        "switchboard_bg.wasm" => "application/wasm",
+        _ => return (StatusCode::NOT_FOUND, "no such file\n").into_response(),
+    };
+    let Some(dir) = &shared.config.web_pkg else {
+        return (StatusCode::NOT_FOUND, "this server has no browser library (serve --web-pkg DIR)\n").into_response();
+    };
+    match tokio::fs::read(dir.join(&file)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], bytes).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, format!("{file}: {e}\n")).into_response(),
+    }
 }

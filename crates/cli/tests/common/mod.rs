@@ -1,6 +1,7 @@
 //! Helpers for tests that run the real `switchboard` binary.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
 pub mod chaos;
 
 use std::io::{BufRead, BufReader, Read};
@@ -35,7 +36,7 @@ impl Serve {
         Self::start_at(bind, &["--memory"])
     }
 
-    fn start_with(extra: &[&str]) -> Self {
+    pub fn start_with(extra: &[&str]) -> Self {
         Self::start_at("127.0.0.1:0", extra)
     }
 

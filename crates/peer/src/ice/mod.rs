@@ -6,16 +6,21 @@
 //! gathers host candidates from its sockets, server-reflexive ones by STUN,
 //! and relayed ones by TURN over UDP, TCP or TLS (`turns:`).
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod gather;
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod tls;
 pub(crate) mod url;
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::net::SocketAddr;
 
+#[cfg(not(target_arch = "wasm32"))]
+use url::Scheme;
+use url::ServerUrl;
 pub use url::UrlError;
-use url::{Scheme, ServerUrl};
 
 /// Which candidates a link may use (WebRTC's `iceTransportPolicy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,6 +78,7 @@ impl From<switchboard_proto::IceServer> for IceServer {
 /// skipped with a log line (one bad entry must not stop the others).
 /// The servers the application named (`own`) come first, then the ones the
 /// signaling server handed out.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) async fn resolve(own: &[IceServer], handed: &[switchboard_proto::IceServer]) -> Vec<gather::Server> {
     let handed: Vec<IceServer> = handed.iter().cloned().map(IceServer::from).collect();
     let mut out = Vec::new();

@@ -15,7 +15,9 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 /// How often a probe goes out.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(250);

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::time::Instant;
+use web_time::Instant;
 
 /// Where a link to one remote peer stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

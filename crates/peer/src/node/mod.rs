@@ -2,7 +2,7 @@
 //! per remote peer, the declared channels, and the event stream.
 
 mod backoff;
-mod event;
+
 mod task;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -17,7 +17,7 @@ use serde_json::Value;
 use switchboard_proto::{ConnId, JoinedRoom, PeerId, RoomCode, SignalData};
 use tokio::sync::{mpsc, oneshot};
 
-pub use event::{Event, Message, Request, RequestFailed, RoomError, SendError, SignalError, StartError};
+use crate::event::{Event, Message, Request, RequestFailed, RoomError, SendError, SignalError, StartError};
 
 use crate::channel::ChannelConfig;
 use crate::framing::{MessageKind, OutMessage};

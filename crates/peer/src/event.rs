@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use switchboard_proto::{PeerId, RoomCode};
+use switchboard_proto::{ErrorCode, PeerId, RoomCode};
 
 use crate::link::{DisconnectReason, LinkState, PathKind, Quality};
 
@@ -185,7 +185,7 @@ pub struct Request {
 pub enum StartError {
     /// The signaling server could not be reached or refused the session.
     #[error(transparent)]
-    Signaling(#[from] crate::ConnectError),
+    Signaling(#[from] ConnectError),
     /// The configuration is inconsistent.
     #[error("invalid node configuration: {0}")]
     Config(String),
@@ -200,7 +200,7 @@ pub enum RoomError {
     NoSignaling,
     /// The server refused or the connection failed.
     #[error(transparent)]
-    Request(#[from] crate::RequestError),
+    Request(#[from] RequestError),
 }
 
 /// Why a message could not be sent.
@@ -263,4 +263,44 @@ pub enum SignalError {
     /// No UDP socket could be bound.
     #[error("cannot bind a UDP socket: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why connecting failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The WebSocket could not be opened (server down, wrong URL, server full).
+    #[error("cannot reach the signaling server: {0}")]
+    Transport(String),
+    /// The server refused the identity, auth token or version.
+    #[error("server refused the session ({code:?}): {message}")]
+    Refused {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// The server broke the protocol.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The server answered with an error.
+    #[error("server refused ({code:?}): {message}")]
+    Refused {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// The connection failed or closed.
+    #[error("signaling connection lost: {0}")]
+    Transport(String),
+    /// The answer had an unexpected type.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
 }

@@ -1,0 +1,112 @@
+//! Headless Chromium driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`), on pages of a real `switchboard serve`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+/// Flags that make Chromium work here and gather real 127.0.0.1 candidates.
+const FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-loopback-in-peer-connection",
+    "--use-fake-ui-for-media-stream",
+];
+
+/// The browser library built by `scripts/web-build`.
+pub fn web_pkg() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/web/pkg");
+    assert!(
+        std::path::Path::new(dir).join("switchboard_bg.wasm").is_file(),
+        "{dir} has no switchboard_bg.wasm: run scripts/web-build first (the test command does)"
+    );
+    dir.to_owned()
+}
+
+/// `chromedriver` on a free port; killed on drop.
+pub struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts (apt-get install chromium-driver)");
+        let url = format!("http://127.0.0.1:{port}");
+        // Ready once it accepts connections.
+        let until = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "chromedriver did not listen within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, url }
+    }
+
+    /// A new headless Chromium session.
+    pub async fn browser(&self) -> Client {
+        let caps = json!({
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": FLAGS },
+        });
+        let Value::Object(caps) = caps else { unreachable!() };
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The page's address on `serve` (whose `url` is its WebSocket).
+pub fn page_url(ws_url: &str, query: &str) -> String {
+    let base = ws_url.replacen("ws://", "http://", 1);
+    let base = base.trim_end_matches("/ws");
+    format!("{base}/{query}")
+}
+
+/// Runs `script` (a function body returning a value) until it returns
+/// something other than `null`, at most `within`; returns that value.
+pub async fn wait_for(client: &Client, what: &str, script: &str, within: Duration) -> Value {
+    let until = Instant::now() + within;
+    loop {
+        let v = client.execute(script, vec![]).await.expect("script runs");
+        if !v.is_null() {
+            return v;
+        }
+        if Instant::now() > until {
+            let status = client.execute("return document.body.innerText", vec![]).await.unwrap_or_default();
+            panic!("the page did not show {what} within {within:?}; it shows:\n{}", status.as_str().unwrap_or(""));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The state a peer's row shows, or `null`.
+pub fn row_state(peer: &str) -> String {
+    format!(
+        "const r = document.querySelector('#peers tr[data-peer=\"{peer}\"]'); \
+         return r && r.querySelector('.state').textContent === 'connected' \
+           ? {{ state: 'connected', path: r.querySelector('.path').textContent }} : null;"
+    )
+}

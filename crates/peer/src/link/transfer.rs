@@ -1,0 +1,466 @@
+//! The framed transfer of one link over data channels the driver owns,
+//! sans-IO: chunking and reassembly, credit flow control, acknowledgements
+//! and probes (protocol.md §19.4–19.5).
+//!
+//! The browser backend drives a [`Transfer`] over `RTCDataChannel`s: it
+//! hands in what the channels received and the time, writes what
+//! [`Transfer::pump`] and [`Transfer::poll_control`] give out, and calls
+//! [`Transfer::handle_timeout`] at [`Transfer::poll_timeout`]. It never
+//! reads a clock or touches a channel itself, so it is tested natively on a
+//! virtual clock.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use web_time::Instant;
+
+use super::Quality;
+use super::control::Control;
+use super::quality::{self, QualityMeter};
+use crate::channel::{ChannelConfig, Compression};
+use crate::framing::{Delivered, FrameError, InOrder, Inbox, OutMessage, Outbox, Retained, Verdict};
+
+/// Longest wait before acknowledging received chunks.
+pub(crate) const ACK_DELAY: Duration = Duration::from_millis(50);
+
+/// Which internal channel a control message goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// `switchboard-control`: reliable, ordered.
+    Control,
+    /// `switchboard-probe`: unordered, never retransmitted.
+    Probe,
+}
+
+/// Where chunks go: the driver's data channels.
+pub(crate) trait Wire {
+    /// Writes one chunk on channel `slot`; `false` when the channel cannot
+    /// take it now (closed, or its buffer is above the driver's limit).
+    fn write(&mut self, slot: usize, chunk: &[u8]) -> bool;
+}
+
+/// Figures the application sees in [`LinkStats`](super::LinkStats).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Counters {
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) messages_sent: u64,
+    pub(crate) messages_received: u64,
+}
+
+/// The framed transfer of one link.
+pub(crate) struct Transfer {
+    reliable: Vec<bool>,
+    outbox: Outbox,
+    inbox: Inbox,
+    retained: Retained,
+    in_order: InOrder,
+    window: u64,
+    chunk_size: usize,
+    /// Reliable chunk bytes sent, and how far the other side lets us go.
+    sent_reliable: u64,
+    peer_limit: u64,
+    /// Reliable chunk bytes received, and the credit granted for them.
+    recv_reliable: u64,
+    granted: u64,
+    ack_at: Option<Instant>,
+    next_ping: Option<Instant>,
+    meter: QualityMeter,
+    counters: Counters,
+    out: VecDeque<(Lane, Vec<u8>)>,
+}
+
+impl Transfer {
+    /// A transfer over `channels` (slot `n` is the `n`-th), accepting
+    /// messages up to `max_message` bytes, with a flow-control `window` and
+    /// chunks of at most `chunk_size` bytes.
+    pub(crate) fn new(channels: &[ChannelConfig], max_message: usize, window: usize, chunk_size: usize) -> Self {
+        let mut outbox = Outbox::new(false);
+        let mut inbox = Inbox::new(max_message, false);
+        for (slot, c) in channels.iter().enumerate() {
+            outbox.add_channel(slot, c.compression != Compression::None);
+            inbox.add_channel(slot, c.is_reliable());
+        }
+        Transfer {
+            reliable: channels.iter().map(ChannelConfig::is_reliable).collect(),
+            outbox,
+            inbox,
+            retained: Retained::default(),
+            in_order: InOrder::default(),
+            window: window as u64,
+            chunk_size,
+            sent_reliable: 0,
+            peer_limit: window as u64,
+            recv_reliable: 0,
+            granted: 0,
+            ack_at: None,
+            next_ping: None,
+            meter: QualityMeter::default(),
+            counters: Counters::default(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Queues a message on `slot`.
+    pub(crate) fn send(&mut self, slot: usize, msg: OutMessage) {
+        self.counters.messages_sent += 1;
+        self.counters.bytes_sent += msg.data.len() as u64;
+        self.outbox.push(slot, msg);
+    }
+
+    /// Message bytes queued and not yet written.
+    pub(crate) fn queued(&self) -> usize {
+        self.outbox.queued()
+    }
+
+    /// A channel closed: what it still had queued is dropped; returns the bytes.
+    pub(crate) fn channel_closed(&mut self, slot: usize) -> usize {
+        self.outbox.clear(slot)
+    }
+
+    /// Partial messages dropped on unreliable channels.
+    pub(crate) fn dropped_partials(&self) -> u64 {
+        self.inbox.dropped()
+    }
+
+    /// Traffic so far.
+    pub(crate) fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Smoothed round trip of the probes.
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        self.meter.rtt()
+    }
+
+    /// Share of probes lost recently.
+    pub(crate) fn loss(&self, now: Instant) -> Option<f32> {
+        self.meter.loss(now)
+    }
+
+    /// The quality level so far.
+    pub(crate) fn quality(&self) -> Option<Quality> {
+        self.meter.level()
+    }
+
+    /// The link's channels are open at `now`: probes start, and (after a
+    /// carrier change, `again`) what was not acknowledged goes again, with
+    /// this side's credit and acknowledgements.
+    pub(crate) fn carrier_up(&mut self, now: Instant, again: bool) {
+        self.next_ping = Some(now);
+        if again {
+            self.retained.rewind();
+            self.out.push_back((Lane::Control, Control::Credit(self.granted).encode()));
+            self.queue_acks(true);
+        }
+    }
+
+    /// A chunk arrived on `slot`. `app_full`: the application has more
+    /// than half a window unread, so no credit is granted. A chunk that
+    /// breaks the framing rules is an error (on reliable channels the link
+    /// must end; unreliable ones drop it).
+    pub(crate) fn receive_chunk(
+        &mut self,
+        now: Instant,
+        slot: usize,
+        chunk: &[u8],
+        app_full: bool,
+    ) -> Result<Option<Delivered>, FrameError> {
+        let reliable = self.reliable.get(slot).copied().unwrap_or(false);
+        if reliable {
+            self.ack_at.get_or_insert(now + ACK_DELAY);
+            if self.in_order.check(slot, chunk) == Verdict::Drop {
+                return Ok(None);
+            }
+            self.recv_reliable += chunk.len() as u64;
+        } else if app_full {
+            return Ok(None);
+        }
+        let delivered = match self.inbox.push(slot, chunk) {
+            Ok(d) => d,
+            Err(e) if reliable => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        if let Some(msg) = &delivered {
+            self.counters.messages_received += 1;
+            self.counters.bytes_received += msg.data.len() as u64;
+        }
+        if reliable {
+            self.grant(false, app_full);
+        }
+        Ok(delivered)
+    }
+
+    /// Grants credit for what arrived, unless the application is behind
+    /// (`app_full`); without `force`, only once an eighth of the window
+    /// is owed.
+    pub(crate) fn grant(&mut self, force: bool, app_full: bool) {
+        let pending = self.recv_reliable - self.granted;
+        if app_full || pending == 0 || (!force && pending < self.window / 8) {
+            return;
+        }
+        self.granted = self.recv_reliable;
+        self.out.push_back((Lane::Control, Control::Credit(self.granted).encode()));
+        self.queue_acks(false);
+    }
+
+    /// A message on the control channel.
+    pub(crate) fn receive_control(&mut self, msg: &[u8]) {
+        match Control::decode(msg) {
+            Some(Control::Credit(value)) => {
+                self.peer_limit = self.peer_limit.max(value.saturating_add(self.window));
+            }
+            Some(Control::Ack { slot, count }) => self.retained.ack(usize::from(slot), count),
+            _ => {}
+        }
+    }
+
+    /// A message on the probe channel: a ping is answered, a pong measured.
+    pub(crate) fn receive_probe(&mut self, now: Instant, msg: &[u8]) {
+        match Control::decode(msg) {
+            Some(Control::Ping(nonce)) => self.out.push_back((Lane::Probe, Control::Pong(nonce).encode())),
+            Some(Control::Pong(nonce)) => {
+                self.meter.echoed(nonce, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Does what is due at `now`: acknowledgements, the next probe. Returns
+    /// the quality level when it changed.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<Quality> {
+        if self.ack_at.is_some_and(|t| t <= now) {
+            self.queue_acks(false);
+        }
+        if self.next_ping.is_some_and(|t| t <= now) {
+            self.next_ping = Some(now + quality::PROBE_INTERVAL);
+            let nonce = self.meter.probe(now);
+            self.out.push_back((Lane::Probe, Control::Ping(nonce).encode()));
+            return self.meter.changed(now);
+        }
+        None
+    }
+
+    /// When [`Self::handle_timeout`] has something to do.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        match (self.ack_at, self.next_ping) {
+            (Some(a), Some(p)) => Some(a.min(p)),
+            (a, p) => a.or(p),
+        }
+    }
+
+    /// The next control or probe message to write.
+    pub(crate) fn poll_control(&mut self) -> Option<(Lane, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    /// Moves chunks onto `wire` while it takes them and credit allows:
+    /// first what must go again, then new chunks. Returns whether anything
+    /// moved.
+    pub(crate) fn pump(&mut self, wire: &mut impl Wire) -> bool {
+        let mut moved = false;
+        while let Some((slot, chunk)) = self.retained.next_resend() {
+            if !wire.write(slot, chunk) {
+                return moved;
+            }
+            self.retained.resent(slot);
+            moved = true;
+        }
+        while !self.outbox.is_empty() {
+            let credit = self.peer_limit.saturating_sub(self.sent_reliable);
+            let reliable = &self.reliable;
+            let admit = |slot: usize, len: usize| !reliable.get(slot).copied().unwrap_or(true) || len as u64 <= credit;
+            let Some(chunk) = self.outbox.next_chunk(self.chunk_size, admit) else { break };
+            if !wire.write(chunk.slot, &chunk.bytes) {
+                break;
+            }
+            moved = true;
+            self.outbox.commit(&chunk);
+            if self.reliable.get(chunk.slot).copied().unwrap_or(false) {
+                self.sent_reliable += chunk.bytes.len() as u64;
+                self.retained.sent(chunk.slot, chunk.bytes);
+            }
+        }
+        moved
+    }
+
+    fn queue_acks(&mut self, all: bool) {
+        self.ack_at = None;
+        let acks = if all { self.in_order.all_acks() } else { self.in_order.take_acks() };
+        for (slot, count) in acks {
+            let slot = u16::try_from(slot).unwrap_or(u16::MAX);
+            self.out.push_back((Lane::Control, Control::Ack { slot, count }.encode()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A wire that holds at most `room` chunks until the test drains it.
+    struct Pipe {
+        room: usize,
+        chunks: Vec<(usize, Vec<u8>)>,
+    }
+
+    impl Wire for Pipe {
+        fn write(&mut self, slot: usize, chunk: &[u8]) -> bool {
+            if self.chunks.len() >= self.room {
+                return false;
+            }
+            self.chunks.push((slot, chunk.to_vec()));
+            true
+        }
+    }
+
+    fn pair(window: usize) -> (Transfer, Transfer) {
+        let channels = [ChannelConfig::reliable("r"), ChannelConfig::unreliable("u")];
+        (Transfer::new(&channels, 1 << 20, window, 1000), Transfer::new(&channels, 1 << 20, window, 1000))
+    }
+
+    /// Carries control messages from `from` to `to`.
+    fn deliver_control(now: Instant, from: &mut Transfer, to: &mut Transfer) {
+        while let Some((lane, msg)) = from.poll_control() {
+            match lane {
+                Lane::Control => to.receive_control(&msg),
+                Lane::Probe => to.receive_probe(now, &msg),
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_message_crosses_in_chunks_within_credit() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(4000);
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        a.send(0, OutMessage::data(Bytes::from(data.clone())));
+        let mut got = None;
+        let mut now = t0;
+        for _ in 0..100 {
+            let mut wire = Pipe { room: usize::MAX, chunks: Vec::new() };
+            a.pump(&mut wire);
+            assert!(
+                wire.chunks.iter().map(|(_, c)| c.len()).sum::<usize>() <= 4000,
+                "a round never exceeds the window"
+            );
+            for (slot, chunk) in wire.chunks {
+                if let Some(d) = b.receive_chunk(now, slot, &chunk, false).expect("valid chunk") {
+                    got = Some(d);
+                }
+            }
+            now += ACK_DELAY;
+            b.handle_timeout(now);
+            b.grant(true, false);
+            deliver_control(now, &mut b, &mut a);
+            if got.is_some() {
+                break;
+            }
+        }
+        let got = got.expect("the message arrives");
+        assert_eq!(got.data.as_ref(), data.as_slice());
+        assert_eq!(b.counters().messages_received, 1);
+        assert_eq!(a.queued(), 0);
+    }
+
+    #[test]
+    fn a_full_wire_holds_chunks_back_until_it_drains() {
+        let (mut a, _) = pair(1 << 20);
+        a.send(0, OutMessage::data(Bytes::from(vec![7u8; 5000])));
+        let mut wire = Pipe { room: 2, chunks: Vec::new() };
+        assert!(a.pump(&mut wire));
+        assert_eq!(wire.chunks.len(), 2);
+        assert!(a.queued() > 0, "the rest waits");
+        wire.room = usize::MAX;
+        assert!(a.pump(&mut wire));
+        assert_eq!(a.queued(), 0);
+    }
+
+    #[test]
+    fn what_was_not_acknowledged_goes_again_after_a_carrier_change() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(1 << 20);
+        for i in 0..3u8 {
+            a.send(0, OutMessage::data(Bytes::from(vec![i; 10])));
+        }
+        let mut lost = Pipe { room: usize::MAX, chunks: Vec::new() };
+        a.pump(&mut lost);
+        // Only the first chunk arrives; the carrier dies with the rest.
+        b.receive_chunk(t0, 0, &lost.chunks[0].1, false).expect("valid");
+        b.handle_timeout(t0 + ACK_DELAY);
+        deliver_control(t0, &mut b, &mut a);
+        a.carrier_up(t0, true);
+        let mut again = Pipe { room: usize::MAX, chunks: Vec::new() };
+        a.pump(&mut again);
+        assert_eq!(again.chunks.len(), 2, "the acknowledged chunk is not sent again");
+        let got: Vec<u8> = again
+            .chunks
+            .iter()
+            .filter_map(|(s, c)| b.receive_chunk(t0, *s, c, false).expect("valid"))
+            .map(|d| d.data[0])
+            .collect();
+        assert_eq!(got, vec![1, 2]);
+    }
+
+    #[test]
+    fn probes_measure_the_round_trip_on_a_virtual_clock() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(1 << 20);
+        a.carrier_up(t0, false);
+        assert_eq!(a.poll_timeout(), Some(t0));
+        let mut now = t0;
+        let mut reported = None;
+        for _ in 0..10 {
+            reported = a.handle_timeout(now).or(reported);
+            let (lane, ping) = a.poll_control().expect("a ping");
+            assert_eq!(lane, Lane::Probe);
+            b.receive_probe(now, &ping);
+            let (_, pong) = b.poll_control().expect("a pong");
+            a.receive_probe(now + Duration::from_millis(40), &pong);
+            now = a.poll_timeout().expect("next probe");
+        }
+        let rtt = a.rtt().expect("measured");
+        assert!((Duration::from_millis(35)..=Duration::from_millis(45)).contains(&rtt), "{rtt:?}");
+        assert_eq!(a.quality(), Some(Quality::Excellent));
+        assert_eq!(reported, Some(Quality::Excellent), "the level is reported once known");
+        assert_eq!(a.loss(now), Some(0.0), "every probe came back");
+    }
+
+    #[test]
+    fn a_closed_channel_drops_what_it_had_queued() {
+        let (mut a, b) = pair(1 << 20);
+        a.send(0, OutMessage::data(Bytes::from(vec![1u8; 100])));
+        a.send(1, OutMessage::data(Bytes::from(vec![2u8; 50])));
+        assert_eq!(a.channel_closed(0), 100);
+        assert_eq!(a.queued(), 50, "the other channel keeps its message");
+        assert_eq!(b.dropped_partials(), 0);
+    }
+
+    #[test]
+    fn a_broken_chunk_is_an_error_on_a_reliable_channel_and_dropped_on_an_unreliable_one() {
+        let (_, mut b) = pair(1 << 20);
+        let now = Instant::now();
+        assert!(b.receive_chunk(now, 0, &[1, 2], false).is_err());
+        assert_eq!(b.receive_chunk(now, 1, &[1, 2], false), Ok(None));
+    }
+
+    #[test]
+    fn a_behind_application_gets_no_credit_granted() {
+        let (mut a, mut b) = pair(8000);
+        a.send(0, OutMessage::data(Bytes::from(vec![1u8; 3000])));
+        let mut wire = Pipe { room: usize::MAX, chunks: Vec::new() };
+        a.pump(&mut wire);
+        let now = Instant::now();
+        for (s, c) in &wire.chunks {
+            b.receive_chunk(now, *s, c, true).expect("valid");
+        }
+        b.grant(true, true);
+        assert!(b.poll_control().is_none(), "no credit while the application is behind");
+        b.grant(true, false);
+        let (lane, msg) = b.poll_control().expect("credit once it caught up");
+        assert_eq!(lane, Lane::Control);
+        assert!(matches!(Control::decode(&msg), Some(Control::Credit(n)) if n > 3000));
+    }
+}
