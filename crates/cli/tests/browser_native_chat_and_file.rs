@@ -40,7 +40,7 @@ async fn a_page_chats_with_a_native_peer_and_receives_a_ten_mib_file() {
     let connected = wait_for(
         &page,
         "the native peer connected",
-        "const r = [...document.querySelectorAll('#peers tr')].find(r => r.querySelector('.state').textContent === 'connected'); \
+        "const r = [...document.querySelectorAll('#peers tr')].find(r => r.querySelector('.state').textContent === 'connected' && r.querySelector('.path').textContent); \
          return r ? { peer: r.dataset.peer, path: r.querySelector('.path').textContent } : null;",
         PATIENCE,
     )

@@ -162,6 +162,11 @@
 //!   `turn-client-proto`'s allocation, permission and channel machines).
 //! - `native` is the tokio driver: UDP sockets with 4 MiB buffers, timers,
 //!   and the node's task that speaks to the signaling server.
+//! - `web` is the browser backend (wasm32): the same [`Node`] API over
+//!   `RTCPeerConnection`, `RTCDataChannel` and `WebSocket`, driving the shared
+//!   sans-IO transfer (`link/transfer.rs`: framing, credit, acknowledgements,
+//!   probes), plus JavaScript bindings (`SwitchboardNode`). Build it with
+//!   `scripts/web-build`; `switchboard serve` serves a page on it at `/`.
 
 mod channel;
 mod event;

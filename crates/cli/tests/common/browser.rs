@@ -102,11 +102,11 @@ pub async fn wait_for(client: &Client, what: &str, script: &str, within: Duratio
     }
 }
 
-/// The state a peer's row shows, or `null`.
+/// Once a peer's row shows it connected with its path: `{ state, path }`.
 pub fn row_state(peer: &str) -> String {
     format!(
         "const r = document.querySelector('#peers tr[data-peer=\"{peer}\"]'); \
-         return r && r.querySelector('.state').textContent === 'connected' \
+         return r && r.querySelector('.state').textContent === 'connected' && r.querySelector('.path').textContent \
            ? {{ state: 'connected', path: r.querySelector('.path').textContent }} : null;"
     )
 }
