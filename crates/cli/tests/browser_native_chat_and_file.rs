@@ -8,10 +8,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::browser::{Driver, page_url, wait_for, web_pkg};
+use common::browser::{Driver, page_url, random_file, wait_for, web_pkg};
 use common::{Serve, peer, room_code, wait};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -88,11 +86,7 @@ async fn a_page_chats_with_a_native_peer_and_receives_a_ten_mib_file() {
 
     // A 10 MiB file from `switchboard send`, checked by the page.
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("ten.bin");
-    let mut data = vec![0u8; 10 << 20];
-    rand::rng().fill_bytes(&mut data);
-    std::fs::write(&path, &data).expect("write file");
-    let expected = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let (path, expected) = random_file(dir.path(), "ten.bin", 10 << 20);
     let send = peer(&["send", &room, path.to_str().expect("utf-8")], &serve);
     let (status, _) = wait(send);
     assert!(status.success(), "send exits 0 once the page confirmed size and hash: {status}");

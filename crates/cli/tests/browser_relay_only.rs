@@ -6,10 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::browser::{Driver, page_url, wait_for, web_pkg};
+use common::browser::{Driver, page_url, random_file, wait_for, web_pkg};
 use common::{Serve, peer, wait};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -28,11 +26,7 @@ async fn a_relay_only_page_goes_through_the_embedded_turn() {
     let room = room.as_str().expect("code").to_owned();
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("relayed.bin");
-    let mut data = vec![0u8; 1 << 20];
-    rand::rng().fill_bytes(&mut data);
-    std::fs::write(&path, &data).expect("write file");
-    let expected = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let (path, expected) = random_file(dir.path(), "relayed.bin", 1 << 20);
     let send = peer(&["send", &room, path.to_str().expect("utf-8")], &serve);
     let connected = wait_for(
         &page,

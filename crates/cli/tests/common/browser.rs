@@ -22,6 +22,18 @@ const FLAGS: &[&str] = &[
     "--use-fake-ui-for-media-stream",
 ];
 
+/// A file of `len` random bytes named `name` in `dir`, and its SHA-256 in hex.
+pub fn random_file(dir: &std::path::Path, name: &str, len: usize) -> (std::path::PathBuf, String) {
+    use rand::RngCore;
+    use sha2::{Digest, Sha256};
+    let path = dir.join(name);
+    let mut data = vec![0u8; len];
+    rand::rng().fill_bytes(&mut data);
+    std::fs::write(&path, &data).expect("write file");
+    let hash = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+    (path, hash)
+}
+
 /// The browser library built by `scripts/web-build`.
 pub fn web_pkg() -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/web/pkg");

@@ -653,11 +653,7 @@ impl Shared {
             let Some(shared) = weak.upgrade() else { return };
             match result {
                 Ok(sdp) => shared.signal(peer, SignalData::Answer { sdp, session }),
-                Err(e) => {
-                    let reason = DisconnectReason::Protocol(format!("offer refused: {}", js_error(&e)));
-                    shared.signal(peer, SignalData::Bye { reason: Some(reason.to_string()) });
-                    shared.end_link(peer, reason);
-                }
+                Err(e) => shared.refuse(peer, "offer", &e),
             }
         });
     }
@@ -673,11 +669,7 @@ impl Shared {
                     link.described();
                     link.set_state(LinkState::Connecting, out);
                 }),
-                Err(e) => {
-                    let reason = DisconnectReason::Protocol(format!("answer refused: {}", js_error(&e)));
-                    shared.signal(peer, SignalData::Bye { reason: Some(reason.to_string()) });
-                    shared.end_link(peer, reason);
-                }
+                Err(e) => shared.refuse(peer, "answer", &e),
             }
         });
     }
@@ -740,6 +732,14 @@ impl Shared {
         if !self.st.borrow().rooms.values().any(|r| r.contains(&peer)) {
             self.end_link(peer, reason);
         }
+    }
+
+    /// The browser refused the other side's `what` (offer, answer): the
+    /// link ends, and the other side learns why.
+    fn refuse(&self, peer: PeerId, what: &str, e: &JsValue) {
+        let reason = DisconnectReason::Protocol(format!("{what} refused: {}", js_error(e)));
+        self.signal(peer, SignalData::Bye { reason: Some(reason.to_string()) });
+        self.end_link(peer, reason);
     }
 
     fn end_link(&self, peer: PeerId, reason: DisconnectReason) {
