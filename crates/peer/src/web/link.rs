@@ -568,16 +568,40 @@ pub(crate) fn selected_path(report: &JsValue) -> Option<(PathKind, Option<Durati
         js_sys::try_iter(&get(report, "values")?.dyn_into::<js_sys::Function>().ok()?.call0(report).ok()?).ok()??;
     let stats: Vec<JsValue> = values.filter_map(Result::ok).collect();
     let by_id = |id: &JsValue| stats.iter().find(|s| get(s, "id").as_ref() == Some(id));
-    let pair = stats.iter().find(|s| {
-        get(s, "type").and_then(|t| t.as_string()).as_deref() == Some("candidate-pair")
-            && (get(s, "selected").and_then(|v| v.as_bool()) == Some(true)
-                || (get(s, "nominated").and_then(|v| v.as_bool()) == Some(true)
-                    && get(s, "state").and_then(|v| v.as_string()).as_deref() == Some("succeeded")))
+    let is = |s: &JsValue, kind: &str| get(s, "type").and_then(|t| t.as_string()).as_deref() == Some(kind);
+    // The standard way is the transport's selectedCandidatePairId (Chromium);
+    // Firefox marks the pair itself as selected.
+    let by_transport = stats
+        .iter()
+        .filter(|s| is(s, "transport"))
+        .find_map(|t| get(t, "selectedCandidatePairId"))
+        .and_then(|id| by_id(&id));
+    let pair = by_transport.or_else(|| {
+        stats.iter().find(|s| {
+            is(s, "candidate-pair")
+                && (get(s, "selected").and_then(|v| v.as_bool()) == Some(true)
+                    || (get(s, "nominated").and_then(|v| v.as_bool()) == Some(true)
+                        && get(s, "state").and_then(|v| v.as_string()).as_deref() == Some("succeeded")))
+        })
     })?;
     let rtt = get(pair, "currentRoundTripTime").and_then(|v| v.as_f64()).map(Duration::from_secs_f64);
+    let address = |c: &JsValue| get(c, "address").or_else(|| get(c, "ip")).and_then(|a| a.as_string());
+    let host_addresses: Vec<String> = stats
+        .iter()
+        .filter(|c| get(c, "candidateType").and_then(|t| t.as_string()).as_deref() == Some("host"))
+        .filter_map(address)
+        .collect();
     let kind_of = |key: &str| {
         let c = by_id(&get(pair, key)?)?;
-        get(c, "candidateType")?.as_string()
+        let kind = get(c, "candidateType")?.as_string()?;
+        // A peer-reflexive candidate is learned from a check that came before
+        // the trickled candidates (Firefox, for one, on a fast path). When its
+        // address is a host address of either side, no NAT rewrote it: the
+        // path is direct between host addresses.
+        if kind == "prflx" && address(c).is_some_and(|a| host_addresses.contains(&a)) {
+            return Some("host".to_owned());
+        }
+        Some(kind)
     };
     let kinds = [kind_of("localCandidateId"), kind_of("remoteCandidateId")];
     let kind = if kinds.iter().any(|k| k.as_deref() == Some("relay")) {

@@ -42,6 +42,22 @@ use crate::{
 use link::{Effect, Input, LinkSettings, WebLink};
 use signaling::{Incoming, Signaling};
 
+/// How many times a new link's stats are read for its selected pair, and
+/// the pause between reads.
+const PATH_READS: u32 = 10;
+const PATH_READ_PAUSE: Duration = Duration::from_millis(100);
+
+/// Resolves after `duration` (a browser timer).
+async fn pause(duration: Duration) {
+    let ms = i32::try_from(duration.as_millis()).unwrap_or(i32::MAX);
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
 /// Text of a JS exception or error value.
 fn js_error(e: &JsValue) -> String {
     e.as_string()
@@ -828,8 +844,23 @@ impl Shared {
                     let weak = self.me.clone();
                     let pc = pc.clone();
                     spawn_local(async move {
-                        let Ok(report) = JsFuture::from(pc.get_stats()).await else { return };
-                        let (kind, rtt) = link::selected_path(&report).unwrap_or((crate::PathKind::Host, None));
+                        // The channels can open a moment before the stats name
+                        // the selected pair; ask again briefly before giving up.
+                        let mut found = None;
+                        for attempt in 0..PATH_READS {
+                            if attempt > 0 {
+                                pause(PATH_READ_PAUSE).await;
+                            }
+                            let Ok(report) = JsFuture::from(pc.get_stats()).await else { return };
+                            found = link::selected_path(&report);
+                            if found.is_some() {
+                                break;
+                            }
+                        }
+                        let (kind, rtt) = found.unwrap_or_else(|| {
+                            tracing::debug!(%peer, "no selected candidate pair in the stats; reporting a host path");
+                            (crate::PathKind::Host, None)
+                        });
                         if let Some(shared) = weak.upgrade() {
                             shared.link_input(peer, session, Input::Path(kind, rtt));
                         }
