@@ -587,22 +587,29 @@ impl Shared {
         s.signal(peer, &link.conn, data);
     }
 
+    /// Makes the link for `conn`, records it in the signaling state and
+    /// returns its peer connection; `None` (logged) if the browser refuses.
+    fn install_link(&self, peer: PeerId, conn: ConnId, session: u32) -> Option<web_sys::RtcPeerConnection> {
+        let link = match self.new_link(peer, conn, session) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot make a peer connection");
+                return None;
+            }
+        };
+        let pc = link.pc();
+        self.st.borrow_mut().links.insert(peer, link);
+        self.apply(peer, |link, out| link.set_state(LinkState::Signaling, out));
+        Some(pc)
+    }
+
     /// Offers a link to `peer` if this node is the lower id and has none.
     fn maybe_offer(&self, peer: PeerId) {
         if peer == self.id || self.id.to_string() > peer.to_string() || self.st.borrow().links.contains_key(&peer) {
             return;
         }
         let conn = ConnId::from_u64(rand::random::<u64>() | 1);
-        let link = match self.new_link(peer, conn, 0) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "cannot make a peer connection");
-                return;
-            }
-        };
-        let pc = link.pc();
-        self.st.borrow_mut().links.insert(peer, link);
-        self.apply(peer, |link, out| link.set_state(LinkState::Signaling, out));
+        let Some(pc) = self.install_link(peer, conn, 0) else { return };
         let weak = self.me.clone();
         spawn_local(async move {
             let offer = async {
@@ -640,16 +647,7 @@ impl Shared {
         }
         // A new negotiation replaces the old link (the peer restarted).
         self.end_link(peer, DisconnectReason::ClosedByPeer(Some("new connection".into())));
-        let link = match self.new_link(peer, conn, session) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "cannot make a peer connection");
-                return;
-            }
-        };
-        let pc = link.pc();
-        self.st.borrow_mut().links.insert(peer, link);
-        self.apply(peer, |link, out| link.set_state(LinkState::Signaling, out));
+        let Some(pc) = self.install_link(peer, conn, session) else { return };
         let weak = self.me.clone();
         spawn_local(async move {
             let answer = async {
