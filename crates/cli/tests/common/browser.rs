@@ -22,6 +22,29 @@ const FLAGS: &[&str] = &[
     "--use-fake-ui-for-media-stream",
 ];
 
+/// WebDriver capabilities for headless Firefox ESR (Debian's `firefox-esr`,
+/// driven by `geckodriver`): host addresses shown as they are (no mDNS
+/// names) and no background connections.
+pub fn firefox_capabilities() -> serde_json::Map<String, Value> {
+    let caps = json!({
+        "moz:firefoxOptions": {
+            "binary": "/usr/bin/firefox-esr",
+            "args": ["-headless"],
+            "prefs": {
+                "media.peerconnection.ice.obfuscate_host_addresses": false,
+                "network.connectivity-service.enabled": false,
+                "network.captive-portal-service.enabled": false,
+                "app.update.auto": false,
+                "browser.safebrowsing.update.enabled": false,
+                "datareporting.policy.dataSubmissionEnabled": false,
+                "toolkit.telemetry.enabled": false,
+            },
+        },
+    });
+    let Value::Object(caps) = caps else { unreachable!() };
+    caps
+}
+
 /// A file of `len` random bytes named `name` in `dir`, and its SHA-256 in hex.
 pub fn random_file(dir: &std::path::Path, name: &str, len: usize) -> (std::path::PathBuf, String) {
     use rand::RngCore;

@@ -18,6 +18,11 @@ pub struct ChaosLab {
 
 impl ChaosLab {
     pub fn build(spec: LabSpec) -> Self {
+        Self::build_with(spec, &[])
+    }
+
+    /// With more `serve` arguments.
+    pub fn build_with(spec: LabSpec, extra: &[&str]) -> Self {
         // RUST_LOG=... shows what the nodes did.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -32,6 +37,7 @@ impl ChaosLab {
             .command(env!("CARGO_BIN_EXE_switchboard"))
             .args(["serve", "--memory", "--log", "warn", "--bind", &format!("{ip}:7600")])
             .args(["--turn-listen", &format!("{ip}:3478"), "--stun-alt-ip", &lab.server().alt_ip().to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("serve starts in the server namespace");

@@ -1,11 +1,23 @@
 //! The control and probe messages of framed links (protocol.md §19.5),
 //! shared by both backends.
 
-/// SCTP stream id of the internal control channel (framed links only).
-pub(crate) const CONTROL_STREAM: u16 = 1023;
-/// SCTP stream id of the internal probe channel: unordered, never
-/// retransmitted, so that lost probes measure loss (framed links only).
-pub(crate) const PROBE_STREAM: u16 = 1022;
+/// SCTP stream id of the internal control channel of a link that declares
+/// `declared` channels: the first id after theirs (framed links only).
+///
+/// The ids stay low on purpose: Firefox starts an association with 16
+/// streams and asks for more with an SCTP add-streams request, which the
+/// native stack does not grant.
+pub(crate) fn control_stream(declared: usize) -> u16 {
+    // 65535 is no valid data-channel stream id.
+    u16::try_from(declared).unwrap_or(u16::MAX).min(u16::MAX - 2)
+}
+
+/// SCTP stream id of the internal probe channel, right after the control
+/// channel's: unordered, never retransmitted, so that lost probes measure
+/// loss (framed links only).
+pub(crate) fn probe_stream(declared: usize) -> u16 {
+    control_stream(declared) + 1
+}
 /// Label of the control channel.
 pub(crate) const CONTROL_LABEL: &str = "switchboard-control";
 /// Label of the probe channel.
@@ -92,5 +104,14 @@ mod tests {
         assert_eq!(Control::decode(&[9, 0, 0, 0, 0, 0, 0, 0, 0]), None);
         assert_eq!(Control::decode(&[1, 0, 0]), None);
         assert_eq!(Control::decode(&[4, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn internal_streams_follow_the_declared_channels() {
+        assert_eq!((control_stream(0), probe_stream(0)), (0, 1));
+        // Two channels declared use streams 0 and 1; Firefox's first 16 hold all four.
+        assert_eq!((control_stream(2), probe_stream(2)), (2, 3));
+        // The ids never overflow, however many channels are declared.
+        assert_eq!((control_stream(usize::MAX), probe_stream(usize::MAX)), (u16::MAX - 2, u16::MAX - 1));
     }
 }

@@ -485,14 +485,15 @@ impl LinkCore {
     /// Writes the offer of the current session, with every channel.
     fn make_offer(&mut self) -> Result<String, LinkError> {
         let raw = self.cfg.raw;
+        let declared = self.slots.len();
         let mut api = self.rtc.sdp_api();
         let mut ids = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             let stream = slot.config.negotiated.then_some(i as u16);
             ids.push(api.add_channel_with_config(wire_config(&slot.config, stream, raw)));
         }
-        let control = (!self.cfg.raw).then(|| api.add_channel_with_config(control_config()));
-        let probe = (!self.cfg.raw).then(|| api.add_channel_with_config(probe_config()));
+        let control = (!raw).then(|| api.add_channel_with_config(control_config(declared)));
+        let probe = (!raw).then(|| api.add_channel_with_config(probe_config(declared)));
         let Some((offer, pending)) = api.apply() else {
             return Err(LinkError::State("nothing to negotiate"));
         };
@@ -578,6 +579,7 @@ impl LinkCore {
         self.last_answer = Some(answer.to_sdp_string());
         // Pre-negotiated channels exist on both sides without DCEP.
         let raw = self.cfg.raw;
+        let declared = self.slots.len();
         let mut direct = self.rtc.direct_api();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.config.negotiated {
@@ -587,8 +589,8 @@ impl LinkCore {
             }
         }
         if !self.cfg.raw {
-            self.control = Some(direct.create_data_channel(control_config()));
-            self.probe = Some(direct.create_data_channel(probe_config()));
+            self.control = Some(direct.create_data_channel(control_config(declared)));
+            self.probe = Some(direct.create_data_channel(probe_config(declared)));
         }
         self.have_remote = true;
         self.described = true;
@@ -1724,20 +1726,22 @@ fn ice_ufrag(sdp: &str) -> Option<String> {
     sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(str::to_owned)
 }
 
-fn probe_config() -> str0m::channel::ChannelConfig {
+/// The probe channel of a link that declares `declared` channels.
+fn probe_config(declared: usize) -> str0m::channel::ChannelConfig {
     str0m::channel::ChannelConfig {
         label: control::PROBE_LABEL.into(),
         ordered: false,
         reliability: str0m::channel::Reliability::MaxRetransmits { retransmits: 0 },
-        negotiated: Some(control::PROBE_STREAM),
+        negotiated: Some(control::probe_stream(declared)),
         ..Default::default()
     }
 }
 
-fn control_config() -> str0m::channel::ChannelConfig {
+/// The control channel of a link that declares `declared` channels.
+fn control_config(declared: usize) -> str0m::channel::ChannelConfig {
     str0m::channel::ChannelConfig {
         label: control::CONTROL_LABEL.into(),
-        negotiated: Some(control::CONTROL_STREAM),
+        negotiated: Some(control::control_stream(declared)),
         ..Default::default()
     }
 }

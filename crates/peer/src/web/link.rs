@@ -25,7 +25,7 @@ use web_time::Instant;
 use super::Shared;
 use crate::channel::ChannelConfig;
 use crate::framing::{Delivered, OutMessage};
-use crate::link::control::{CONTROL_LABEL, CONTROL_STREAM, PROBE_LABEL, PROBE_STREAM};
+use crate::link::control::{CONTROL_LABEL, PROBE_LABEL, control_stream, probe_stream};
 use crate::link::state::StateMachine;
 use crate::link::transfer::{Counters, Lane, Transfer, Wire};
 use crate::{DisconnectReason, IcePolicy, LinkState, LinkStats, PathKind};
@@ -173,11 +173,11 @@ impl WebLink {
         }
         let init = RtcDataChannelInit::new();
         init.set_negotiated(true);
-        init.set_id(CONTROL_STREAM);
+        init.set_id(control_stream(s.channels.len()));
         let control = make(CONTROL_LABEL, &init);
         let init = RtcDataChannelInit::new();
         init.set_negotiated(true);
-        init.set_id(PROBE_STREAM);
+        init.set_id(probe_stream(s.channels.len()));
         init.set_ordered(false);
         init.set_max_retransmits(0);
         let probe = make(PROBE_LABEL, &init);
