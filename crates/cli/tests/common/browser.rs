@@ -145,3 +145,22 @@ pub fn row_state(peer: &str) -> String {
            ? {{ state: 'connected', path: r.querySelector('.path').textContent }} : null;"
     )
 }
+
+/// Runs `body` on a tokio runtime inside a network namespace of its own: a
+/// peer on the open site of a one-site NAT lab, with loopback and one
+/// documentation address. Whatever the test starts there (`serve`, native
+/// peers, chromedriver, Chromium) gathers and reaches only addresses the
+/// test made, not the machine's own. The namespaces go when the lab drops,
+/// on a panic too.
+pub fn isolated<F, Fut>(body: F)
+where
+    F: FnOnce() -> Fut + Send,
+    Fut: std::future::Future<Output = ()>,
+{
+    use switchboard_natlab::{Lab, LabSpec, NatKind};
+    let lab = Lab::build(&LabSpec::new().site(NatKind::Open, 1)).expect("a one-site lab (root, ip, nft)");
+    lab.peer(0, 0).netns().run(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(body());
+    });
+}
