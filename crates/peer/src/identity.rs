@@ -93,13 +93,11 @@ impl Identity {
     }
 
     /// The raw public key.
-    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn public_key(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()
     }
 
     /// Signs `message` (the relay's key agreement).
-    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
     }

@@ -8,6 +8,7 @@
 
 pub(crate) mod control;
 pub(crate) mod quality;
+pub(crate) mod relay;
 pub(crate) mod state;
 #[cfg(any(target_arch = "wasm32", test))]
 pub(crate) mod transfer;
@@ -16,8 +17,6 @@ pub(crate) mod transfer;
 mod beacon;
 #[cfg(not(target_arch = "wasm32"))]
 mod recovery;
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) mod relay;
 #[cfg(not(target_arch = "wasm32"))]
 mod rtc;
 

@@ -15,7 +15,9 @@
 //! nonce (per direction, so never reused) and must grow: a frame the server
 //! plays again is refused.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -45,6 +47,26 @@ pub(crate) struct RelaySetup {
     pub(crate) frames_per_sec: u32,
     /// Largest relay frame payload the server takes.
     pub(crate) max_payload: usize,
+}
+
+/// The relay channel number of link frames (the server passes it through).
+pub(crate) const RELAY_CHANNEL: u16 = 1;
+/// Relay frame contents: a chunk (`slot u16 LE | chunk`), a control message, a probe.
+pub(crate) const RELAY_DATA: u8 = 0;
+/// A control message (credit, acknowledgement) through the relay.
+pub(crate) const RELAY_CONTROL: u8 = 1;
+/// A probe (ping, pong) through the relay.
+pub(crate) const RELAY_PROBE: u8 = 2;
+/// Bytes of the relay frame header (peer id, channel) and our own (kind, slot).
+pub(crate) const RELAY_FRAMING: usize = switchboard_proto::RELAY_HEADER_LEN + OVERHEAD + 3;
+
+/// A relay data frame's plaintext: kind, slot, chunk.
+pub(crate) fn relay_chunk(slot: usize, chunk: &[u8]) -> Vec<u8> {
+    let mut plain = Vec::with_capacity(3 + chunk.len());
+    plain.push(RELAY_DATA);
+    plain.extend_from_slice(&u16::try_from(slot).unwrap_or(u16::MAX).to_le_bytes());
+    plain.extend_from_slice(chunk);
+    plain
 }
 
 /// Domain separation of the signed relay key.

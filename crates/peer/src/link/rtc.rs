@@ -24,19 +24,15 @@ use super::beacon::{self, Beacons};
 use super::control::{self, Control};
 use super::quality::{self, QualityMeter};
 use super::recovery::Recovery;
-use super::relay::{self, Handshake, Pacer, RelaySetup, Sealer};
+use super::relay::{
+    Handshake, Pacer, RELAY_CONTROL, RELAY_DATA, RELAY_FRAMING, RELAY_PROBE, RelaySetup, Sealer, relay_chunk,
+};
 use super::state::StateMachine;
 use super::{DisconnectReason, LinkState, LinkStats, PathKind, Quality};
 use crate::channel::ChannelConfig;
 use crate::framing::{Delivered, InOrder, Inbox, OutMessage, Outbox, Retained, Verdict};
 use crate::ice::gather::{Gatherer, Route, Taken};
 
-/// Relay frame contents: a chunk (`slot u16 LE | chunk`), a control message, a probe.
-const RELAY_DATA: u8 = 0;
-const RELAY_CONTROL: u8 = 1;
-const RELAY_PROBE: u8 = 2;
-/// Bytes of the relay frame header (peer id, channel) and our own (kind, slot).
-const RELAY_FRAMING: usize = switchboard_proto::RELAY_HEADER_LEN + relay::OVERHEAD + 3;
 /// Longest wait before acknowledging received chunks.
 const ACK_DELAY: Duration = Duration::from_millis(50);
 /// Timer step while a link is coming up.
@@ -1699,15 +1695,6 @@ impl LinkCore {
             && matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting);
         waiting.then_some(self.rtc_down_since + r.setup.after)
     }
-}
-
-/// A relay data frame's plaintext: kind, slot, chunk.
-fn relay_chunk(slot: usize, chunk: &[u8]) -> Vec<u8> {
-    let mut plain = Vec::with_capacity(3 + chunk.len());
-    plain.push(RELAY_DATA);
-    plain.extend_from_slice(&u16::try_from(slot).unwrap_or(u16::MAX).to_le_bytes());
-    plain.extend_from_slice(chunk);
-    plain
 }
 
 /// The data-channel settings of a channel. On framed links reliable

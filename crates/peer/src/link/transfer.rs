@@ -113,9 +113,9 @@ impl Transfer {
         self.outbox.queued()
     }
 
-    /// A channel closed: what it still had queued is dropped; returns the bytes.
-    pub(crate) fn channel_closed(&mut self, slot: usize) -> usize {
-        self.outbox.clear(slot)
+    /// Chunks wait to be written: new ones, or ones to send again.
+    pub(crate) fn pending(&self) -> bool {
+        !self.outbox.is_empty() || self.retained.next_resend().is_some()
     }
 
     /// Partial messages dropped on unreliable channels.
@@ -429,13 +429,19 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_channel_drops_what_it_had_queued() {
-        let (mut a, b) = pair(1 << 20);
+    fn pending_counts_new_chunks_and_chunks_to_send_again() {
+        let (mut a, _) = pair(1 << 20);
+        assert!(!a.pending());
         a.send(0, OutMessage::data(Bytes::from(vec![1u8; 100])));
-        a.send(1, OutMessage::data(Bytes::from(vec![2u8; 50])));
-        assert_eq!(a.channel_closed(0), 100);
-        assert_eq!(a.queued(), 50, "the other channel keeps its message");
-        assert_eq!(b.dropped_partials(), 0);
+        assert!(a.pending(), "a new message waits");
+        let mut wire = Pipe { room: 10, chunks: Vec::new() };
+        assert!(a.pump(&mut wire));
+        assert!(!a.pending(), "written, waiting only for its acknowledgement");
+        a.carrier_up(Instant::now(), true);
+        assert!(a.pending(), "after a carrier change the unacknowledged chunk goes again");
+        assert!(a.pump(&mut wire));
+        assert_eq!(wire.chunks.len(), 2);
+        assert_eq!(wire.chunks[0], wire.chunks[1], "the same chunk went again");
     }
 
     #[test]
@@ -444,6 +450,7 @@ mod tests {
         let now = Instant::now();
         assert!(b.receive_chunk(now, 0, &[1, 2], false).is_err());
         assert_eq!(b.receive_chunk(now, 1, &[1, 2], false), Ok(None));
+        assert_eq!(b.dropped_partials(), 1, "the unreliable channel counts what it dropped");
     }
 
     #[test]

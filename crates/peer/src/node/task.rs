@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::backoff::Backoff;
 use super::{Event, Inner, Topology};
 use crate::link::Role;
-use crate::link::relay::RelaySetup;
+use crate::link::relay::{RELAY_CHANNEL, RelaySetup};
 use crate::native::driver::Command;
 use crate::{ConnectOptions, Identity, Incoming, RequestError, SignalingClient};
 
@@ -98,8 +98,6 @@ type JoinedWith = (Option<String>, Option<Value>);
 
 /// Commands kept while the server is away; older ones are dropped beyond this.
 const DEFERRED: usize = 256;
-/// The relay channel number of link frames (sealed, see `link::relay`).
-const RELAY_CHANNEL: u16 = 1;
 /// How long the server may take at least to answer the ping sent when the
 /// network came back before the connection counts as stale and a fresh one
 /// replaces it; longer if connecting took longer (a slow path to the server).

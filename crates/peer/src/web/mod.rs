@@ -7,9 +7,12 @@
 //! (the shared sans-IO [`Transfer`](crate::link::transfer::Transfer)). So
 //! a page and a native peer talk to each other directly.
 //!
-//! Not in the browser: the server relay, new sessions after a lost path
-//! (the browser's ICE keeps a path while it can; a link whose connection
-//! fails ends), the request topology and bring-your-own-signaling calls.
+//! Links have the same carriers as native ones: WebRTC sessions (a new
+//! one replaces a lost one) and the server relay, end-to-end encrypted,
+//! when WebRTC has no path (see `link`).
+//!
+//! Not in the browser: the request topology and bring-your-own-signaling
+//! calls.
 //!
 //! Everything runs on the page's one thread: the node's state sits in a
 //! `RefCell`, and every browser callback is an input handled to completion.
@@ -35,6 +38,7 @@ use web_sys::RtcSdpType;
 use web_time::Instant;
 
 use crate::framing::{Delivered, MessageKind, OutMessage};
+use crate::link::relay::{RELAY_CHANNEL, RelaySetup};
 use crate::{
     ChannelConfig, DisconnectReason, Event, IcePolicy, IceServer, Identity, LinkState, LinkStats, Message, Request,
     RequestError, RequestFailed, RoomError, SendError, StartError,
@@ -79,6 +83,7 @@ pub struct NodeBuilder {
     window: usize,
     chunk_size: usize,
     connect_timeout: Duration,
+    server_relay: Option<Duration>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -159,6 +164,16 @@ impl NodeBuilder {
         self
     }
 
+    /// When the signaling server relays a link's data: after `after`
+    /// without a WebRTC path (5 s by default), sealed end to end. A zero
+    /// delay gives the relay a head start: data flows through the server
+    /// from the first moment and moves to WebRTC once a session is up.
+    /// `None` never relays.
+    pub fn server_relay(mut self, after: Option<Duration>) -> Self {
+        self.server_relay = after;
+        self
+    }
+
     /// Connects to the signaling server.
     pub async fn start(mut self) -> Result<Node, StartError> {
         let url = self
@@ -181,6 +196,7 @@ impl NodeBuilder {
         let shared = Rc::new_cyclic(|weak: &Weak<Shared>| Shared {
             me: weak.clone(),
             id: identity.peer_id(),
+            identity: identity.clone(),
             st: RefCell::new(State::default()),
             cfg: self,
         });
@@ -194,6 +210,7 @@ impl NodeBuilder {
         {
             let mut st = shared.st.borrow_mut();
             st.signaling = Some(signaling);
+            st.limits = Some(welcome.limits.clone());
             st.ice_servers = shared
                 .cfg
                 .ice_servers
@@ -221,6 +238,7 @@ impl std::fmt::Debug for Node {
 pub(crate) struct Shared {
     me: Weak<Shared>,
     id: PeerId,
+    identity: Identity,
     cfg: NodeBuilder,
     st: RefCell<State>,
 }
@@ -228,6 +246,8 @@ pub(crate) struct Shared {
 #[derive(Default)]
 struct State {
     signaling: Option<Rc<Signaling>>,
+    /// The server's limits, from its `welcome` (they pace the relay).
+    limits: Option<switchboard_proto::Limits>,
     ice_servers: Vec<IceServer>,
     links: HashMap<PeerId, WebLink>,
     rooms: HashMap<RoomCode, BTreeSet<PeerId>>,
@@ -272,6 +292,7 @@ impl Node {
             window: 8 << 20,
             chunk_size: 32 << 10,
             connect_timeout: Duration::from_secs(20),
+            server_relay: Some(Duration::from_secs(5)),
         }
     }
 
@@ -567,18 +588,32 @@ impl Drop for Node {
 }
 
 impl Shared {
-    fn new_link(&self, peer: PeerId, conn: ConnId, session: u32) -> Result<WebLink, String> {
-        let servers = self.st.borrow().ice_servers.clone();
+    fn new_link(&self, peer: PeerId, conn: ConnId, session: u32, offerer: bool) -> Result<WebLink, String> {
+        let (servers, limits) = {
+            let st = self.st.borrow();
+            (st.ice_servers.clone(), st.limits.clone())
+        };
+        let relay = self.cfg.server_relay.zip(limits).map(|(after, limits)| RelaySetup {
+            identity: self.identity.clone(),
+            local: self.id,
+            remote: peer,
+            after,
+            // Half the server's allowance: signals and other links share it.
+            bytes_per_sec: limits.relay_bytes_per_sec / 2,
+            frames_per_sec: limits.rate_per_sec / 4,
+            max_payload: (limits.max_frame_bytes as usize).saturating_sub(switchboard_proto::RELAY_HEADER_LEN),
+        });
         let settings = LinkSettings {
-            channels: &self.cfg.channels,
-            ice_servers: &servers,
+            channels: self.cfg.channels.clone(),
+            ice_servers: servers,
             policy: self.cfg.policy,
             max_message: self.cfg.max_message,
             window: self.cfg.window,
             chunk_size: self.cfg.chunk_size,
             connect_timeout: self.cfg.connect_timeout,
+            relay,
         };
-        WebLink::new(self.me.clone(), peer, conn, session, &settings).map_err(|e| js_error(&e))
+        WebLink::new(self.me.clone(), peer, conn, session, offerer, settings, rand::random()).map_err(|e| js_error(&e))
     }
 
     fn signal(&self, peer: PeerId, data: SignalData) {
@@ -589,8 +624,14 @@ impl Shared {
 
     /// Makes the link for `conn`, records it in the signaling state and
     /// returns its peer connection; `None` (logged) if the browser refuses.
-    fn install_link(&self, peer: PeerId, conn: ConnId, session: u32) -> Option<web_sys::RtcPeerConnection> {
-        let link = match self.new_link(peer, conn, session) {
+    fn install_link(
+        &self,
+        peer: PeerId,
+        conn: ConnId,
+        session: u32,
+        offerer: bool,
+    ) -> Option<web_sys::RtcPeerConnection> {
+        let link = match self.new_link(peer, conn, session, offerer) {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "cannot make a peer connection");
@@ -609,7 +650,28 @@ impl Shared {
             return;
         }
         let conn = ConnId::from_u64(rand::random::<u64>() | 1);
-        let Some(pc) = self.install_link(peer, conn, 0) else { return };
+        let Some(pc) = self.install_link(peer, conn, 0, true) else { return };
+        self.offer(peer, pc, 0);
+    }
+
+    /// Replaces the WebRTC session of the link to `peer` with a new one and
+    /// offers it (this side offers).
+    fn start_session(&self, peer: PeerId) {
+        let mut made = None;
+        self.apply(peer, |link, out| {
+            let id = link.session() + 1;
+            match link.new_session(id, out) {
+                Ok(pc) => made = Some((pc, id)),
+                Err(e) => tracing::warn!(%peer, error = %js_error(&e), "cannot make a new session"),
+            }
+        });
+        if let Some((pc, id)) = made {
+            self.offer(peer, pc, id);
+        }
+    }
+
+    /// Makes and sends the offer of session `session` on `pc`.
+    fn offer(&self, peer: PeerId, pc: web_sys::RtcPeerConnection, session: u32) {
         let weak = self.me.clone();
         spawn_local(async move {
             let offer = async {
@@ -620,8 +682,14 @@ impl Shared {
             };
             let result = offer.await;
             let Some(shared) = weak.upgrade() else { return };
+            if !shared.is_session(peer, session) {
+                return;
+            }
             match result {
-                Ok(sdp) => shared.signal(peer, SignalData::Offer { sdp, session: 0 }),
+                Ok(sdp) => {
+                    shared.signal(peer, SignalData::Offer { sdp, session });
+                    shared.apply(peer, WebLink::send_relay_key);
+                }
                 Err(e) => {
                     tracing::warn!(%peer, error = %js_error(&e), "offer failed");
                     shared.end_link(peer, DisconnectReason::Protocol(js_error(&e)));
@@ -630,7 +698,13 @@ impl Shared {
         });
     }
 
-    /// Answers an offer from `peer`.
+    /// Whether the link to `peer` is on WebRTC session `session`.
+    fn is_session(&self, peer: PeerId, session: u32) -> bool {
+        self.st.borrow().links.get(&peer).is_some_and(|l| l.session() == session)
+    }
+
+    /// Answers an offer from `peer`: a new link, or a new session of the
+    /// current one.
     fn on_offer(&self, peer: PeerId, conn: ConnId, sdp: String, session: u32) {
         let shares_room = self.st.borrow().rooms.values().any(|r| r.contains(&peer));
         if !shares_room {
@@ -639,24 +713,31 @@ impl Shared {
             }
             return;
         }
-        if let Some(old) = self.st.borrow().links.get(&peer)
-            && old.conn == conn
-            && old.session >= session
-        {
-            return;
-        }
-        // A new negotiation replaces the old link (the peer restarted).
-        self.end_link(peer, DisconnectReason::ClosedByPeer(Some("new connection".into())));
-        let Some(pc) = self.install_link(peer, conn, session) else { return };
+        let current = self.st.borrow().links.get(&peer).filter(|l| l.conn == conn).map(WebLink::session);
+        let pc = match current {
+            // A repeat, or an older session's offer.
+            Some(s) if s >= session => return,
+            Some(_) => {
+                let mut made = None;
+                self.apply(peer, |link, out| match link.new_session(session, out) {
+                    Ok(pc) => made = Some(pc),
+                    Err(e) => tracing::warn!(%peer, error = %js_error(&e), "cannot make a new session"),
+                });
+                made
+            }
+            None => {
+                // A new negotiation replaces the old link (the peer restarted).
+                self.end_link(peer, DisconnectReason::ClosedByPeer(Some("new connection".into())));
+                self.install_link(peer, conn, session, false)
+            }
+        };
+        let Some(pc) = pc else { return };
         let weak = self.me.clone();
         spawn_local(async move {
             let answer = async {
                 JsFuture::from(pc.set_remote_description(&link::description(RtcSdpType::Offer, &sdp))).await?;
                 if let Some(shared) = weak.upgrade() {
-                    shared.apply(peer, |link, out| {
-                        link.described();
-                        link.set_state(LinkState::Connecting, out);
-                    });
+                    shared.described(peer, session);
                 }
                 let answer = JsFuture::from(pc.create_answer()).await?;
                 let sdp = js_sys::Reflect::get(&answer, &JsValue::from_str("sdp"))?.as_string().unwrap_or_default();
@@ -665,25 +746,40 @@ impl Shared {
             };
             let result = answer.await;
             let Some(shared) = weak.upgrade() else { return };
+            if !shared.is_session(peer, session) {
+                return;
+            }
             match result {
-                Ok(sdp) => shared.signal(peer, SignalData::Answer { sdp, session }),
+                Ok(sdp) => {
+                    shared.signal(peer, SignalData::Answer { sdp, session });
+                    shared.apply(peer, WebLink::send_relay_key);
+                }
                 Err(e) => shared.refuse(peer, "offer", &e),
             }
         });
     }
 
-    fn on_answer(&self, peer: PeerId, sdp: String) {
-        let Some(pc) = self.st.borrow().links.get(&peer).map(WebLink::pc) else { return };
+    fn on_answer(&self, peer: PeerId, sdp: String, session: u32) {
+        let Some(pc) = self.st.borrow().links.get(&peer).filter(|l| l.session() == session).map(WebLink::pc) else {
+            return;
+        };
         let weak = self.me.clone();
         spawn_local(async move {
             let set = JsFuture::from(pc.set_remote_description(&link::description(RtcSdpType::Answer, &sdp))).await;
             let Some(shared) = weak.upgrade() else { return };
             match set {
-                Ok(_) => shared.apply(peer, |link, out| {
-                    link.described();
-                    link.set_state(LinkState::Connecting, out);
-                }),
-                Err(e) => shared.refuse(peer, "answer", &e),
+                Ok(_) => shared.described(peer, session),
+                Err(e) if shared.is_session(peer, session) => shared.refuse(peer, "answer", &e),
+                Err(_) => {}
+            }
+        });
+    }
+
+    /// Session `session` of the link to `peer` has its remote description.
+    fn described(&self, peer: PeerId, session: u32) {
+        self.apply(peer, |link, out| {
+            if link.session() == session {
+                link.described(out);
             }
         });
     }
@@ -692,6 +788,14 @@ impl Shared {
     fn on_server(&self, incoming: Incoming) {
         let msg = match incoming {
             Incoming::Message(m) => m,
+            Incoming::Relay { from, channel: RELAY_CHANNEL, payload } => {
+                self.link_input(from, None, Input::Relay(payload));
+                return;
+            }
+            Incoming::Relay { from, channel, .. } => {
+                tracing::debug!(%from, channel, "relay frame on an unknown channel dropped");
+                return;
+            }
             Incoming::Closed { code, reason } => {
                 let mut st = self.st.borrow_mut();
                 st.signaling = None;
@@ -729,7 +833,11 @@ impl Shared {
                 let known = self.st.borrow().links.get(&from).is_some_and(|l| l.conn == conn);
                 match data {
                     SignalData::Offer { sdp, session } => self.on_offer(from, conn, sdp, session),
-                    SignalData::Answer { sdp, .. } if known => self.on_answer(from, sdp),
+                    SignalData::Answer { sdp, session } if known => self.on_answer(from, sdp, session),
+                    SignalData::RelayKey { key, public_key, signature } if known => {
+                        self.apply(from, |link, out| link.on_relay_key(&key, &public_key, &signature, out));
+                    }
+                    SignalData::Restart if known => self.apply(from, WebLink::restart_requested),
                     SignalData::Candidate { candidate, mid } if known => {
                         self.apply(from, |link, _| link.remote_candidate(&candidate, mid.as_deref()));
                     }
@@ -775,9 +883,11 @@ impl Shared {
     }
 
     /// Something the browser reported about a link of session `session`.
-    pub(crate) fn link_input(&self, peer: PeerId, session: u32, input: Input) {
+    /// `session` is `None` for what concerns the link whatever its session
+    /// (its timer, the relay).
+    pub(crate) fn link_input(&self, peer: PeerId, session: Option<u32>, input: Input) {
         let app_full = self.st.borrow().unread > self.cfg.window / 2;
-        let current = self.st.borrow().links.get(&peer).is_some_and(|l| l.session == session);
+        let current = self.st.borrow().links.get(&peer).is_some_and(|l| session.is_none_or(|s| l.session() == s));
         if current {
             self.apply(peer, |link, out| link.handle(input, app_full, out));
         }
@@ -808,7 +918,7 @@ impl Shared {
         let Some(link) = st.links.get_mut(&peer) else { return };
         f(link, &mut out);
         let conn = link.conn.clone();
-        let session = link.session;
+        let session = link.session();
         let pc = link.pc();
         for effect in out {
             match effect {
@@ -833,6 +943,20 @@ impl Shared {
                         w.wake();
                     }
                 }
+                Effect::Relay(frame) => {
+                    if let Some(s) = &st.signaling {
+                        s.send_relay(peer, RELAY_CHANNEL, &frame);
+                    }
+                }
+                Effect::NewSession => {
+                    let weak = self.me.clone();
+                    // After this borrow of the node's state ends.
+                    spawn_local(async move {
+                        if let Some(shared) = weak.upgrade() {
+                            shared.start_session(peer);
+                        }
+                    });
+                }
                 Effect::Room => {
                     for w in st.room_wakers.drain(..) {
                         w.wake();
@@ -843,16 +967,20 @@ impl Shared {
                     let pc = pc.clone();
                     spawn_local(async move {
                         // The channels can open a moment before the stats name
-                        // the selected pair; ask again briefly before giving up.
+                        // the selected pair, or before a peer-reflexive
+                        // candidate's address shows; ask again briefly before
+                        // taking what there is.
                         let mut found = None;
                         for attempt in 0..PATH_READS {
                             if attempt > 0 {
                                 pause(PATH_READ_PAUSE).await;
                             }
                             let Ok(report) = JsFuture::from(pc.get_stats()).await else { return };
-                            found = link::selected_path(&report);
-                            if found.is_some() {
-                                break;
+                            if let Some((kind, rtt, settled)) = link::selected_path(&report) {
+                                found = Some((kind, rtt));
+                                if settled {
+                                    break;
+                                }
                             }
                         }
                         let (kind, rtt) = found.unwrap_or_else(|| {
@@ -860,7 +988,7 @@ impl Shared {
                             (crate::PathKind::Host, None)
                         });
                         if let Some(shared) = weak.upgrade() {
-                            shared.link_input(peer, session, Input::Path(kind, rtt));
+                            shared.link_input(peer, Some(session), Input::Path(kind, rtt));
                         }
                     });
                 }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use futures_channel::oneshot;
 use switchboard_proto::{ClientMessage, ConnId, Hello, PROTOCOL_VERSION, PeerId, ServerMessage, SignalData, Welcome};
-use switchboard_proto::{DecodeError, SignalRequest};
+use switchboard_proto::{DecodeError, RelayFrame, SignalRequest};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
@@ -21,6 +21,15 @@ type Answer = Result<ServerMessage, RequestError>;
 pub(crate) enum Incoming {
     /// A server message that answers no request.
     Message(ServerMessage),
+    /// A binary frame of the server relay from `from`.
+    Relay {
+        /// The sender.
+        from: PeerId,
+        /// The relay channel.
+        channel: u16,
+        /// The frame's payload.
+        payload: Vec<u8>,
+    },
     /// The connection ended.
     Closed {
         /// WebSocket close code.
@@ -64,8 +73,12 @@ impl Signaling {
             let (public_key, secret) = (identity.public_key_b64(), identity.clone());
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
                 let Some(this) = w.upgrade() else { return };
-                // Binary frames are the server relay's, which this backend does not use.
-                let Some(text) = e.data().as_string() else { return };
+                let data = e.data();
+                if let Some(buf) = data.dyn_ref::<js_sys::ArrayBuffer>() {
+                    this.on_binary(&js_sys::Uint8Array::new(buf).to_vec(), &*d);
+                    return;
+                }
+                let Some(text) = data.as_string() else { return };
                 this.on_text(&text, &public_key, &secret, auth_token.as_deref(), &*d);
             });
             let w = weak.clone();
@@ -159,6 +172,17 @@ impl Signaling {
         deliver(Incoming::Message(msg));
     }
 
+    /// A binary frame: the server relay's.
+    fn on_binary(&self, frame: &[u8], deliver: &dyn Fn(Incoming)) {
+        if !matches!(*self.phase.borrow(), Phase::Open) {
+            return;
+        }
+        match RelayFrame::decode(frame) {
+            Ok(f) => deliver(Incoming::Relay { from: f.peer, channel: f.channel, payload: f.payload.to_vec() }),
+            Err(e) => tracing::debug!(error = %e, "bad relay frame from the server"),
+        }
+    }
+
     fn on_close(&self, code: u16, reason: String, deliver: &dyn Fn(Incoming)) {
         let was = std::mem::replace(&mut *self.phase.borrow_mut(), Phase::Closed);
         for (_, tx) in self.pending.borrow_mut().drain() {
@@ -200,6 +224,17 @@ impl Signaling {
         let msg = ClientMessage::Signal(SignalRequest { id: None, to, conn: conn.clone(), data: data.into() });
         if let Err(e) = self.send(&msg) {
             tracing::warn!(error = %e, "signal not sent");
+        }
+    }
+
+    /// Sends `payload` to `to` through the server relay on `channel`.
+    pub(crate) fn send_relay(&self, to: PeerId, channel: u16, payload: &[u8]) {
+        if !matches!(*self.phase.borrow(), Phase::Open) {
+            return;
+        }
+        let frame = RelayFrame { peer: to, channel, payload }.encode();
+        if let Err(e) = self.ws.send_with_u8_array(&frame) {
+            tracing::debug!(error = %super::js_error(&e), "relay frame not sent");
         }
     }
 

@@ -14,5 +14,6 @@ mod backpressure;
 mod bad_input;
 mod disconnect;
 mod large_message;
+mod relay_first;
 mod request_response;
 mod two_nodes;

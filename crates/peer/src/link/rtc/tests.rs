@@ -10,6 +10,7 @@ use str0m::Candidate;
 
 use super::*;
 use crate::framing::MessageKind;
+use crate::link::relay;
 
 const LATENCY: Duration = Duration::from_millis(5);
 /// One way through the signaling server's relay.
