@@ -1,0 +1,80 @@
+//! A page whose UDP is blocked links with a native peer through the server
+//! relay; once UDP passes again, a new WebRTC session opens and the link
+//! moves to it, and chat goes on. Needs root (a NAT lab).
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::browser::{Driver, page_url, wait_for, web_pkg};
+use common::chaos::ChaosLab;
+use switchboard_natlab::{LabSpec, NatKind};
+
+const PATIENCE: Duration = Duration::from_secs(40);
+
+#[test]
+fn a_page_on_the_relay_moves_to_webrtc_when_udp_returns() {
+    let pkg = web_pkg();
+    let chaos = ChaosLab::build_with(
+        LabSpec::new().site(NatKind::Open, 1).site(NatKind::PortRestricted, 1),
+        &["--web-pkg", &pkg, "--no-turn-tcp"],
+    );
+    chaos.lab.set_udp_blocked(0, true).expect("block the page's UDP");
+    let browser_host = chaos.lab.peer(0, 0);
+    let sender_ns = chaos.lab.peer(1, 0).netns().clone();
+    let url = page_url(&chaos.url, "");
+    let server = chaos.url.clone();
+    let lab = &chaos.lab;
+    let (first, second) = browser_host.netns().run(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let driver = Driver::start();
+            let page = driver.browser().await;
+            page.goto(&url).await.expect("page loads");
+            let me = "return document.getElementById('status').dataset.peer ?? null;";
+            wait_for(&page, "its id", me, PATIENCE).await;
+            page.execute("document.getElementById('create').click();", vec![]).await.expect("click");
+            let room = "return document.getElementById('room').dataset.room ?? null;";
+            let room = wait_for(&page, "the room code", room, PATIENCE).await;
+            let room = room.as_str().expect("code").to_owned();
+
+            let mut chat = sender_ns
+                .command(env!("CARGO_BIN_EXE_switchboard"))
+                .args(["chat", &room, "--server", &server, "--wait", "40"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("switchboard chat starts in the sender's namespace");
+            let path = "const r = [...document.querySelectorAll('#peers tr')].find(r => \
+                 r.querySelector('.state').textContent === 'connected' && r.querySelector('.path').textContent); \
+                 return r ? r.querySelector('.path').textContent : null;";
+            let first = wait_for(&page, "the native peer connected", path, PATIENCE).await;
+
+            lab.set_udp_blocked(0, false).expect("let UDP pass");
+            let direct = "const r = [...document.querySelectorAll('#peers tr')].find(r => \
+                 r.querySelector('.state').textContent === 'connected'); \
+                 const p = r && r.querySelector('.path').textContent; \
+                 return p && p !== 'server relay' ? p : null;";
+            let second = wait_for(&page, "a WebRTC path once UDP passes", direct, PATIENCE).await;
+
+            let stdin = chat.stdin.as_mut().expect("stdin");
+            writeln!(stdin, "after the move").expect("write");
+            stdin.flush().expect("flush");
+            wait_for(
+                &page,
+                "the native line after the move",
+                "return document.getElementById('log').textContent.includes('after the move') ? true : null;",
+                PATIENCE,
+            )
+            .await;
+            page.close().await.expect("session ends");
+            let _ = chat.kill();
+            let _ = chat.wait();
+            (first, second)
+        })
+    });
+    assert_eq!(first, "server relay", "no UDP at the page: the server relay carries the link");
+    assert!(matches!(second.as_str(), Some("host" | "server-reflexive" | "relayed")), "then WebRTC: {second}");
+}
