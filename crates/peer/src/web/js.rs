@@ -14,6 +14,11 @@
 //! }
 //! ```
 //!
+//! Options: `channels` (`label`, `reliable`, `ordered`), `iceServers`,
+//! `icePolicy` (`"all"` or `"relay"`), `maxMessageSize` and `serverRelayMs`
+//! (how long a link goes without a WebRTC path before the server relay
+//! carries it; `null` never relays).
+//!
 //! Every event is a plain object with a `type`: `peer_joined`, `peer_left`,
 //! `link_state`, `peer_connected` (`path`, `rtt_ms`), `path_changed`,
 //! `peer_disconnected` (`reason`), `message` (`channel`, `room`, `data` as
@@ -112,6 +117,14 @@ fn configure(mut b: super::NodeBuilder, options: &JsValue) -> Result<super::Node
     if let Some(n) = get(options, "maxMessageSize").and_then(|v| v.as_f64()) {
         b = b.max_message_size(n as usize);
     }
+    match get(options, "serverRelayMs") {
+        None => {}
+        Some(v) if v.is_null() || v.as_bool() == Some(false) => b = b.server_relay(None),
+        Some(v) => match v.as_f64() {
+            Some(ms) if ms.is_finite() && ms >= 0.0 => b = b.server_relay(Some(Duration::from_millis(ms as u64))),
+            _ => return Err(err("serverRelayMs: expected milliseconds (0 or more), or null for no server relay")),
+        },
+    }
     Ok(b)
 }
 
@@ -167,7 +180,7 @@ impl SwitchboardNode {
     /// Connects to the signaling server at `url`. `options`:
     /// `{ channels: [{ label, reliable = true, ordered }], iceServers:
     /// [{ urls, username, credential }], icePolicy: "all" | "relay",
-    /// maxMessageSize }`. Resolves to a node.
+    /// maxMessageSize, serverRelayMs = 5000 | null }`. Resolves to a node.
     pub fn start(url: String, options: JsValue) -> Promise {
         future_to_promise(async move {
             let builder = configure(Node::builder().signaling(url), &options)?;

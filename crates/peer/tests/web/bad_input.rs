@@ -1,10 +1,10 @@
 //! Bad settings and bad calls get clear errors, and the node stays usable.
 
 use switchboard::proto::RoomCode;
-use switchboard::{ChannelConfig, Node, RoomError, SendError, StartError};
+use switchboard::{ChannelConfig, Node, RoomError, SendError, StartError, SwitchboardNode};
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use crate::common::{start, within};
+use crate::common::{signaling, start, within};
 
 #[wasm_bindgen_test]
 async fn bad_settings_and_calls_get_errors() {
@@ -18,6 +18,13 @@ async fn bad_settings_and_calls_get_errors() {
     // Nothing listens on the discard port of loopback.
     let refused = within("refused start", Node::builder().signaling("ws://127.0.0.1:9/ws").start()).await;
     assert!(matches!(refused, Err(StartError::Signaling(_))), "{refused:?}");
+
+    // The JavaScript bindings check their options before connecting.
+    let options = js_sys::JSON::parse(r#"{"serverRelayMs": "soon"}"#).expect("json");
+    let started = wasm_bindgen_futures::JsFuture::from(SwitchboardNode::start(signaling().into(), options)).await;
+    let error = started.expect_err("a bad option is refused");
+    let message = js_sys::Reflect::get(&error, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_default();
+    assert!(message.contains("serverRelayMs"), "{message}");
 
     let node = start(Node::builder()).await;
     let missing: RoomCode = "ZZZZZZ".parse().expect("a well-formed code");
