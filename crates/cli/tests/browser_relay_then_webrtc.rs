@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::browser::{Driver, page_url, wait_for, web_pkg};
+use common::browser::{CONNECTED_PATH, Driver, page_creates_room, page_url, wait_for, web_pkg};
 use common::chaos::ChaosLab;
 use switchboard_natlab::{LabSpec, NatKind};
 
@@ -32,13 +32,7 @@ fn a_page_on_the_relay_moves_to_webrtc_when_udp_returns() {
         rt.block_on(async move {
             let driver = Driver::start();
             let page = driver.browser().await;
-            page.goto(&url).await.expect("page loads");
-            let me = "return document.getElementById('status').dataset.peer ?? null;";
-            wait_for(&page, "its id", me, PATIENCE).await;
-            page.execute("document.getElementById('create').click();", vec![]).await.expect("click");
-            let room = "return document.getElementById('room').dataset.room ?? null;";
-            let room = wait_for(&page, "the room code", room, PATIENCE).await;
-            let room = room.as_str().expect("code").to_owned();
+            let room = page_creates_room(&page, &url, PATIENCE).await;
 
             let mut chat = sender_ns
                 .command(env!("CARGO_BIN_EXE_switchboard"))
@@ -47,10 +41,7 @@ fn a_page_on_the_relay_moves_to_webrtc_when_udp_returns() {
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("switchboard chat starts in the sender's namespace");
-            let path = "const r = [...document.querySelectorAll('#peers tr')].find(r => \
-                 r.querySelector('.state').textContent === 'connected' && r.querySelector('.path').textContent); \
-                 return r ? r.querySelector('.path').textContent : null;";
-            let first = wait_for(&page, "the native peer connected", path, PATIENCE).await;
+            let first = wait_for(&page, "the native peer connected", CONNECTED_PATH, PATIENCE).await;
 
             lab.set_udp_blocked(0, false).expect("let UDP pass");
             let direct = "const r = [...document.querySelectorAll('#peers tr')].find(r => \

@@ -9,7 +9,9 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::browser::{Driver, page_url, random_file, wait_for, web_pkg};
+use common::browser::{
+    CONNECTED_PATH, Driver, RECEIVED_FILE, page_creates_room, page_url, random_file, wait_for, web_pkg,
+};
 use common::chaos::ChaosLab;
 use common::wait;
 use switchboard_natlab::{LabSpec, NatKind};
@@ -35,13 +37,7 @@ fn a_page_without_udp_receives_a_file_through_the_server_relay() {
         rt.block_on(async move {
             let driver = Driver::start();
             let page = driver.browser().await;
-            page.goto(&url).await.expect("page loads");
-            let me = "return document.getElementById('status').dataset.peer ?? null;";
-            wait_for(&page, "its id", me, PATIENCE).await;
-            page.execute("document.getElementById('create').click();", vec![]).await.expect("click");
-            let room = "return document.getElementById('room').dataset.room ?? null;";
-            let room = wait_for(&page, "the room code", room, PATIENCE).await;
-            let room = room.as_str().expect("code").to_owned();
+            let room = page_creates_room(&page, &url, PATIENCE).await;
 
             let send = sender_ns
                 .command(env!("CARGO_BIN_EXE_switchboard"))
@@ -50,14 +46,9 @@ fn a_page_without_udp_receives_a_file_through_the_server_relay() {
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("switchboard send starts in the sender's namespace");
-            let connected = "const r = [...document.querySelectorAll('#peers tr')].find(r => \
-                 r.querySelector('.state').textContent === 'connected' && r.querySelector('.path').textContent); \
-                 return r ? r.querySelector('.path').textContent : null;";
-            let path_kind = wait_for(&page, "the native peer connected", connected, PATIENCE).await;
+            let path_kind = wait_for(&page, "the native peer connected", CONNECTED_PATH, PATIENCE).await;
             let (status, _) = tokio::task::spawn_blocking(move || wait(send)).await.expect("wait");
-            let received = "const li = document.querySelector('#received li[data-status]'); \
-                 return li ? { status: li.dataset.status, sha256: li.dataset.sha256 } : null;";
-            let received = wait_for(&page, "the received file", received, PATIENCE).await;
+            let received = wait_for(&page, "the received file", RECEIVED_FILE, PATIENCE).await;
             page.close().await.expect("session ends");
             (path_kind, status, received)
         })

@@ -137,6 +137,26 @@ pub async fn wait_for(client: &Client, what: &str, script: &str, within: Duratio
     }
 }
 
+/// Script: the path the page shows for the first connected peer, or `null`.
+pub const CONNECTED_PATH: &str = "const r = [...document.querySelectorAll('#peers tr')].find(r => \
+     r.querySelector('.state').textContent === 'connected' && r.querySelector('.path').textContent); \
+     return r ? r.querySelector('.path').textContent : null;";
+
+/// Script: the first received file's `{ status, sha256 }`, or `null`.
+pub const RECEIVED_FILE: &str = "const li = document.querySelector('#received li[data-status]'); \
+     return li ? { status: li.dataset.status, sha256: li.dataset.sha256 } : null;";
+
+/// Opens the page at `url`, waits for its peer id, creates a room there
+/// and returns the room's code.
+pub async fn page_creates_room(page: &Client, url: &str, within: Duration) -> String {
+    page.goto(url).await.expect("page loads");
+    wait_for(page, "its id", "return document.getElementById('status').dataset.peer ?? null;", within).await;
+    page.execute("document.getElementById('create').click();", vec![]).await.expect("click");
+    let room = "return document.getElementById('room').dataset.room ?? null;";
+    let room = wait_for(page, "the room code", room, within).await;
+    room.as_str().expect("code").to_owned()
+}
+
 /// Once a peer's row shows it connected with its path: `{ state, path }`.
 pub fn row_state(peer: &str) -> String {
     format!(

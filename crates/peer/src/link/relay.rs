@@ -69,6 +69,38 @@ pub(crate) fn relay_chunk(slot: usize, chunk: &[u8]) -> Vec<u8> {
     plain
 }
 
+/// What an opened relay frame holds.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Relayed<'a> {
+    /// A chunk of channel `slot`.
+    Chunk {
+        /// The channel.
+        slot: usize,
+        /// The chunk, framed as on a data channel.
+        chunk: &'a [u8],
+    },
+    /// A control message.
+    Control(&'a [u8]),
+    /// A probe.
+    Probe(&'a [u8]),
+}
+
+impl<'a> Relayed<'a> {
+    /// Reads an opened frame; `None` for an unknown kind or a cut frame.
+    pub(crate) fn parse(plain: &'a [u8]) -> Option<Self> {
+        let (&kind, rest) = plain.split_first()?;
+        match kind {
+            RELAY_DATA if rest.len() >= 2 => {
+                let slot = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+                Some(Relayed::Chunk { slot, chunk: &rest[2..] })
+            }
+            RELAY_CONTROL => Some(Relayed::Control(rest)),
+            RELAY_PROBE => Some(Relayed::Probe(rest)),
+            _ => None,
+        }
+    }
+}
+
 /// Domain separation of the signed relay key.
 const KEY_CONTEXT: &[u8] = b"switchboard/v1 relay key\n";
 /// Bytes a sealed frame adds: counter and tag.
@@ -216,6 +248,99 @@ impl Sealer {
     }
 }
 
+/// Which way a link's data goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Carrier {
+    /// The WebRTC session's data channels.
+    Rtc,
+    /// Sealed frames through the signaling server.
+    Relay,
+}
+
+/// The server relay of one link: the key agreement, the sealer once the
+/// keys are agreed, and the pace.
+pub(crate) struct RelayCarrier {
+    pub(crate) setup: RelaySetup,
+    handshake: Handshake,
+    sealer: Option<Sealer>,
+    pacer: Pacer,
+    /// The other side's key last completed, to answer a new one once.
+    their_key: Option<String>,
+    key_sent: bool,
+}
+
+impl RelayCarrier {
+    /// The relay of a link starting at `now`; `random` seeds the ephemeral key.
+    pub(crate) fn new(now: Instant, setup: RelaySetup, random: [u8; 32]) -> Self {
+        RelayCarrier {
+            handshake: Handshake::new(random, setup.local, setup.remote),
+            pacer: Pacer::new(now, setup.bytes_per_sec, setup.frames_per_sec),
+            setup,
+            sealer: None,
+            their_key: None,
+            key_sent: false,
+        }
+    }
+
+    /// Both sides' keys are agreed: frames can be sealed and opened.
+    pub(crate) fn ready(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// This side's key signal, the first time only.
+    pub(crate) fn first_key(&mut self) -> Option<SignalData> {
+        if self.key_sent {
+            return None;
+        }
+        self.key_sent = true;
+        Some(self.handshake.signal(&self.setup.identity))
+    }
+
+    /// Takes the other side's key. Returns this side's key again when the
+    /// other side made a new link (a second, different key), which needs it.
+    pub(crate) fn accept_key(
+        &mut self,
+        key: &str,
+        public_key: &str,
+        signature: &str,
+    ) -> Result<Option<SignalData>, RelayKeyError> {
+        if self.their_key.as_deref() == Some(key) {
+            return Ok(None);
+        }
+        let sealer = self.handshake.complete(key, public_key, signature)?;
+        let again = self.their_key.is_some();
+        self.sealer = Some(sealer);
+        self.their_key = Some(key.to_owned());
+        Ok(again.then(|| self.handshake.signal(&self.setup.identity)))
+    }
+
+    /// Seals a data frame if the pace allows it now.
+    pub(crate) fn seal_data(&mut self, now: Instant, plain: &[u8]) -> Option<Vec<u8>> {
+        let sealer = self.sealer.as_mut()?;
+        self.pacer.admit(now, plain.len()).then(|| sealer.seal(plain))
+    }
+
+    /// Seals a small frame (control, probe) of `kind` whatever the pace.
+    pub(crate) fn seal_small(&mut self, now: Instant, kind: u8, body: &[u8]) -> Option<Vec<u8>> {
+        let sealer = self.sealer.as_mut()?;
+        let mut plain = Vec::with_capacity(1 + body.len());
+        plain.push(kind);
+        plain.extend_from_slice(body);
+        self.pacer.force(now, plain.len());
+        Some(sealer.seal(&plain))
+    }
+
+    /// Opens a frame from the other side (`None` before the keys are agreed).
+    pub(crate) fn open(&mut self, frame: &[u8]) -> Option<Result<Vec<u8>, OpenError>> {
+        Some(self.sealer.as_mut()?.open(frame))
+    }
+
+    /// When a data frame of `len` bytes will fit the pace.
+    pub(crate) fn ready_at(&self, len: usize) -> Instant {
+        self.pacer.ready_at(len)
+    }
+}
+
 /// Paces relayed frames under the server's limits: a token bucket for
 /// bytes and one for frames, each with a one-second burst.
 #[derive(Debug)]
@@ -321,6 +446,17 @@ mod tests {
         let (_, p, s) = keys(&sb);
         assert_eq!(ha.complete(k, p, s).err(), Some(RelayKeyError::NotSigned));
         assert_eq!(ha.complete("??", p, s).err(), Some(RelayKeyError::Malformed("key")));
+    }
+
+    #[test]
+    fn opened_frames_read_back_by_kind() {
+        let chunk = relay_chunk(3, b"abc");
+        assert_eq!(Relayed::parse(&chunk), Some(Relayed::Chunk { slot: 3, chunk: b"abc" }));
+        assert_eq!(Relayed::parse(&[RELAY_CONTROL, 9]), Some(Relayed::Control(&[9])));
+        assert_eq!(Relayed::parse(&[RELAY_PROBE]), Some(Relayed::Probe(&[])));
+        assert_eq!(Relayed::parse(&[RELAY_DATA, 1]), None, "a chunk without its slot");
+        assert_eq!(Relayed::parse(&[7, 1, 2]), None, "an unknown kind");
+        assert_eq!(Relayed::parse(&[]), None);
     }
 
     #[test]

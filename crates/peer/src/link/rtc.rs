@@ -25,7 +25,7 @@ use super::control::{self, Control};
 use super::quality::{self, QualityMeter};
 use super::recovery::Recovery;
 use super::relay::{
-    Handshake, Pacer, RELAY_CONTROL, RELAY_DATA, RELAY_FRAMING, RELAY_PROBE, RelaySetup, Sealer, relay_chunk,
+    Carrier, RELAY_CONTROL, RELAY_FRAMING, RELAY_PROBE, RelayCarrier, RelaySetup, Relayed, relay_chunk,
 };
 use super::state::StateMachine;
 use super::{DisconnectReason, LinkState, LinkStats, PathKind, Quality};
@@ -259,26 +259,6 @@ pub(crate) struct LinkCore {
     beacons: Option<Beacons>,
     /// When a beacon was last reported as [`Output::PathHeard`].
     beacon_reported: Option<Instant>,
-}
-
-/// Which way a link's data goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Carrier {
-    /// The WebRTC session's data channels.
-    Rtc,
-    /// Sealed frames through the signaling server.
-    Relay,
-}
-
-/// The server relay of one link.
-struct RelayCarrier {
-    setup: RelaySetup,
-    handshake: Handshake,
-    sealer: Option<Sealer>,
-    pacer: Pacer,
-    /// The other side's key last completed, to answer a new one once.
-    their_key: Option<String>,
-    key_sent: bool,
 }
 
 impl LinkCore {
@@ -1549,24 +1529,16 @@ impl LinkCore {
 
     /// Sends a relay data frame if the pace allows.
     fn relay_data(&mut self, plain: Vec<u8>) -> bool {
-        let Some(r) = &mut self.relay else { return false };
-        let Some(sealer) = &mut r.sealer else { return false };
-        if !r.pacer.admit(self.now, plain.len()) {
-            return false;
-        }
-        self.queue.push_back(Output::Relay(sealer.seal(&plain)));
+        let Some(frame) = self.relay.as_mut().and_then(|r| r.seal_data(self.now, &plain)) else { return false };
+        self.queue.push_back(Output::Relay(frame));
         true
     }
 
     /// Sends a small relay frame (control, probe) whatever the pace.
     fn relay_send(&mut self, kind: u8, body: &[u8]) {
-        let Some(r) = &mut self.relay else { return };
-        let Some(sealer) = &mut r.sealer else { return };
-        let mut plain = Vec::with_capacity(1 + body.len());
-        plain.push(kind);
-        plain.extend_from_slice(body);
-        r.pacer.force(self.now, plain.len());
-        self.queue.push_back(Output::Relay(sealer.seal(&plain)));
+        if let Some(frame) = self.relay.as_mut().and_then(|r| r.seal_small(self.now, kind, body)) {
+            self.queue.push_back(Output::Relay(frame));
+        }
     }
 
     /// Lets the server relay carry this link when WebRTC cannot: `random`
@@ -1575,9 +1547,7 @@ impl LinkCore {
         if self.cfg.raw {
             return;
         }
-        let handshake = Handshake::new(random, setup.local, setup.remote);
-        let pacer = Pacer::new(self.now, setup.bytes_per_sec, setup.frames_per_sec);
-        self.relay = Some(RelayCarrier { setup, handshake, sealer: None, pacer, their_key: None, key_sent: false });
+        self.relay = Some(RelayCarrier::new(self.now, setup, random));
         if self.described {
             self.send_relay_key();
         }
@@ -1585,11 +1555,7 @@ impl LinkCore {
 
     /// Sends this side's relay key, once.
     fn send_relay_key(&mut self) {
-        if let Some(r) = &mut self.relay
-            && !r.key_sent
-        {
-            r.key_sent = true;
-            let signal = r.handshake.signal(&r.setup.identity);
+        if let Some(signal) = self.relay.as_mut().and_then(RelayCarrier::first_key) {
             self.queue.push_back(Output::Signal(signal));
         }
     }
@@ -1597,17 +1563,10 @@ impl LinkCore {
     /// The other side's relay key.
     fn on_relay_key(&mut self, key: &str, public_key: &str, signature: &str) {
         let Some(r) = &mut self.relay else { return };
-        if r.their_key.as_deref() == Some(key) {
-            return;
-        }
-        match r.handshake.complete(key, public_key, signature) {
-            Ok(sealer) => {
-                let again = r.their_key.is_some();
-                r.sealer = Some(sealer);
-                r.their_key = Some(key.to_owned());
-                if again {
-                    // The other side made a new link: it needs our key too.
-                    let signal = r.handshake.signal(&r.setup.identity);
+        match r.accept_key(key, public_key, signature) {
+            Ok(again) => {
+                // The other side made a new link: it needs our key too.
+                if let Some(signal) = again {
                     self.queue.push_back(Output::Signal(signal));
                 }
                 self.maybe_go_relay();
@@ -1622,24 +1581,18 @@ impl LinkCore {
         if self.ended {
             return;
         }
-        let Some(sealer) = self.relay.as_mut().and_then(|r| r.sealer.as_mut()) else { return };
-        let plain = match sealer.open(frame) {
+        let Some(opened) = self.relay.as_mut().and_then(|r| r.open(frame)) else { return };
+        let plain = match opened {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(error = %e, "relayed frame refused");
                 return;
             }
         };
-        let Some((&kind, rest)) = plain.split_first() else { return };
-        match kind {
-            RELAY_DATA if rest.len() >= 2 => {
-                let slot = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
-                if slot < self.slots.len() {
-                    self.on_chunk(slot, &rest[2..]);
-                }
-            }
-            RELAY_CONTROL => self.on_control(rest),
-            RELAY_PROBE => self.on_probe(rest, Carrier::Relay),
+        match Relayed::parse(&plain) {
+            Some(Relayed::Chunk { slot, chunk }) if slot < self.slots.len() => self.on_chunk(slot, chunk),
+            Some(Relayed::Control(msg)) => self.on_control(msg),
+            Some(Relayed::Probe(msg)) => self.on_probe(msg, Carrier::Relay),
             _ => {}
         }
     }
@@ -1651,7 +1604,7 @@ impl LinkCore {
             return;
         }
         let Some(r) = &self.relay else { return };
-        let due = r.sealer.is_some() && self.now >= self.rtc_down_since + r.setup.after;
+        let due = r.ready() && self.now >= self.rtc_down_since + r.setup.after;
         if !due || !matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting) {
             return;
         }
@@ -1688,11 +1641,10 @@ impl LinkCore {
         let r = self.relay.as_ref()?;
         if self.carrier == Carrier::Relay {
             let waiting = !self.outbox.is_empty() || self.retained.next_resend().is_some();
-            return waiting.then(|| r.pacer.ready_at(self.chunk_max() + 3));
+            return waiting.then(|| r.ready_at(self.chunk_max() + 3));
         }
-        let waiting = r.sealer.is_some()
-            && !self.rtc_up
-            && matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting);
+        let waiting =
+            r.ready() && !self.rtc_up && matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting);
         waiting.then_some(self.rtc_down_since + r.setup.after)
     }
 }

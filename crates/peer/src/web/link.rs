@@ -35,9 +35,7 @@ use super::Shared;
 use crate::channel::ChannelConfig;
 use crate::framing::{Delivered, OutMessage};
 use crate::link::control::{CONTROL_LABEL, PROBE_LABEL, control_stream, probe_stream};
-use crate::link::relay::{
-    self, Handshake, Pacer, RELAY_CONTROL, RELAY_DATA, RELAY_FRAMING, RELAY_PROBE, RelaySetup, Sealer,
-};
+use crate::link::relay::{self, Carrier, RELAY_CONTROL, RELAY_FRAMING, RELAY_PROBE, RelayCarrier, RelaySetup, Relayed};
 use crate::link::state::StateMachine;
 use crate::link::transfer::{Counters, Lane, Transfer, Wire};
 use crate::{DisconnectReason, IcePolicy, IceServer, LinkState, LinkStats, PathKind};
@@ -102,26 +100,6 @@ pub(crate) enum Effect {
     Relay(Vec<u8>),
     /// Start a new WebRTC session (this side offers).
     NewSession,
-}
-
-/// Which way a link's data goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Carrier {
-    /// The current session's data channels.
-    Rtc,
-    /// Sealed frames through the signaling server.
-    Relay,
-}
-
-/// The server relay of one link.
-struct RelayCarrier {
-    setup: RelaySetup,
-    handshake: Handshake,
-    sealer: Option<Sealer>,
-    pacer: Pacer,
-    /// The other side's key last completed, to answer a new one once.
-    their_key: Option<String>,
-    key_sent: bool,
 }
 
 /// Settings a link takes from its node.
@@ -363,14 +341,7 @@ impl WebLink {
             Some(r) => settings.chunk_size.min(r.max_payload.saturating_sub(RELAY_FRAMING)).max(1024),
             None => settings.chunk_size,
         };
-        let relay = settings.relay.clone().map(|setup| RelayCarrier {
-            handshake: Handshake::new(random, setup.local, setup.remote),
-            pacer: Pacer::new(now, setup.bytes_per_sec, setup.frames_per_sec),
-            setup,
-            sealer: None,
-            their_key: None,
-            key_sent: false,
-        });
+        let relay = settings.relay.clone().map(|setup| RelayCarrier::new(now, setup, random));
         Ok(WebLink {
             peer,
             conn,
@@ -512,30 +483,17 @@ impl WebLink {
     /// Sends this side's relay key, once (after the first offer or answer,
     /// so that the other side knows the link).
     pub(crate) fn send_relay_key(&mut self, out: &mut Vec<Effect>) {
-        if let Some(r) = &mut self.relay
-            && !r.key_sent
-        {
-            r.key_sent = true;
-            out.push(Effect::Signal(r.handshake.signal(&r.setup.identity)));
+        if let Some(signal) = self.relay.as_mut().and_then(RelayCarrier::first_key) {
+            out.push(Effect::Signal(signal));
         }
     }
 
     /// The other side's relay key.
     pub(crate) fn on_relay_key(&mut self, key: &str, public_key: &str, signature: &str, out: &mut Vec<Effect>) {
         let Some(r) = &mut self.relay else { return };
-        if r.their_key.as_deref() == Some(key) {
-            return;
-        }
-        match r.handshake.complete(key, public_key, signature) {
-            Ok(sealer) => {
-                let again = r.their_key.is_some();
-                r.sealer = Some(sealer);
-                r.their_key = Some(key.to_owned());
-                if again {
-                    // The other side made a new link: it needs our key too.
-                    out.push(Effect::Signal(r.handshake.signal(&r.setup.identity)));
-                }
-            }
+        match r.accept_key(key, public_key, signature) {
+            // The other side made a new link: it needs our key too.
+            Ok(again) => out.extend(again.map(Effect::Signal)),
             Err(e) => tracing::warn!(peer = %self.peer, error = %e, "relay key refused"),
         }
         self.maybe_go_relay(Instant::now(), out);
@@ -659,24 +617,20 @@ impl WebLink {
 
     /// A sealed frame from the server relay; `false` when it ended the link.
     fn on_relay_frame(&mut self, now: Instant, frame: &[u8], app_full: bool, out: &mut Vec<Effect>) -> bool {
-        let Some(sealer) = self.relay.as_mut().and_then(|r| r.sealer.as_mut()) else { return true };
-        let plain = match sealer.open(frame) {
+        let Some(opened) = self.relay.as_mut().and_then(|r| r.open(frame)) else { return true };
+        let plain = match opened {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "relayed frame refused");
                 return true;
             }
         };
-        let Some((&kind, rest)) = plain.split_first() else { return true };
-        match kind {
-            RELAY_DATA if rest.len() >= 2 => {
-                let slot = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
-                if slot < self.settings.channels.len() {
-                    return self.on_chunk(now, slot, &rest[2..], app_full, out);
-                }
+        match Relayed::parse(&plain) {
+            Some(Relayed::Chunk { slot, chunk }) if slot < self.settings.channels.len() => {
+                return self.on_chunk(now, slot, chunk, app_full, out);
             }
-            RELAY_CONTROL => self.transfer.receive_control(rest),
-            RELAY_PROBE => self.transfer.receive_probe(now, rest),
+            Some(Relayed::Control(msg)) => self.transfer.receive_control(msg),
+            Some(Relayed::Probe(msg)) => self.transfer.receive_probe(now, msg),
             _ => {}
         }
         true
@@ -752,7 +706,7 @@ impl WebLink {
             return;
         }
         let Some(r) = &self.relay else { return };
-        let due = r.sealer.is_some() && now >= self.rtc_down_since + r.setup.after;
+        let due = r.ready() && now >= self.rtc_down_since + r.setup.after;
         if !due || !matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting) {
             return;
         }
@@ -775,11 +729,10 @@ impl WebLink {
         let r = self.relay.as_ref()?;
         if self.carrier == Carrier::Relay {
             let chunk = self.settings.chunk_size.min(r.setup.max_payload) + 3;
-            return self.transfer.pending().then(|| r.pacer.ready_at(chunk));
+            return self.transfer.pending().then(|| r.ready_at(chunk));
         }
-        let waiting = r.sealer.is_some()
-            && !self.rtc_up
-            && matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting);
+        let waiting =
+            r.ready() && !self.rtc_up && matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting);
         waiting.then_some(self.rtc_down_since + r.setup.after)
     }
 
@@ -805,8 +758,8 @@ impl WebLink {
                     }
                     Carrier::Relay => {
                         let kind = if lane == Lane::Control { RELAY_CONTROL } else { RELAY_PROBE };
-                        if let Some(r) = &mut self.relay {
-                            r.send_small(now, kind, &msg, out);
+                        if let Some(frame) = self.relay.as_mut().and_then(|r| r.seal_small(now, kind, &msg)) {
+                            out.push(Effect::Relay(frame));
                         }
                     }
                 }
@@ -873,18 +826,6 @@ impl Drop for WebLink {
     }
 }
 
-impl RelayCarrier {
-    /// Sends a small frame (control, probe) whatever the pace.
-    fn send_small(&mut self, now: Instant, kind: u8, body: &[u8], out: &mut Vec<Effect>) {
-        let Some(sealer) = &mut self.sealer else { return };
-        let mut plain = Vec::with_capacity(1 + body.len());
-        plain.push(kind);
-        plain.extend_from_slice(body);
-        self.pacer.force(now, plain.len());
-        out.push(Effect::Relay(sealer.seal(&plain)));
-    }
-}
-
 /// The declared channels of the current session as the transfer's wire.
 struct Channels<'a> {
     channels: &'a [RtcDataChannel],
@@ -909,12 +850,8 @@ struct RelayWire<'a> {
 
 impl Wire for RelayWire<'_> {
     fn write(&mut self, slot: usize, chunk: &[u8]) -> bool {
-        let Some(sealer) = &mut self.relay.sealer else { return false };
-        let plain = relay::relay_chunk(slot, chunk);
-        if !self.relay.pacer.admit(self.now, plain.len()) {
-            return false;
-        }
-        self.out.push(Effect::Relay(sealer.seal(&plain)));
+        let Some(frame) = self.relay.seal_data(self.now, &relay::relay_chunk(slot, chunk)) else { return false };
+        self.out.push(Effect::Relay(frame));
         true
     }
 }

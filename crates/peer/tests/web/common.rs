@@ -79,6 +79,12 @@ pub async fn next_message(node: &Node) -> Message {
 
 /// Two nodes from `builder` in a new room, linked to each other.
 pub async fn pair(builder: impl Fn() -> NodeBuilder) -> (Node, Node, RoomCode) {
+    pair_over(builder, PathKind::Host, "two nodes in one page link over loopback host candidates").await
+}
+
+/// Two nodes from `builder` in a new room, linked to each other over a
+/// path of kind `expected` (`why` says why).
+pub async fn pair_over(builder: impl Fn() -> NodeBuilder, expected: PathKind, why: &str) -> (Node, Node, RoomCode) {
     let a = start(builder()).await;
     let room = within("create room", a.create_room(None, None)).await.expect("room created");
     within("a joins", a.join(room)).await.expect("a joins");
@@ -90,7 +96,7 @@ pub async fn pair(builder: impl Fn() -> NodeBuilder) -> (Node, Node, RoomCode) {
             _ => None,
         })
         .await;
-        assert_eq!(path, PathKind::Host, "two nodes in one page link over loopback host candidates");
+        assert_eq!(path, expected, "{why}");
     }
     (a, b, room)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use switchboard::{Event, Node, PathKind};
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use crate::common::{start, wait_for, within};
+use crate::common::{next_message, pair_over, within};
 
 /// Messages sent while the link moves, and their size: enough that some
 /// go by each carrier under the relay's pace.
@@ -17,19 +17,8 @@ const SIZE: usize = 4 << 10;
 #[wasm_bindgen_test]
 async fn the_relay_carries_first_then_webrtc_and_nothing_is_lost() {
     let builder = || Node::builder().server_relay(Some(Duration::ZERO));
-    let a = start(builder()).await;
-    let room = within("create room", a.create_room(None, None)).await.expect("room created");
-    within("a joins", a.join(room)).await.expect("a joins");
-    let b = start(builder()).await;
-    within("b joins", b.join(room)).await.expect("b joins");
-    for (node, other) in [(&a, b.id()), (&b, a.id())] {
-        let path = wait_for(node, "peer connected", |e| match e {
-            Event::PeerConnected { peer, path, .. } if peer == other => Some(path),
-            _ => None,
-        })
-        .await;
-        assert_eq!(path, PathKind::Server, "keys agree before WebRTC is up, so the relay carries first");
-    }
+    let why = "keys agree before WebRTC is up, so the relay carries first";
+    let (a, b, _) = pair_over(builder, PathKind::Server, why).await;
 
     for i in 0..MESSAGES {
         let mut data = vec![0u8; SIZE];
@@ -61,7 +50,7 @@ async fn the_relay_carries_first_then_webrtc_and_nothing_is_lost() {
 
     // The link works on after the move, both ways.
     within("b answers", b.send(a.id(), "reliable", &b"after the move"[..])).await.expect("b sends");
-    let m = crate::common::next_message(&a).await;
+    let m = next_message(&a).await;
     assert_eq!(&m.data[..], b"after the move");
     a.close().await;
     b.close().await;
