@@ -8,11 +8,8 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::browser::{
-    CONNECTED_PATH, RECEIVED_FILE, firefox_capabilities, page_creates_room, page_url, random_file, wait_for, web_pkg,
-};
+use common::browser::{firefox_capabilities, page_creates_room, page_receives_file, page_url, random_file, web_pkg};
 use common::chaos::ChaosLab;
-use common::wait;
 use fantoccini::ClientBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 use switchboard_natlab::{LabSpec, NatKind};
@@ -59,18 +56,9 @@ fn a_firefox_page_receives_a_file_from_a_native_peer_behind_a_nat() {
                 .expect("a Firefox session");
             let room = page_creates_room(&page, &url, PATIENCE).await;
 
-            let send = sender_ns
-                .command(env!("CARGO_BIN_EXE_switchboard"))
-                .args(["send", &room, path.to_str().expect("utf-8"), "--server", &server, "--wait", "30"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("switchboard send starts in the sender's namespace");
-            let path_kind = wait_for(&page, "the native peer connected", CONNECTED_PATH, PATIENCE).await;
-            let (status, _) = tokio::task::spawn_blocking(move || wait(send)).await.expect("wait");
-            let received = wait_for(&page, "the received file", RECEIVED_FILE, PATIENCE).await;
+            let outcome = page_receives_file(&page, &sender_ns, &room, &path, &server, PATIENCE).await;
             page.close().await.expect("session ends");
-            (path_kind, status, received)
+            outcome
         })
     });
     let _ = driver.kill();

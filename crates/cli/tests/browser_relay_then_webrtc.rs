@@ -10,18 +10,12 @@ use std::time::Duration;
 
 use common::browser::{CONNECTED_PATH, Driver, page_creates_room, page_url, wait_for, web_pkg};
 use common::chaos::ChaosLab;
-use switchboard_natlab::{LabSpec, NatKind};
 
 const PATIENCE: Duration = Duration::from_secs(40);
 
 #[test]
 fn a_page_on_the_relay_moves_to_webrtc_when_udp_returns() {
-    let pkg = web_pkg();
-    let chaos = ChaosLab::build_with(
-        LabSpec::new().site(NatKind::Open, 1).site(NatKind::PortRestricted, 1),
-        &["--web-pkg", &pkg, "--no-turn-tcp"],
-    );
-    chaos.lab.set_udp_blocked(0, true).expect("block the page's UDP");
+    let chaos = ChaosLab::page_lab_without_udp(&web_pkg());
     let browser_host = chaos.lab.peer(0, 0);
     let sender_ns = chaos.lab.peer(1, 0).netns().clone();
     let url = page_url(&chaos.url, "");

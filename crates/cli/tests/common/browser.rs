@@ -184,3 +184,29 @@ where
         rt.block_on(body());
     });
 }
+
+/// `switchboard send` in `sender` sends `file` to the page's `room` on
+/// `server`; the page shows the peer connected and the file received.
+/// Returns the path the page showed, how `send` exited, and the page's
+/// record of the file (`{ status, sha256 }`).
+pub async fn page_receives_file(
+    page: &Client,
+    sender: &switchboard_natlab::Netns,
+    room: &str,
+    file: &std::path::Path,
+    server: &str,
+    within: Duration,
+) -> (Value, std::process::ExitStatus, Value) {
+    let wait_s = within.as_secs().to_string();
+    let send = sender
+        .command(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["send", room, file.to_str().expect("utf-8"), "--server", server, "--wait", &wait_s])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("switchboard send starts in the sender's namespace");
+    let path = wait_for(page, "the native peer connected", CONNECTED_PATH, within).await;
+    let (status, _) = tokio::task::spawn_blocking(move || super::wait(send)).await.expect("wait");
+    let received = wait_for(page, "the received file", RECEIVED_FILE, within).await;
+    (path, status, received)
+}

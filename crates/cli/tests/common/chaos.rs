@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use switchboard::{Event, Node};
-use switchboard_natlab::{Lab, LabSpec, Peer};
+use switchboard_natlab::{Lab, LabSpec, NatKind, Peer};
 
 /// The lab and its server process (killed on drop, before the lab goes).
 pub struct ChaosLab {
@@ -19,6 +19,19 @@ pub struct ChaosLab {
 impl ChaosLab {
     pub fn build(spec: LabSpec) -> Self {
         Self::build_with(spec, &[])
+    }
+
+    /// A lab for pages: an open site (the page's) whose UDP is blocked, as
+    /// behind a firewall that lets only TCP out, and a site behind a
+    /// port-restricted NAT; `serve` hands out the page library in `pkg`
+    /// and runs TURN over UDP only, so that no WebRTC path exists.
+    pub fn page_lab_without_udp(pkg: &str) -> Self {
+        let chaos = Self::build_with(
+            LabSpec::new().site(NatKind::Open, 1).site(NatKind::PortRestricted, 1),
+            &["--web-pkg", pkg, "--no-turn-tcp"],
+        );
+        chaos.lab.set_udp_blocked(0, true).expect("block the page's UDP");
+        chaos
     }
 
     /// With more `serve` arguments.
