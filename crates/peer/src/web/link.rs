@@ -48,6 +48,8 @@ pub(crate) const CHANNEL_LOW: u32 = 256 << 10;
 /// to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(16);
+/// A session this young answers the other side's requests for a new one.
+const SESSION_GRACE: Duration = Duration::from_secs(2);
 
 /// Which channel of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,6 +292,8 @@ pub(crate) struct WebLink {
     /// This side makes the offers (the lower peer id).
     offerer: bool,
     rtc: Session,
+    /// When the current session was made.
+    session_started: Instant,
     /// The current session's channels are open and its connection is not lost.
     rtc_up: bool,
     /// Since when the link has had no WebRTC path.
@@ -351,6 +355,7 @@ impl WebLink {
             settings,
             offerer,
             rtc,
+            session_started: now,
             rtc_up: false,
             rtc_down_since: now,
             next_session: None,
@@ -387,6 +392,7 @@ impl WebLink {
         let session = Session::new(&self.shared, self.peer, id, &self.settings)?;
         tracing::debug!(peer = %self.peer, session = id, "new WebRTC session");
         self.rtc = session;
+        self.session_started = Instant::now();
         self.rtc_lost(out);
         self.drive(out);
         Ok(self.rtc.pc.clone())
@@ -500,10 +506,14 @@ impl WebLink {
         self.drive(out);
     }
 
-    /// The other side asks for a new WebRTC session.
+    /// The other side asks for a new WebRTC session: it lost the path,
+    /// even if this side still hears it. A session made moments ago is the
+    /// answer to the requests sent before it arrived.
     pub(crate) fn restart_requested(&mut self, out: &mut Vec<Effect>) {
-        if self.offerer && !self.rtc_up && !self.ended && self.state() != LinkState::Signaling {
-            self.next_session = Some(Instant::now() + self.retry_pause);
+        let now = Instant::now();
+        let live = matches!(self.state(), LinkState::Connected | LinkState::Reconnecting);
+        if self.offerer && live && !self.ended && now >= self.session_started + SESSION_GRACE {
+            self.next_session = Some(now + self.retry_pause);
             out.push(Effect::NewSession);
         }
     }
