@@ -1,6 +1,7 @@
 //! Headless Chromium driven over WebDriver (Debian's `chromium` and
 //! `chromium-driver`), on pages of a real `switchboard serve`.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -76,8 +77,11 @@ pub struct Driver {
 impl Driver {
     pub fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        // A process group of its own: the browsers it starts join it, and
+        // go with it even when a failing test never ends its session.
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -108,6 +112,9 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid; this ends it and its browsers.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
