@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::browser::{firefox_capabilities, page_creates_room, page_receives_file, page_url, random_file, web_pkg};
+use common::browser::{
+    DriverProcess, firefox_capabilities, page_creates_room, page_receives_file, page_url, random_file, web_pkg,
+};
 use common::chaos::ChaosLab;
 use fantoccini::ClientBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,14 +28,9 @@ fn a_firefox_page_receives_a_file_from_a_native_peer_behind_a_nat() {
     );
     let browser_host = chaos.lab.peer(0, 0);
     let sender_host = chaos.lab.peer(1, 0);
-    let mut driver = browser_host
-        .netns()
-        .command("geckodriver")
-        .args(["--host", "127.0.0.1", "--port", &DRIVER_PORT.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("geckodriver starts (cargo install geckodriver)");
+    let mut command = browser_host.netns().command("geckodriver");
+    command.args(["--host", "127.0.0.1", "--port", &DRIVER_PORT.to_string()]);
+    let driver = DriverProcess::spawn(command, "geckodriver starts (cargo install geckodriver)");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, expected) = random_file(dir.path(), "to-firefox.bin", 4 << 20);
@@ -61,8 +57,7 @@ fn a_firefox_page_receives_a_file_from_a_native_peer_behind_a_nat() {
             outcome
         })
     });
-    let _ = driver.kill();
-    let _ = driver.wait();
+    drop(driver);
     let (path_kind, status, received) = outcome;
     // The sender is behind a port-restricted NAT, the page on the public
     // segment: a direct path through the NAT's mapping, or the TURN relay.

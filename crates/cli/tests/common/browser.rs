@@ -70,22 +70,16 @@ pub fn web_pkg() -> String {
 
 /// `chromedriver` on a free port; killed on drop.
 pub struct Driver {
-    child: Child,
+    _child: DriverProcess,
     url: String,
 }
 
 impl Driver {
     pub fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        // A process group of its own: the browsers it starts join it, and
-        // go with it even when a failing test never ends its session.
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts (apt-get install chromium-driver)");
+        let mut command = Command::new("chromedriver");
+        command.arg(format!("--port={port}"));
+        let child = DriverProcess::spawn(command, "chromedriver starts (apt-get install chromium-driver)");
         let url = format!("http://127.0.0.1:{port}");
         // Ready once it accepts connections.
         let until = Instant::now() + Duration::from_secs(20);
@@ -93,7 +87,7 @@ impl Driver {
             assert!(Instant::now() < until, "chromedriver did not listen within 20 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Driver { child, url }
+        Driver { _child: child, url }
     }
 
     /// A new headless Chromium session.
@@ -110,13 +104,26 @@ impl Driver {
     }
 }
 
-impl Drop for Driver {
+/// A WebDriver server in a process group of its own: the browsers it
+/// starts join the group, and go with it on drop, even when a failing test
+/// never ended its session.
+pub struct DriverProcess(Child);
+
+impl DriverProcess {
+    /// Starts `command` in a new process group; panics with `what` if it cannot.
+    pub fn spawn(mut command: Command, what: &str) -> Self {
+        let child = command.process_group(0).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect(what);
+        DriverProcess(child)
+    }
+}
+
+impl Drop for DriverProcess {
     fn drop(&mut self) {
-        // The group's id is chromedriver's pid; this ends it and its browsers.
-        let group = format!("-{}", self.child.id());
+        // The group's id is the driver's pid: this ends it and its browsers.
+        let group = format!("-{}", self.0.id());
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
