@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use switchboard_proto::{ErrorCode, PeerId, RoomCode};
+use switchboard_proto::{ErrorCode, PeerId, RoomCode, ServerMessage};
 
 use crate::link::{DisconnectReason, LinkState, PathKind, Quality};
 
@@ -303,4 +303,27 @@ pub enum RequestError {
     /// The answer had an unexpected type.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+}
+
+/// Something the signaling server sent (both backends read the same).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Incoming {
+    /// A JSON message.
+    Message(ServerMessage),
+    /// Relayed data from another peer.
+    Relay {
+        /// The sender.
+        from: PeerId,
+        /// Its channel number.
+        channel: u16,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+    /// The server closed the connection.
+    Closed {
+        /// WebSocket close code (1006 when the connection just dropped).
+        code: u16,
+        /// The server's reason.
+        reason: String,
+    },
 }

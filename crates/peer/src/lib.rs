@@ -187,7 +187,8 @@ mod web;
 
 pub use channel::{ChannelConfig, Compression};
 pub use event::{
-    ConnectError, Event, Message, Request, RequestError, RequestFailed, RoomError, SendError, SignalError, StartError,
+    ConnectError, Event, Incoming, Message, Request, RequestError, RequestFailed, RoomError, SendError, SignalError,
+    StartError,
 };
 pub use ice::{IcePolicy, IceServer};
 pub use identity::{Identity, IdentityError};
@@ -197,7 +198,7 @@ pub use native::net::HostCandidates;
 #[cfg(not(target_arch = "wasm32"))]
 pub use node::{Node, NodeBuilder, Topology};
 #[cfg(not(target_arch = "wasm32"))]
-pub use signaling::{ConnectOptions, Incoming, SignalingClient};
+pub use signaling::{ConnectOptions, SignalingClient};
 pub use switchboard_proto as proto;
 #[cfg(target_arch = "wasm32")]
 pub use web::js::{Sha256Hasher, SwitchboardNode};

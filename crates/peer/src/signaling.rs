@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::{ConnectError, Identity, RequestError};
+use crate::{ConnectError, Identity, Incoming, RequestError};
 
 /// Options of [`SignalingClient::connect`].
 #[derive(Clone, Debug, Default)]
@@ -38,29 +38,6 @@ impl ConnectOptions {
         self.auth_token = Some(token.into());
         self
     }
-}
-
-/// Something the server sent.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Incoming {
-    /// A JSON message.
-    Message(ServerMessage),
-    /// Relayed data from another peer.
-    Relay {
-        /// The sender.
-        from: PeerId,
-        /// Its channel number.
-        channel: u16,
-        /// The payload.
-        payload: Vec<u8>,
-    },
-    /// The server closed the connection.
-    Closed {
-        /// WebSocket close code (1006 when the connection just dropped).
-        code: u16,
-        /// The server's reason.
-        reason: String,
-    },
 }
 
 /// A live, authenticated connection to a signaling server.

@@ -40,11 +40,11 @@ use web_time::Instant;
 use crate::framing::{Delivered, MessageKind, OutMessage};
 use crate::link::relay::{RELAY_CHANNEL, RelaySetup};
 use crate::{
-    ChannelConfig, DisconnectReason, Event, IcePolicy, IceServer, Identity, LinkState, LinkStats, Message, Request,
-    RequestError, RequestFailed, RoomError, SendError, StartError,
+    ChannelConfig, DisconnectReason, Event, IcePolicy, IceServer, Identity, Incoming, LinkState, LinkStats, Message,
+    Request, RequestError, RequestFailed, RoomError, SendError, StartError,
 };
 use link::{Effect, Input, LinkSettings, WebLink};
-use signaling::{Incoming, Signaling};
+use signaling::Signaling;
 
 /// How many times a new link's stats are read for its selected pair, and
 /// the pause between reads.
@@ -686,16 +686,20 @@ impl Shared {
                 return;
             }
             match result {
-                Ok(sdp) => {
-                    shared.signal(peer, SignalData::Offer { sdp, session });
-                    shared.apply(peer, WebLink::send_relay_key);
-                }
+                Ok(sdp) => shared.describe(peer, SignalData::Offer { sdp, session }),
                 Err(e) => {
                     tracing::warn!(%peer, error = %js_error(&e), "offer failed");
                     shared.end_link(peer, DisconnectReason::Protocol(js_error(&e)));
                 }
             }
         });
+    }
+
+    /// Sends this side's offer or answer, then (the first time) its relay
+    /// key, which the other side takes once it knows the link.
+    fn describe(&self, peer: PeerId, description: SignalData) {
+        self.signal(peer, description);
+        self.apply(peer, WebLink::send_relay_key);
     }
 
     /// Whether the link to `peer` is on WebRTC session `session`.
@@ -750,10 +754,7 @@ impl Shared {
                 return;
             }
             match result {
-                Ok(sdp) => {
-                    shared.signal(peer, SignalData::Answer { sdp, session });
-                    shared.apply(peer, WebLink::send_relay_key);
-                }
+                Ok(sdp) => shared.describe(peer, SignalData::Answer { sdp, session }),
                 Err(e) => shared.refuse(peer, "offer", &e),
             }
         });

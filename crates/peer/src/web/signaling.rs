@@ -13,31 +13,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-use crate::{ConnectError, Identity, RequestError};
+use crate::{ConnectError, Identity, Incoming, RequestError};
 
 type Answer = Result<ServerMessage, RequestError>;
-
-/// What the connection reports to the node once it is open.
-pub(crate) enum Incoming {
-    /// A server message that answers no request.
-    Message(ServerMessage),
-    /// A binary frame of the server relay from `from`.
-    Relay {
-        /// The sender.
-        from: PeerId,
-        /// The relay channel.
-        channel: u16,
-        /// The frame's payload.
-        payload: Vec<u8>,
-    },
-    /// The connection ended.
-    Closed {
-        /// WebSocket close code.
-        code: u16,
-        /// The server's reason.
-        reason: String,
-    },
-}
 
 enum Phase {
     /// Waiting for `challenge`, then `welcome`.
