@@ -17,13 +17,9 @@ pub(crate) struct DemoArgs {
     /// Size of the bulk transfer in MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=64))]
     mib: u32,
-    /// Also print the library's log.
-    #[arg(long)]
-    verbose: bool,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    crate::init_logging(if args.verbose { "info" } else { "warn" });
     let started = Instant::now();
     let step = |text: String| println!("[{:>8.1} ms] {text}", started.elapsed().as_secs_f64() * 1000.0);
 

@@ -9,14 +9,20 @@ mod peer;
 mod serve;
 mod token;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing::Level;
 
 /// Direct, encrypted peer-to-peer data channels over WebRTC.
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about)]
 struct Cli {
+    /// Say more: -v adds Switchboard's info lines and the dependencies'
+    /// warnings, -vv debug lines, -vvv everything. `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +54,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (ours, filter) = match &cli.command {
+        Command::Serve(args) => (Level::INFO, args.log.as_deref()),
+        Command::Lab(args) => (Level::WARN, args.log.as_deref()),
+        _ => (Level::WARN, None),
+    };
+    init_logging(cli.verbose, ours, filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -81,11 +93,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides `default`.
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+/// Logs to stderr, in colour only on a terminal (and without `NO_COLOR`).
+///
+/// `RUST_LOG` wins, then `filter` (a command's `--log`). Otherwise
+/// Switchboard's own crates log from `ours` up, one level more per `-v`,
+/// and dependencies stay quiet: their lines (a TURN client's retries, say)
+/// mean little to a user and show from `-v` on.
+fn init_logging(verbose: u8, ours: Level, filter: Option<&str>) {
+    let spec = match (std::env::var("RUST_LOG"), filter) {
+        (Ok(env), _) if !env.is_empty() => env,
+        (_, Some(filter)) => filter.to_owned(),
+        _ => default_filter(verbose, ours),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("warning: ignoring the log filter {spec:?}: {e}");
+        tracing_subscriber::EnvFilter::new(default_filter(verbose, ours))
+    });
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+/// Switchboard's crates (their targets all start with `switchboard`) from
+/// `ours` raised by `verbose` steps; dependencies off, then warn, info,
+/// debug, trace as `verbose` grows.
+fn default_filter(verbose: u8, ours: Level) -> String {
+    const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+    let base = LEVELS.iter().position(|l| ours.as_str().eq_ignore_ascii_case(l)).unwrap_or(1);
+    let ours = LEVELS[(base + usize::from(verbose)).min(4)];
+    let deps = match verbose {
+        0 => "off",
+        n => LEVELS[usize::from(n).min(4)],
+    };
+    format!("{deps},switchboard={ours}")
 }
 
 /// Raises the open-file limit to its hard maximum (each connection is a file).

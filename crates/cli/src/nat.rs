@@ -80,7 +80,6 @@ impl FromStr for StunServer {
 }
 
 pub(crate) async fn run(args: NatArgs) -> anyhow::Result<()> {
-    crate::init_logging("warn");
     let server = resolve(&args.stun, args.bind).await?;
     let bind = args.bind.unwrap_or(if server.is_ipv4() { IpAddr::from([0, 0, 0, 0]) } else { IpAddr::from([0u16; 8]) });
     if !args.json {

@@ -152,7 +152,6 @@ fn short(peer: PeerId) -> String {
 
 /// `switchboard chat [ROOM]`.
 pub(crate) async fn chat(args: ChatArgs) -> anyhow::Result<()> {
-    crate::init_logging("warn");
     let (node, room) = start(&args.peer, args.room.as_deref()).await?;
     let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<String>(1000);
     tokio::spawn(async move {
@@ -238,7 +237,6 @@ pub(crate) async fn chat(args: ChatArgs) -> anyhow::Result<()> {
 
 /// `switchboard send ROOM FILE`.
 pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
-    crate::init_logging("warn");
     let mut file =
         tokio::fs::File::open(&args.file).await.with_context(|| format!("cannot open {}", args.file.display()))?;
     let size = file.metadata().await?.len();
@@ -279,7 +277,6 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
 
 /// `switchboard recv [ROOM] [--out DIR]`.
 pub(crate) async fn recv(args: RecvArgs) -> anyhow::Result<()> {
-    crate::init_logging("warn");
     if !args.out.is_dir() {
         bail!("--out {} is not a directory", args.out.display());
     }

@@ -85,9 +85,11 @@ pub(crate) struct ServeArgs {
     /// [default: target/web/pkg when it exists].
     #[arg(long, env = "SWITCHBOARD_WEB_PKG")]
     web_pkg: Option<PathBuf>,
-    /// Log filter when RUST_LOG is unset.
-    #[arg(long, default_value = "info")]
-    log: String,
+    /// Log filter when RUST_LOG is unset (a `tracing` filter such as
+    /// `info` or `switchboard=debug`) [default: Switchboard's info lines,
+    /// nothing from dependencies; see -v].
+    #[arg(long)]
+    pub(crate) log: Option<String>,
 }
 
 impl ServeArgs {
@@ -201,7 +203,6 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    crate::init_logging(&args.log);
     crate::raise_fd_limit();
     let config = args.config()?;
     let server = Server::builder().config(config).bind().await.context("cannot start the server")?;

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::browser::{Driver, isolated, page_url, random_file, wait_for, web_pkg};
-use common::{Serve, peer, room_code, wait};
+use common::{Serve, peer, peer_with_stderr, room_code, wait};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -18,8 +18,18 @@ fn a_page_chats_with_a_native_peer_and_receives_a_ten_mib_file() {
     isolated(|| async {
         let pkg = web_pkg();
         let serve = Serve::start_with(&["--memory", "--web-pkg", &pkg]);
-        let mut chat = peer(&["chat"], &serve);
+        let mut chat = peer_with_stderr(&["chat"], &serve);
         let mut chat_out = BufReader::new(chat.stdout.take().expect("stdout"));
+        let chat_err = BufReader::new(chat.stderr.take().expect("stderr"));
+        let (notes_tx, notes) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in chat_err.lines().map_while(Result::ok) {
+                eprintln!("chat: {line}");
+                if notes_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let room = room_code(&mut chat_out);
         let (lines_tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -51,6 +61,14 @@ fn a_page_chats_with_a_native_peer_and_receives_a_ten_mib_file() {
         let native = connected["peer"].as_str().expect("peer id").to_owned();
         assert_ne!(Some(native.as_str()), me.as_str());
         assert_eq!(connected["path"], "host", "loopback peers connect directly");
+        let me_short = me.as_str().expect("id")[..8].to_owned();
+        let seen = loop {
+            let line = notes.recv_timeout(PATIENCE).expect("the native chat reports the page connected");
+            if line.starts_with(&format!("* {me_short} connected")) {
+                break line;
+            }
+        };
+        assert!(seen.contains("(host,"), "both sides of the link name the same path: {seen}");
         let rtt = wait_for(
         &page,
         "the native peer's round trip",
@@ -88,6 +106,13 @@ fn a_page_chats_with_a_native_peer_and_receives_a_ten_mib_file() {
         drop(chat.stdin.take());
         let (status, _) = wait(chat);
         assert!(status.success(), "chat exits cleanly once the page confirmed its lines: {status}");
+        wait_for(
+            &page,
+            "the native peer gone from the peer table",
+            &format!("return document.querySelector('#peers tr[data-peer=\"{native}\"]') ? null : true;"),
+            PATIENCE,
+        )
+        .await;
 
         // A 10 MiB file from `switchboard send`, checked by the page.
         let dir = tempfile::tempdir().expect("tempdir");

@@ -43,10 +43,10 @@ pub(crate) struct LabArgs {
     /// (`--runs` links each) without and with the server relay's head start.
     #[arg(long, conflicts_with = "recovery")]
     ttfb: bool,
-    /// Log filter when RUST_LOG is unset (the TURN relay's failed sends to
-    /// private addresses it cannot route are expected here, so they are off).
-    #[arg(long, default_value = "warn,turn::server=off")]
-    log: String,
+    /// Log filter when RUST_LOG is unset [default: Switchboard's warnings,
+    /// nothing from dependencies; see -v].
+    #[arg(long)]
+    pub(crate) log: Option<String>,
 }
 
 /// Kinds in the matrix, in print order.
@@ -77,7 +77,6 @@ struct Cell {
 }
 
 pub(crate) fn run(args: LabArgs) -> anyhow::Result<()> {
-    crate::init_logging(&args.log);
     if let Some(cut) = args.recovery {
         return recovery::run(Duration::from_secs(cut), args.runs, Duration::from_millis(args.delay_ms));
     }

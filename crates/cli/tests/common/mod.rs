@@ -66,14 +66,22 @@ impl Drop for Serve {
 
 /// A `switchboard` peer command with piped stdin and stdout.
 pub fn peer(args: &[&str], server: &Serve) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    peer_command(args, server).stderr(Stdio::inherit()).spawn().expect("switchboard starts")
+}
+
+/// [`peer`] with its stderr piped too, for tests that read what it reports.
+pub fn peer_with_stderr(args: &[&str], server: &Serve) -> Child {
+    peer_command(args, server).stderr(Stdio::piped()).spawn().expect("switchboard starts")
+}
+
+fn peer_command(args: &[&str], server: &Serve) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
         .args(args)
         .args(["--server", &server.url, "--hosts", "loopback", "--wait", "30"])
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("switchboard starts")
+        .stdout(Stdio::piped());
+    command
 }
 
 /// Reads the `room CODE` line a command prints when it creates a room.

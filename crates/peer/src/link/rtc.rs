@@ -440,7 +440,11 @@ impl LinkCore {
         self.local_candidates.push(candidate.clone());
         if let Some(c) = self.rtc.add_local_candidate(candidate) {
             let line = c.to_sdp_string();
-            self.local_kinds.insert(addr, kind);
+            // A server-reflexive address that equals its host address (no
+            // NAT between this host and the STUN server) stays a host one.
+            if self.local_kinds.get(&addr) != Some(&CandidateKind::Host) {
+                self.local_kinds.insert(addr, kind);
+            }
             if self.described {
                 self.queue.push_back(Output::Signal(SignalData::Candidate { candidate: line, mid: None }));
             }
@@ -1288,15 +1292,13 @@ impl LinkCore {
     /// Path kind of the selected pair.
     fn rtc_path(&self) -> Option<PathKind> {
         let (local, remote) = self.selected?;
-        let kinds = [self.local_kinds.get(&local), self.remote_kinds.get(&remote)];
-        if kinds.contains(&Some(&CandidateKind::Relayed)) {
-            return Some(PathKind::Relayed);
-        }
-        // A remote address never announced was learned from a check: peer-reflexive.
-        let reflexive = kinds
-            .iter()
-            .any(|k| matches!(k, Some(CandidateKind::ServerReflexive | CandidateKind::PeerReflexive) | None));
-        Some(if reflexive { PathKind::ServerReflexive } else { PathKind::Host })
+        let remote_is_local_host =
+            self.local_kinds.iter().any(|(a, k)| *k == CandidateKind::Host && a.ip() == remote.ip());
+        Some(path_kind(
+            self.local_kinds.get(&local).copied(),
+            self.remote_kinds.get(&remote).copied(),
+            remote_is_local_host,
+        ))
     }
 
     fn set_state(&mut self, to: LinkState) {
@@ -1647,6 +1649,29 @@ impl LinkCore {
             r.ready() && !self.rtc_up && matches!(self.state(), LinkState::Connecting | LinkState::Reconnecting);
         waiting.then_some(self.rtc_down_since + r.setup.after)
     }
+}
+
+/// The path kind of a candidate pair from its candidates' kinds (`None`:
+/// an address never announced, learned from a check: peer-reflexive).
+///
+/// A peer-reflexive remote address that is one of this host's own host
+/// addresses (`remote_is_local_host`: both peers on one machine) went
+/// through no NAT: the path is a host one. Browsers hide their host
+/// addresses behind mDNS names that the native side cannot use, so their
+/// checks arrive from addresses it learns this way; the browser, which
+/// sees our host candidate, calls the same path `host`.
+fn path_kind(local: Option<CandidateKind>, remote: Option<CandidateKind>, remote_is_local_host: bool) -> PathKind {
+    let kinds = [local, remote];
+    if kinds.contains(&Some(CandidateKind::Relayed)) {
+        return PathKind::Relayed;
+    }
+    let learned = matches!(remote, Some(CandidateKind::PeerReflexive) | None);
+    let remote_reflexive = match remote {
+        Some(CandidateKind::ServerReflexive) => true,
+        _ => learned && !remote_is_local_host,
+    };
+    let local_reflexive = matches!(local, Some(CandidateKind::ServerReflexive | CandidateKind::PeerReflexive) | None);
+    if remote_reflexive || local_reflexive { PathKind::ServerReflexive } else { PathKind::Host }
 }
 
 /// The data-channel settings of a channel. On framed links reliable

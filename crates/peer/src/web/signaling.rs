@@ -109,10 +109,10 @@ impl Signaling {
                         resume_token: None,
                         auth_token: token.map(str::to_owned),
                     });
-                    if let Err(e) = self.ws.send_with_str(&hello.encode()) {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(Err(ConnectError::Transport(super::js_error(&e))));
-                        }
+                    if let Err(e) = self.ws.send_with_str(&hello.encode())
+                        && let Some(tx) = tx.take()
+                    {
+                        let _ = tx.send(Err(ConnectError::Transport(super::js_error(&e))));
                     }
                 }
                 ServerMessage::Welcome(w) => {

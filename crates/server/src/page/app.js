@@ -37,8 +37,19 @@ function peerRow(id) {
   return p;
 }
 
+// Updates a peer's row; a peer that left the room has none any more.
 function setCell(id, cls, value) {
-  peerRow(id).row.querySelector("." + cls).textContent = value;
+  const p = peers.get(id);
+  if (p) p.row.querySelector("." + cls).textContent = value;
+}
+
+// A peer that left the room leaves the table too.
+function dropPeer(id) {
+  const p = peers.get(id);
+  if (!p) return;
+  p.row.remove();
+  peers.delete(id);
+  incoming.delete(id);
 }
 
 async function joinRoom(code) {
@@ -141,11 +152,14 @@ async function events() {
         break;
       case "path_changed": setCell(e.peer, "path", e.path); break;
       case "peer_disconnected":
-        peerRow(e.peer).connected = false;
+        if (peers.has(e.peer)) peers.get(e.peer).connected = false;
         setCell(e.peer, "state", "disconnected");
-        log(`* ${short(e.peer)} left (${e.reason})`);
+        log(`* ${short(e.peer)} disconnected (${e.reason})`);
         break;
-      case "peer_left": log(`* ${short(e.peer)} left room ${e.room}`); break;
+      case "peer_left":
+        dropPeer(e.peer);
+        log(`* ${short(e.peer)} left room ${e.room}`);
+        break;
       case "message": await receive(e); break;
       case "request": await answer(e); break;
       case "signaling_closed": $("status").textContent = `signaling closed: ${e.reason}`; break;

@@ -726,3 +726,18 @@ fn relayed_frames_are_ciphertext_and_forgeries_are_dropped() {
     assert_eq!(messages(&pair.b.events).len(), 1);
     assert_eq!(pair.b.core.state(), LinkState::Connected);
 }
+
+#[test]
+fn a_pair_is_named_by_its_candidates_kinds() {
+    use str0m::CandidateKind::{Host, PeerReflexive, Relayed, ServerReflexive};
+    assert_eq!(path_kind(Some(Host), Some(Host), false), PathKind::Host);
+    assert_eq!(path_kind(Some(Host), Some(Relayed), false), PathKind::Relayed);
+    assert_eq!(path_kind(Some(ServerReflexive), Some(Host), false), PathKind::ServerReflexive);
+    assert_eq!(path_kind(Some(Host), Some(ServerReflexive), true), PathKind::ServerReflexive);
+    // Learned from a check: reflexive, unless it is an address of this very host
+    // (a browser on the same machine hides its host candidates behind mDNS names).
+    assert_eq!(path_kind(Some(Host), None, false), PathKind::ServerReflexive);
+    assert_eq!(path_kind(Some(Host), Some(PeerReflexive), false), PathKind::ServerReflexive);
+    assert_eq!(path_kind(Some(Host), None, true), PathKind::Host);
+    assert_eq!(path_kind(Some(Host), Some(PeerReflexive), true), PathKind::Host);
+}
