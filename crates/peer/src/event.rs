@@ -260,13 +260,14 @@ pub enum SignalError {
     /// No such link, or it is not waiting for this step.
     #[error("no link {0} waiting for this step")]
     UnknownLink(PeerId),
-    /// No UDP socket could be bound.
-    #[error("cannot bind a UDP socket: {0}")]
-    Io(#[from] std::io::Error),
+    /// The link could not be made (no UDP socket could be bound natively,
+    /// the browser refused a peer connection).
+    #[error("cannot make the link: {0}")]
+    Rtc(String),
 }
 
 /// Why connecting failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
     /// The WebSocket could not be opened (server down, wrong URL, server full).

@@ -50,6 +50,11 @@ impl Identity {
         Self { key: SigningKey::from_bytes(&secret) }
     }
 
+    /// The 32-byte secret key, to store the identity elsewhere (keep it secret).
+    pub fn to_secret_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// Loads the identity stored at `path`, or creates one there (mode 0600 on Unix).
     pub fn load_or_create(path: &Path) -> Result<Self, IdentityError> {
         let io = |source| IdentityError::Io { path: path.to_owned(), source };

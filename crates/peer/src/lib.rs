@@ -88,8 +88,8 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let a = Node::builder().host_candidates(HostCandidates::Loopback).start().await?;
 //! let b = Node::builder().host_candidates(HostCandidates::Loopback).start().await?;
-//! let (b_on_a, offer) = a.create_offer()?; // send `offer` over your channel
-//! let (a_on_b, answer) = b.accept_offer(&offer)?; // and `answer` back
+//! let (b_on_a, offer) = a.create_offer().await?; // send `offer` over your channel
+//! let (a_on_b, answer) = b.accept_offer(&offer).await?; // and `answer` back
 //! a.accept_answer(b_on_a, &answer)?;
 //! // Later candidates come as Event::LocalCandidate; hand them to
 //! // `add_remote_candidate` on the other side.
@@ -178,7 +178,6 @@ mod link;
 pub mod nat;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
-#[cfg(not(target_arch = "wasm32"))]
 mod node;
 #[cfg(not(target_arch = "wasm32"))]
 mod signaling;
@@ -193,14 +192,9 @@ pub use event::{
 pub use ice::{IcePolicy, IceServer};
 pub use identity::{Identity, IdentityError};
 pub use link::{DisconnectReason, InvalidTransition, LinkState, LinkStats, PathKind, Quality};
-#[cfg(not(target_arch = "wasm32"))]
-pub use native::net::HostCandidates;
-#[cfg(not(target_arch = "wasm32"))]
-pub use node::{Node, NodeBuilder, Topology};
+pub use node::{HostCandidates, Node, NodeBuilder, Topology};
 #[cfg(not(target_arch = "wasm32"))]
 pub use signaling::{ConnectOptions, SignalingClient};
 pub use switchboard_proto as proto;
 #[cfg(target_arch = "wasm32")]
 pub use web::js::{Sha256Hasher, SwitchboardNode};
-#[cfg(target_arch = "wasm32")]
-pub use web::{Node, NodeBuilder};

@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // --- the Switchboard node: no server, raw messages, no declared channels ---
     let node = Node::builder().host_candidates(HostCandidates::Loopback).raw_messages(true).start().await?;
-    let (peer, answer_sdp) = node.accept_offer(&offer_sdp)?;
+    let (peer, answer_sdp) = node.accept_offer(&offer_sdp).await?;
     println!("switchboard answered the offer ({} bytes of SDP)", answer_sdp.len());
     rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer_sdp)?)?;
 

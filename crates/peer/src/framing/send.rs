@@ -102,7 +102,6 @@ impl Outbox {
     }
 
     /// Drops everything queued on `slot`, returning the bytes released.
-    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn clear(&mut self, slot: usize) -> usize {
         let Some(queue) = self.queues.get_mut(slot) else { return 0 };
         let freed: usize = queue.msgs.drain(..).map(|p| p.accounted - p.released).sum();

@@ -1,31 +1,30 @@
 //! One link to one remote peer.
 //!
-//! What both backends share lives here: the [state machine](state), the
-//! path kinds, disconnect reasons and stats the application sees, the
-//! [quality meter](quality) and the [control messages](control) of framed
-//! links. The native backend's sans-IO core, over str0m, is [`rtc`]; the
-//! browser's links live in `crate::web`, over the browser's own WebRTC.
+//! Everything a link decides lives here, once, for both backends: the
+//! [link core](core) (carriers, sessions, restart pacing, the give-up
+//! rule), the [transfer](transfer) (framing, credit, acknowledgements,
+//! probes), the [server-relay carrier](relay), the [state machine](state),
+//! the [quality meter](quality) and the [control messages](control); and
+//! the [`Rtc`] contract that the WebRTC side of each backend fulfils
+//! (`native::rtc` over str0m, `web::rtc` over `RTCPeerConnection`).
 
 pub(crate) mod control;
+mod core;
+mod pacing;
 pub(crate) mod quality;
 pub(crate) mod relay;
+#[cfg(test)]
+pub(crate) mod scripted;
 pub(crate) mod state;
-#[cfg(any(target_arch = "wasm32", test))]
 pub(crate) mod transfer;
-
-#[cfg(not(target_arch = "wasm32"))]
-mod beacon;
-#[cfg(not(target_arch = "wasm32"))]
-mod recovery;
-#[cfg(not(target_arch = "wasm32"))]
-mod rtc;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub(crate) use self::core::{LinkConfig, LinkCore, LinkEvent, LinkOutput, Role, Rtc, RtcError, RtcEvent, RtcStats};
 pub use quality::Quality;
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) use rtc::{LinkConfig, LinkCore, LinkEvent, Output, Role};
 pub use state::{InvalidTransition, LinkState};
 
 /// How a link's path goes.

@@ -1,13 +1,14 @@
-//! The framed transfer of one link over data channels the driver owns,
-//! sans-IO: chunking and reassembly, credit flow control, acknowledgements
-//! and probes (protocol.md §19.4–19.5).
+//! The transfer of one link over whatever carries it, sans-IO: chunking
+//! and reassembly, credit flow control, acknowledgements and probes
+//! (protocol.md §19.4–19.5), or, in raw mode, one message per data-channel
+//! message with none of that.
 //!
-//! The browser backend drives a [`Transfer`] over `RTCDataChannel`s: it
-//! hands in what the channels received and the time, writes what
-//! [`Transfer::pump`] and [`Transfer::poll_control`] give out, and calls
-//! [`Transfer::handle_timeout`] at [`Transfer::poll_timeout`]. It never
-//! reads a clock or touches a channel itself, so it is tested natively on a
-//! virtual clock.
+//! The link core drives a [`Transfer`] for both backends: it hands in what
+//! the carrier received and the time, writes what [`Transfer::pump`] and
+//! [`Transfer::poll_control`] give out to the carrier (WebRTC data
+//! channels or the server relay), and calls [`Transfer::handle_timeout`] at
+//! [`Transfer::poll_timeout`]. It never reads a clock or touches a channel
+//! itself, so it is tested on a virtual clock.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -32,10 +33,13 @@ pub(crate) enum Lane {
     Probe,
 }
 
-/// Where chunks go: the driver's data channels.
+/// Where chunks go: the data channels of a WebRTC session, or the server relay.
 pub(crate) trait Wire {
+    /// Whether channel `slot` takes chunks now (open); a closed one's
+    /// messages wait while the others go.
+    fn open(&self, slot: usize) -> bool;
     /// Writes one chunk on channel `slot`; `false` when the channel cannot
-    /// take it now (closed, or its buffer is above the driver's limit).
+    /// take it now (its buffer is full, or the relay's pace says wait).
     fn write(&mut self, slot: usize, chunk: &[u8]) -> bool;
 }
 
@@ -48,8 +52,11 @@ pub(crate) struct Counters {
     pub(crate) messages_received: u64,
 }
 
-/// The framed transfer of one link.
+/// The transfer of one link.
 pub(crate) struct Transfer {
+    /// One message per data-channel message: no framing, credit,
+    /// acknowledgements or probes.
+    raw: bool,
     reliable: Vec<bool>,
     outbox: Outbox,
     inbox: Inbox,
@@ -73,16 +80,19 @@ pub(crate) struct Transfer {
 impl Transfer {
     /// A transfer over `channels` (slot `n` is the `n`-th), accepting
     /// messages up to `max_message` bytes, with a flow-control `window` and
-    /// chunks of at most `chunk_size` bytes.
-    pub(crate) fn new(channels: &[ChannelConfig], max_message: usize, window: usize, chunk_size: usize) -> Self {
-        let mut outbox = Outbox::new(false);
-        let mut inbox = Inbox::new(max_message, false);
-        for (slot, c) in channels.iter().enumerate() {
-            outbox.add_channel(slot, c.compression != Compression::None);
-            inbox.add_channel(slot, c.is_reliable());
-        }
-        Transfer {
-            reliable: channels.iter().map(ChannelConfig::is_reliable).collect(),
+    /// chunks of at most `chunk_size` bytes; `raw` for standard WebRTC peers.
+    pub(crate) fn new(
+        channels: &[ChannelConfig],
+        raw: bool,
+        max_message: usize,
+        window: usize,
+        chunk_size: usize,
+    ) -> Self {
+        let mut transfer = Transfer {
+            raw,
+            reliable: Vec::new(),
+            outbox: Outbox::new(raw),
+            inbox: Inbox::new(max_message, raw),
             outbox,
             inbox,
             retained: Retained::default(),
@@ -98,7 +108,41 @@ impl Transfer {
             meter: QualityMeter::default(),
             counters: Counters::default(),
             out: VecDeque::new(),
+        };
+        for (slot, c) in channels.iter().enumerate() {
+            transfer.add_channel(slot, c);
         }
+        transfer
+    }
+
+    /// Adds channel `slot` (the next one): one the other side opened in band.
+    pub(crate) fn add_channel(&mut self, slot: usize, config: &ChannelConfig) {
+        self.outbox.add_channel(slot, config.compression != Compression::None);
+        self.inbox.add_channel(slot, config.is_reliable());
+        if self.reliable.len() <= slot {
+            self.reliable.resize(slot + 1, true);
+        }
+        self.reliable[slot] = config.is_reliable();
+    }
+
+    /// Whether messages go without framing.
+    pub(crate) fn is_raw(&self) -> bool {
+        self.raw
+    }
+
+    /// Largest chunk.
+    pub(crate) fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// Sets the largest chunk.
+    pub(crate) fn set_chunk_size(&mut self, chunk_size: usize) {
+        self.chunk_size = chunk_size;
+    }
+
+    /// Drops what is queued on `slot` (its channel closed for good); returns the bytes freed.
+    pub(crate) fn clear(&mut self, slot: usize) -> usize {
+        self.outbox.clear(slot)
     }
 
     /// Queues a message on `slot`.
@@ -147,6 +191,9 @@ impl Transfer {
     /// carrier change, `again`) what was not acknowledged goes again, with
     /// this side's credit and acknowledgements.
     pub(crate) fn carrier_up(&mut self, now: Instant, again: bool) {
+        if self.raw {
+            return;
+        }
         self.next_ping = Some(now);
         if again {
             self.retained.rewind();
@@ -167,6 +214,14 @@ impl Transfer {
         app_full: bool,
     ) -> Result<Option<Delivered>, FrameError> {
         let reliable = self.reliable.get(slot).copied().unwrap_or(false);
+        if self.raw {
+            let delivered = self.inbox.push(slot, chunk)?;
+            if let Some(msg) = &delivered {
+                self.counters.messages_received += 1;
+                self.counters.bytes_received += msg.data.len() as u64;
+            }
+            return Ok(delivered);
+        }
         if reliable {
             self.ack_at.get_or_insert(now + ACK_DELAY);
             if self.in_order.check(slot, chunk) == Verdict::Drop {
@@ -195,6 +250,9 @@ impl Transfer {
     /// (`app_full`); without `force`, only once an eighth of the window
     /// is owed.
     pub(crate) fn grant(&mut self, force: bool, app_full: bool) {
+        if self.raw {
+            return;
+        }
         let pending = self.recv_reliable - self.granted;
         if app_full || pending == 0 || (!force && pending < self.window / 8) {
             return;
@@ -268,15 +326,17 @@ impl Transfer {
         }
         while !self.outbox.is_empty() {
             let credit = self.peer_limit.saturating_sub(self.sent_reliable);
-            let reliable = &self.reliable;
-            let admit = |slot: usize, len: usize| !reliable.get(slot).copied().unwrap_or(true) || len as u64 <= credit;
+            let (reliable, raw) = (&self.reliable, self.raw);
+            let admit = |slot: usize, len: usize| {
+                (raw || !reliable.get(slot).copied().unwrap_or(true) || len as u64 <= credit) && wire.open(slot)
+            };
             let Some(chunk) = self.outbox.next_chunk(self.chunk_size, admit) else { break };
             if !wire.write(chunk.slot, &chunk.bytes) {
                 break;
             }
             moved = true;
             self.outbox.commit(&chunk);
-            if self.reliable.get(chunk.slot).copied().unwrap_or(false) {
+            if !raw && self.reliable.get(chunk.slot).copied().unwrap_or(false) {
                 self.sent_reliable += chunk.bytes.len() as u64;
                 self.retained.sent(chunk.slot, chunk.bytes);
             }
@@ -307,6 +367,10 @@ mod tests {
     }
 
     impl Wire for Pipe {
+        fn open(&self, _slot: usize) -> bool {
+            true
+        }
+
         fn write(&mut self, slot: usize, chunk: &[u8]) -> bool {
             if self.chunks.len() >= self.room {
                 return false;
@@ -318,7 +382,7 @@ mod tests {
 
     fn pair(window: usize) -> (Transfer, Transfer) {
         let channels = [ChannelConfig::reliable("r"), ChannelConfig::unreliable("u")];
-        (Transfer::new(&channels, 1 << 20, window, 1000), Transfer::new(&channels, 1 << 20, window, 1000))
+        (Transfer::new(&channels, false, 1 << 20, window, 1000), Transfer::new(&channels, false, 1 << 20, window, 1000))
     }
 
     /// Carries control messages from `from` to `to`.

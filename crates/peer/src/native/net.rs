@@ -6,19 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-/// Which local addresses become host candidates.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HostCandidates {
-    /// Every interface address except loopback and link-local ones (loopback
-    /// when there is no other).
-    #[default]
-    All,
-    /// Only 127.0.0.1 (tests, one-machine demos).
-    Loopback,
-    /// Exactly these addresses.
-    Only(Vec<IpAddr>),
-}
+use crate::node::HostCandidates;
 
 /// Socket buffer size asked for on every link socket.
 const SOCKET_BUFFER: usize = 4 << 20;

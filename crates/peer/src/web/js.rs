@@ -5,7 +5,7 @@
 //! import init, { SwitchboardNode } from "./switchboard.js";
 //! await init();
 //! const node = await SwitchboardNode.start("ws://127.0.0.1:7600/ws",
-//!   { channels: [{ label: "control" }, { label: "data" }] });
+//!   { channels: [{ label: "control" }, { label: "data" }], identityStore: "main" });
 //! await node.join(await node.createRoom());
 //! for (;;) {
 //!   const e = await node.nextEvent();          // null once closed
@@ -15,15 +15,21 @@
 //! ```
 //!
 //! Options: `channels` (`label`, `reliable`, `ordered`), `iceServers`,
-//! `icePolicy` (`"all"` or `"relay"`), `maxMessageSize` and `serverRelayMs`
+//! `icePolicy` (`"all"` or `"relay"`), `maxMessageSize`, `serverRelayMs`
 //! (how long a link goes without a WebRTC path before the server relay
-//! carries it; `null` never relays).
+//! carries it; `null` never relays), `authToken`, `topology` (`"mesh"` or
+//! `"on_request"`), and the identity: `identity` (a secret from
+//! `SwitchboardNode.newIdentity()`, base64url) or `identityStore` (a name:
+//! the identity is kept in the page's IndexedDB under it, made the first
+//! time). Without either, each start is a new identity.
 //!
-//! Every event is a plain object with a `type`: `peer_joined`, `peer_left`,
-//! `link_state`, `peer_connected` (`path`, `rtt_ms`), `path_changed`,
-//! `peer_disconnected` (`reason`), `message` (`channel`, `room`, `data` as
-//! a `Uint8Array`), `request` (`id` too; answer with `respond`),
-//! `quality`, `signaling_lost`, `signaling_restored`, `signaling_closed`.
+//! Every event is a plain object with a `type`: `peer_joined` (`meta`),
+//! `peer_left`, `link_state`, `peer_connected` (`path`, `rtt_ms`),
+//! `path_changed`, `peer_disconnected` (`reason`), `message` (`channel`,
+//! `room`, `data` as a `Uint8Array`), `request` (`id` too; answer with
+//! `respond`), `link_requested` (`meta`), `link_rejected` (`reason`),
+//! `local_candidate` (`candidate`), `channel_opened`, `quality`,
+//! `signaling_lost`, `signaling_restored`, `room_lost`, `signaling_closed`.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -35,8 +41,7 @@ use switchboard_proto::{PeerId, RoomCode};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::Node;
-use crate::{ChannelConfig, Event, IcePolicy, IceServer, Request};
+use crate::{ChannelConfig, Event, IcePolicy, IceServer, Identity, Node, NodeBuilder, Request, Topology};
 
 /// A Switchboard peer for JavaScript.
 #[wasm_bindgen]
@@ -86,8 +91,8 @@ fn ms(d: Option<Duration>) -> JsValue {
     d.map_or(JsValue::NULL, |d| JsValue::from_f64(d.as_secs_f64() * 1000.0))
 }
 
-/// Applies `{ channels, iceServers, icePolicy, maxMessageSize }` to a builder.
-fn configure(mut b: super::NodeBuilder, options: &JsValue) -> Result<super::NodeBuilder, JsValue> {
+/// Applies the options (see the module docs) to a builder.
+fn configure(mut b: NodeBuilder, options: &JsValue) -> Result<NodeBuilder, JsValue> {
     if let Some(channels) = get(options, "channels") {
         for c in Array::from(&channels).iter() {
             let label = get(&c, "label").and_then(|l| l.as_string()).ok_or_else(|| err("a channel needs a label"))?;
@@ -117,6 +122,19 @@ fn configure(mut b: super::NodeBuilder, options: &JsValue) -> Result<super::Node
     if let Some(n) = get(options, "maxMessageSize").and_then(|v| v.as_f64()) {
         b = b.max_message_size(n as usize);
     }
+    if let Some(token) = get(options, "authToken") {
+        b = b.auth_token(token.as_string().ok_or_else(|| err("authToken: expected a string"))?);
+    }
+    match get(options, "topology").map(|t| t.as_string()) {
+        None => {}
+        Some(Some(t)) if t == "mesh" => b = b.topology(Topology::Mesh),
+        Some(Some(t)) if t == "on_request" => b = b.topology(Topology::OnRequest),
+        Some(_) => return Err(err("topology: expected \"mesh\" or \"on_request\"")),
+    }
+    if let Some(secret) = get(options, "identity") {
+        let secret = secret.as_string().ok_or_else(|| err("identity: expected a string"))?;
+        b = b.identity(identity_from(&secret)?);
+    }
     match get(options, "serverRelayMs") {
         None => {}
         Some(v) if v.is_null() || v.as_bool() == Some(false) => b = b.server_relay(None),
@@ -128,11 +146,46 @@ fn configure(mut b: super::NodeBuilder, options: &JsValue) -> Result<super::Node
     Ok(b)
 }
 
+/// A JSON value as a JavaScript one (`null` for none).
+fn json_value(v: Option<&serde_json::Value>) -> JsValue {
+    v.and_then(|v| js_sys::JSON::parse(&v.to_string()).ok()).unwrap_or(JsValue::NULL)
+}
+
+/// An identity from its base64url secret.
+fn identity_from(secret: &str) -> Result<Identity, JsValue> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(secret)
+        .map_err(|_| err("identity: expected base64url"))?;
+    let secret: [u8; 32] = bytes.try_into().map_err(|_| err("identity: expected a 32-byte secret"))?;
+    Ok(Identity::from_secret_bytes(secret))
+}
+
 fn event_object(e: Event) -> JsValue {
     let s = |v: &dyn std::fmt::Display| JsValue::from_str(&v.to_string());
     match e {
-        Event::PeerJoined { room, peer, .. } => {
-            object(&[("type", "peer_joined".into()), ("room", s(&room)), ("peer", s(&peer))])
+        Event::PeerJoined { room, peer, meta } => object(&[
+            ("type", "peer_joined".into()),
+            ("room", s(&room)),
+            ("peer", s(&peer)),
+            ("meta", json_value(meta.as_ref())),
+        ]),
+        Event::LinkRequested { peer, meta } => {
+            object(&[("type", "link_requested".into()), ("peer", s(&peer)), ("meta", json_value(meta.as_ref()))])
+        }
+        Event::LinkRejected { peer, reason } => object(&[
+            ("type", "link_rejected".into()),
+            ("peer", s(&peer)),
+            ("reason", reason.map_or(JsValue::NULL, JsValue::from)),
+        ]),
+        Event::LocalCandidate { peer, candidate } => {
+            object(&[("type", "local_candidate".into()), ("peer", s(&peer)), ("candidate", candidate.into())])
+        }
+        Event::ChannelOpened { peer, channel } => {
+            object(&[("type", "channel_opened".into()), ("peer", s(&peer)), ("channel", channel.into())])
+        }
+        Event::RoomLost { room, reason } => {
+            object(&[("type", "room_lost".into()), ("room", s(&room)), ("reason", reason.into())])
         }
         Event::PeerLeft { room, peer } => {
             object(&[("type", "peer_left".into()), ("room", s(&room)), ("peer", s(&peer))])
@@ -177,16 +230,29 @@ fn event_object(e: Event) -> JsValue {
 
 #[wasm_bindgen]
 impl SwitchboardNode {
-    /// Connects to the signaling server at `url`. `options`:
-    /// `{ channels: [{ label, reliable = true, ordered }], iceServers:
-    /// [{ urls, username, credential }], icePolicy: "all" | "relay",
-    /// maxMessageSize, serverRelayMs = 5000 | null }`. Resolves to a node.
-    pub fn start(url: String, options: JsValue) -> Promise {
+    /// Starts a node: connects to the signaling server at `url` (`null`:
+    /// none, only links by hand) with `options` (see the module docs).
+    /// Resolves to the node once the server welcomed it.
+    pub fn start(url: Option<String>, options: JsValue) -> Promise {
         future_to_promise(async move {
-            let builder = configure(Node::builder().signaling(url), &options)?;
+            let mut builder = configure(Node::builder(), &options)?;
+            if let Some(url) = url {
+                builder = builder.signaling(url);
+            }
+            if let Some(name) = get(&options, "identityStore") {
+                let name = name.as_string().ok_or_else(|| err("identityStore: expected a name"))?;
+                builder = builder.identity(super::store::identity(&name).await?);
+            }
             let node = builder.start().await.map_err(err)?;
             Ok(SwitchboardNode { node: Rc::new(node) }.into())
         })
+    }
+
+    /// A new identity's secret (base64url), for the `identity` option.
+    /// Keep it secret: whoever has it is this peer.
+    #[wasm_bindgen(js_name = newIdentity)]
+    pub fn new_identity() -> String {
+        switchboard_proto::encode_b64(&Identity::generate().to_secret_bytes())
     }
 
     /// This node's peer id.
@@ -195,20 +261,80 @@ impl SwitchboardNode {
         self.node.id().to_string()
     }
 
-    /// Creates a room; resolves to its code.
+    /// Creates a room (with an optional password and peer cap); resolves to its code.
     #[wasm_bindgen(js_name = createRoom)]
-    pub fn create_room(&self) -> Promise {
-        let node = self.node.clone();
-        future_to_promise(async move { Ok(node.create_room(None, None).await.map_err(err)?.to_string().into()) })
-    }
-
-    /// Joins a room; resolves to the ids of the peers already there.
-    pub fn join(&self, room: String) -> Promise {
+    pub fn create_room(&self, password: Option<String>, max_peers: Option<u32>) -> Promise {
         let node = self.node.clone();
         future_to_promise(async move {
-            let joined = node.join(room_code(&room)?).await.map_err(err)?;
+            Ok(node.create_room(password.as_deref(), max_peers).await.map_err(err)?.to_string().into())
+        })
+    }
+
+    /// Joins a room; `options`: `{ password, meta }` (meta: any JSON value
+    /// the other peers see). Resolves to the ids of the peers already there.
+    pub fn join(&self, room: String, options: JsValue) -> Promise {
+        let node = self.node.clone();
+        future_to_promise(async move {
+            let password = get(&options, "password").and_then(|p| p.as_string());
+            let meta = match get(&options, "meta") {
+                Some(m) => Some(
+                    serde_json::from_str(&js_sys::JSON::stringify(&m).map(String::from).unwrap_or_default())
+                        .map_err(|e| err(format!("meta: {e}")))?,
+                ),
+                None => None,
+            };
+            let joined = node.join_with(room_code(&room)?, password.as_deref(), meta).await.map_err(err)?;
             Ok(joined.peers.iter().map(|p| JsValue::from_str(&p.peer_id.to_string())).collect::<Array>().into())
         })
+    }
+
+    /// Asks `peer` for a link (the `on_request` topology).
+    #[wasm_bindgen(js_name = requestLink)]
+    pub fn request_link(&self, peer: String) -> Result<(), JsValue> {
+        self.node.request_link(peer_id(&peer)?, None).map_err(err)
+    }
+
+    /// Accepts `peer`'s link request.
+    pub fn accept(&self, peer: String) -> Result<(), JsValue> {
+        self.node.accept(peer_id(&peer)?).map_err(err)
+    }
+
+    /// Declines `peer`'s link request, saying why.
+    pub fn reject(&self, peer: String, reason: Option<String>) -> Result<(), JsValue> {
+        self.node.reject(peer_id(&peer)?, reason).map_err(err)
+    }
+
+    /// Starts a link by hand (bring your own signaling): resolves to
+    /// `{ peer, sdp }`, the link's local handle and the offer to carry.
+    #[wasm_bindgen(js_name = createOffer)]
+    pub fn create_offer(&self) -> Promise {
+        let node = self.node.clone();
+        future_to_promise(async move {
+            let (peer, sdp) = node.create_offer().await.map_err(err)?;
+            Ok(object(&[("peer", JsValue::from_str(&peer.to_string())), ("sdp", sdp.into())]))
+        })
+    }
+
+    /// Answers an offer carried by hand: resolves to `{ peer, sdp }`.
+    #[wasm_bindgen(js_name = acceptOffer)]
+    pub fn accept_offer(&self, offer: String) -> Promise {
+        let node = self.node.clone();
+        future_to_promise(async move {
+            let (peer, sdp) = node.accept_offer(&offer).await.map_err(err)?;
+            Ok(object(&[("peer", JsValue::from_str(&peer.to_string())), ("sdp", sdp.into())]))
+        })
+    }
+
+    /// Applies the answer to a link made with `createOffer`.
+    #[wasm_bindgen(js_name = acceptAnswer)]
+    pub fn accept_answer(&self, peer: String, answer: String) -> Result<(), JsValue> {
+        self.node.accept_answer(peer_id(&peer)?, &answer).map_err(err)
+    }
+
+    /// Adds the other side's candidate to a link made by hand.
+    #[wasm_bindgen(js_name = addRemoteCandidate)]
+    pub fn add_remote_candidate(&self, peer: String, candidate: String) -> Result<(), JsValue> {
+        self.node.add_remote_candidate(peer_id(&peer)?, &candidate).map_err(err)
     }
 
     /// Leaves a room.
@@ -227,6 +353,16 @@ impl SwitchboardNode {
         let node = self.node.clone();
         future_to_promise(async move {
             node.send(peer_id(&peer)?, &channel, bytes(&data)?).await.map_err(err)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Sends `data` to `peer` on `channel`, marked as belonging to `room`.
+    #[wasm_bindgen(js_name = sendInRoom)]
+    pub fn send_in_room(&self, peer: String, room: String, channel: String, data: JsValue) -> Promise {
+        let node = self.node.clone();
+        future_to_promise(async move {
+            node.send_in_room(peer_id(&peer)?, room_code(&room)?, &channel, bytes(&data)?).await.map_err(err)?;
             Ok(JsValue::UNDEFINED)
         })
     }

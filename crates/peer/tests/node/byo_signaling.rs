@@ -10,9 +10,9 @@ async fn two_nodes_without_a_server() {
     let a = Node::builder().host_candidates(HostCandidates::Loopback).start().await.expect("a");
     let b = Node::builder().host_candidates(HostCandidates::Loopback).start().await.expect("b");
     assert!(a.create_room(None, None).await.is_err(), "no server, no rooms");
-    let (b_on_a, offer) = a.create_offer().expect("offer");
+    let (b_on_a, offer) = a.create_offer().await.expect("offer");
     assert!(offer.contains("a=sctp-port"), "standard SDP:\n{offer}");
-    let (a_on_b, answer) = b.accept_offer(&offer).expect("answer");
+    let (a_on_b, answer) = b.accept_offer(&offer).await.expect("answer");
     a.accept_answer(b_on_a, &answer).expect("accept answer");
     // Trickle: whatever candidates come out are handed over too.
     let bad = a.add_remote_candidate(b_on_a, "candidate:garbage");

@@ -7,10 +7,11 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use str0m::Candidate;
+use switchboard_proto::SignalData;
 
 use super::*;
-use crate::framing::MessageKind;
-use crate::link::relay;
+use crate::framing::{Delivered, MessageKind, OutMessage};
+use crate::link::{DisconnectReason, LinkConfig, LinkCore, LinkEvent, LinkOutput, LinkState, Quality, Role, relay};
 
 const LATENCY: Duration = Duration::from_millis(5);
 /// One way through the signaling server's relay.
@@ -25,15 +26,17 @@ struct Packet {
 }
 
 struct Side {
-    core: LinkCore,
+    link: LinkCore<Str0mRtc>,
     events: Vec<LinkEvent>,
     timeout: Instant,
     /// Deliver signals from this side to the other.
     signals_on: bool,
     consume: bool,
-    /// When the core said the network was back.
+    /// Message bytes delivered and not yet consumed.
+    unconsumed: usize,
+    /// When the link said the network was back.
     heard: Vec<Instant>,
-    /// How many times the core asked whether the host addresses changed.
+    /// How many times the link asked whether the host addresses changed.
     host_checks: usize,
 }
 
@@ -54,19 +57,38 @@ struct Pair {
     server_saw: Vec<Vec<u8>>,
 }
 
+fn str0m_config(cfg: &LinkConfig) -> Str0mConfig {
+    Str0mConfig {
+        channels: cfg.channels.clone(),
+        raw: cfg.raw,
+        chunk_size: cfg.chunk_size,
+        sctp_buffer: cfg.sctp_buffer,
+        dead_after: cfg.dead_after,
+        cert: None,
+    }
+}
+
+fn side_with(now: Instant, role: Role, hosts: &[SocketAddr], cfg: LinkConfig) -> Side {
+    let rtc = Str0mRtc::new(now, str0m_config(&cfg), hosts);
+    let link = LinkCore::new(now, role, cfg, rtc, true);
+    Side {
+        link,
+        events: Vec::new(),
+        timeout: now,
+        signals_on: true,
+        consume: true,
+        unconsumed: 0,
+        heard: Vec::new(),
+        host_checks: 0,
+    }
+}
+
 fn side(now: Instant, role: Role, addr: &str, cfg: LinkConfig) -> Side {
-    let addr: SocketAddr = addr.parse().expect("addr");
-    let mut core = LinkCore::new(now, role, cfg);
-    core.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-    Side { core, events: Vec::new(), timeout: now, signals_on: true, consume: true, heard: Vec::new(), host_checks: 0 }
+    side_with(now, role, &[addr.parse().expect("addr")], cfg)
 }
 
 impl Pair {
-    fn new(seed: u64, loss: f64, cfg: LinkConfig) -> Pair {
-        let now = Instant::now();
-        let mut a = side(now, Role::Offerer, "192.0.2.1:5000", cfg.clone());
-        let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
-        a.core.start().expect("offer");
+    fn of(now: Instant, seed: u64, loss: f64, a: Side, b: Side) -> Pair {
         Pair {
             a,
             b,
@@ -79,6 +101,14 @@ impl Pair {
             relayed: Vec::new(),
             server_saw: Vec::new(),
         }
+    }
+
+    fn new(seed: u64, loss: f64, cfg: LinkConfig) -> Pair {
+        let now = Instant::now();
+        let mut a = side(now, Role::Offerer, "192.0.2.1:5000", cfg.clone());
+        let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
+        a.link.start(now).expect("offer");
+        Pair::of(now, seed, loss, a, b)
     }
 
     /// A pair whose links may use the server relay after `after` without WebRTC.
@@ -96,74 +126,82 @@ impl Pair {
         };
         let mut a = side(now, Role::Offerer, "192.0.2.1:5000", cfg.clone());
         let mut b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
-        a.core.enable_relay(setup(&ia, &ib), [3; 32]);
-        b.core.enable_relay(setup(&ib, &ia), [4; 32]);
-        a.core.start().expect("offer");
-        let mut pair = Pair::new(seed, 0.0, LinkConfig::default());
-        pair.a = a;
-        pair.b = b;
-        pair
+        a.link.enable_relay(setup(&ia, &ib), [3; 32]);
+        b.link.enable_relay(setup(&ib, &ia), [4; 32]);
+        a.link.start(now).expect("offer");
+        Pair::of(now, seed, 0.0, a, b)
     }
 
-    /// Drains both cores, moves packets and signals, then lets time pass to
+    /// Drains both sides, moves packets and signals, then lets time pass to
     /// the next event. One call is one step of the virtual clock.
     fn step(&mut self) {
+        let now = self.now;
         for from_a in [true, false] {
             let mut signals = Vec::new();
             {
                 let me = if from_a { &mut self.a } else { &mut self.b };
                 loop {
-                    match me.core.poll_output() {
-                        Output::Transmit { source, destination, contents } => {
-                            let gone = self.gone.contains(&source) || self.gone.contains(&destination);
-                            if self.cut || gone || self.rng.random_bool(self.loss) {
-                                continue;
+                    let mut any = false;
+                    while let Some(out) = me.link.poll_output() {
+                        any = true;
+                        match out {
+                            LinkOutput::Signal(s) => {
+                                if me.signals_on {
+                                    signals.push(s);
+                                }
                             }
-                            self.wire.push(Packet {
-                                at: self.now + LATENCY,
-                                to_a: !from_a,
-                                source,
-                                destination,
-                                data: contents,
-                            });
-                        }
-                        // These cores have no STUN/TURN servers.
-                        Output::OpenStream(_) | Output::StreamSend { .. } | Output::CloseStream(_) => {
-                            unreachable!("a link without ICE servers opened a TURN stream")
-                        }
-                        Output::Regather => me.core.regather(self.now, None),
-                        Output::PathHeard => me.heard.push(self.now),
-                        Output::CheckHosts => me.host_checks += 1,
-                        Output::Signal(s) => {
-                            if me.signals_on {
-                                signals.push(s);
+                            LinkOutput::Relay(frame) => {
+                                self.server_saw.push(frame.clone());
+                                self.relayed.push((now + RELAY_LATENCY, !from_a, frame));
                             }
-                        }
-                        Output::Relay(frame) => {
-                            self.server_saw.push(frame.clone());
-                            self.relayed.push((self.now + RELAY_LATENCY, !from_a, frame));
-                        }
-                        Output::Event(e) => {
-                            if let LinkEvent::Message(m) = &e
-                                && me.consume
-                            {
-                                let _ = m;
-                                let delivered = me.core.delivered;
-                                me.core.set_consumed(delivered);
+                            LinkOutput::NetworkBack => me.heard.push(now),
+                            LinkOutput::Event(e) => {
+                                if let LinkEvent::Message(m) = &e {
+                                    me.unconsumed += m.data.len();
+                                }
+                                me.events.push(e);
                             }
-                            me.events.push(e);
-                        }
-                        Output::Timeout(t) => {
-                            me.timeout = t;
-                            break;
                         }
                     }
+                    if me.consume && me.unconsumed > 0 {
+                        me.link.consumed(now, std::mem::take(&mut me.unconsumed));
+                        any = true;
+                    }
+                    while let Some(io) = me.link.rtc_mut().poll_io() {
+                        any = true;
+                        match io {
+                            NativeOutput::Transmit { source, destination, contents } => {
+                                let gone = self.gone.contains(&source) || self.gone.contains(&destination);
+                                if self.cut || gone || self.rng.random_bool(self.loss) {
+                                    continue;
+                                }
+                                self.wire.push(Packet {
+                                    at: now + LATENCY,
+                                    to_a: !from_a,
+                                    source,
+                                    destination,
+                                    data: contents,
+                                });
+                            }
+                            // These links have no STUN/TURN servers.
+                            NativeOutput::OpenStream(_) | NativeOutput::StreamSend { .. } | NativeOutput::CloseStream(_) => {
+                                unreachable!("a link without ICE servers opened a TURN stream")
+                            }
+                            NativeOutput::Regather => me.link.rtc_mut().regather(now, None),
+                            NativeOutput::CheckHosts => me.host_checks += 1,
+                        }
+                    }
+                    me.link.drive();
+                    if !any {
+                        break;
+                    }
                 }
+                let rtc_at = me.link.rtc_mut().poll_timeout();
+                me.timeout = me.link.poll_timeout().map_or(rtc_at, |t| t.min(rtc_at));
             }
-            let now = self.now;
             let other = if from_a { &mut self.b } else { &mut self.a };
             for s in signals {
-                let _ = other.core.handle_signal(now, s);
+                let _ = other.link.handle_signal(now, s);
             }
         }
         let next_packet = self.wire.iter().map(|p| p.at).chain(self.relayed.iter().map(|r| r.0)).min();
@@ -177,17 +215,19 @@ impl Pair {
         self.wire = rest;
         for p in due {
             let side = if p.to_a { &mut self.a } else { &mut self.b };
-            side.core.handle_datagram(now, p.source, p.destination, &p.data);
+            side.link.rtc_mut().handle_datagram(now, p.source, p.destination, &p.data);
+            side.link.drive();
         }
         let (due, rest): (Vec<_>, Vec<_>) = self.relayed.drain(..).partition(|r| r.0 <= now);
         self.relayed = rest;
         for (_, to_a, frame) in due {
             let side = if to_a { &mut self.a } else { &mut self.b };
-            side.core.handle_relay(now, &frame);
+            side.link.handle_relay(now, &frame);
         }
         for side in [&mut self.a, &mut self.b] {
             if side.timeout <= now {
-                side.core.handle_timeout(now);
+                side.link.rtc_mut().handle_timeout(now);
+                side.link.handle_timeout(now);
             }
         }
     }
@@ -207,9 +247,15 @@ impl Pair {
 
     fn connect(&mut self) {
         let ok = self.run_until(Duration::from_secs(10), |p| {
-            p.a.core.state() == LinkState::Connected && p.b.core.state() == LinkState::Connected
+            p.a.link.state() == LinkState::Connected && p.b.link.state() == LinkState::Connected
         });
-        assert!(ok, "connected: a {:?} b {:?}", self.a.core.state(), self.b.core.state());
+        assert!(ok, "connected: a {:?} b {:?}", self.a.link.state(), self.b.link.state());
+    }
+
+    /// Queues a message on a's link.
+    fn send_a(&mut self, slot: usize, msg: OutMessage) {
+        let now = self.now;
+        self.a.link.send(now, slot, msg);
     }
 }
 
@@ -223,8 +269,8 @@ fn messages(events: &[LinkEvent]) -> Vec<&Delivered> {
         .collect()
 }
 
-fn states(core: &LinkCore) -> Vec<LinkState> {
-    core.history().into_iter().map(|(_, s)| s).collect()
+fn states(link: &LinkCore<Str0mRtc>) -> Vec<LinkState> {
+    link.history().into_iter().map(|(_, s)| s).collect()
 }
 
 #[test]
@@ -232,15 +278,15 @@ fn connects_through_every_state_in_order() {
     let mut pair = Pair::new(1, 0.0, LinkConfig::default());
     pair.connect();
     use LinkState::*;
-    assert_eq!(states(&pair.a.core), [New, Signaling, Connecting, Connected]);
-    assert_eq!(states(&pair.b.core), [New, Signaling, Connecting, Connected]);
+    assert_eq!(states(&pair.a.link), [New, Signaling, Connecting, Connected]);
+    assert_eq!(states(&pair.b.link), [New, Signaling, Connecting, Connected]);
     let connected = pair.a.events.iter().find_map(|e| match e {
         LinkEvent::Connected { path, .. } => Some(*path),
         _ => None,
     });
     assert_eq!(connected, Some(PathKind::Host));
     // Virtual time: the handshake takes a few round trips of 10 ms, not seconds.
-    assert!(pair.a.core.stats().setup_time.expect("setup time") < Duration::from_millis(500));
+    assert!(pair.a.link.stats().setup_time.expect("setup time") < Duration::from_millis(500));
 }
 
 #[test]
@@ -251,7 +297,7 @@ fn reliable_messages_arrive_in_order_despite_loss() {
         let size = if i % 100 == 0 { 100_000 } else { 100 };
         let mut data = vec![(i % 251) as u8; size];
         data[..4].copy_from_slice(&i.to_le_bytes());
-        pair.a.core.send(0, OutMessage::data(Bytes::from(data)));
+        pair.send_a(0, OutMessage::data(Bytes::from(data)));
     }
     let ok = pair.run_until(Duration::from_secs(120), |p| messages(&p.b.events).len() == 2000);
     assert!(ok, "delivered {}", messages(&pair.b.events).len());
@@ -259,8 +305,8 @@ fn reliable_messages_arrive_in_order_despite_loss() {
         assert_eq!(m.data[..4], (i as u32).to_le_bytes(), "message {i} out of order");
         assert_eq!(m.slot, 0);
     }
-    assert_eq!(pair.a.core.stats().messages_sent, 2000);
-    assert_eq!(pair.b.core.stats().messages_received, 2000);
+    assert_eq!(pair.a.link.stats().messages_sent, 2000);
+    assert_eq!(pair.b.link.stats().messages_received, 2000);
 }
 
 #[test]
@@ -270,17 +316,17 @@ fn unreliable_channel_drops_cleanly_under_loss() {
     for i in 0..300u32 {
         let mut data = vec![1u8; 40_000];
         data[..4].copy_from_slice(&i.to_le_bytes());
-        pair.a.core.send(1, OutMessage::data(Bytes::from(data)));
+        pair.send_a(1, OutMessage::data(Bytes::from(data)));
     }
-    pair.run_until(Duration::from_secs(20), |p| p.a.core.queued() == 0);
+    pair.run_until(Duration::from_secs(20), |p| p.a.link.queued() == 0);
     pair.run_until(Duration::from_secs(2), |_| false);
     let got = messages(&pair.b.events);
     assert!(!got.is_empty() && got.len() < 300, "some of 300 arrive over 2 % loss: {}", got.len());
     for m in &got {
         assert_eq!(m.data.len(), 40_000, "only whole messages are delivered");
     }
-    assert!(pair.b.core.inbox.held() <= 64 << 20);
-    assert_eq!(pair.b.core.state(), LinkState::Connected);
+    assert!(pair.b.link.stats().dropped_partials > 0, "partial messages were dropped, not kept");
+    assert_eq!(pair.b.link.state(), LinkState::Connected);
 }
 
 #[test]
@@ -290,16 +336,14 @@ fn a_receiver_that_stops_consuming_stops_the_sender() {
     pair.connect();
     pair.b.consume = false;
     for _ in 0..200 {
-        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![9u8; 64 << 10])));
+        pair.send_a(0, OutMessage::data(Bytes::from(vec![9u8; 64 << 10])));
     }
     pair.run_until(Duration::from_secs(5), |_| false);
     let received: usize = messages(&pair.b.events).iter().map(|m| m.data.len()).sum();
     assert!(received <= 2 << 20, "receiver holds {received} bytes with a 1 MiB window");
-    assert!(pair.a.core.queued() >= (200 << 16) - (2 << 20), "sender keeps the rest queued");
+    assert!(pair.a.link.queued() >= (200 << 16) - (2 << 20), "sender keeps the rest queued");
     // Consuming again lets everything through.
     pair.b.consume = true;
-    let delivered = pair.b.core.delivered;
-    pair.b.core.set_consumed(delivered);
     let ok = pair.run_until(Duration::from_secs(30), |p| messages(&p.b.events).len() == 200);
     assert!(ok, "delivered {}", messages(&pair.b.events).len());
 }
@@ -308,10 +352,10 @@ fn a_receiver_that_stops_consuming_stops_the_sender() {
 fn no_offer_means_connect_timeout() {
     let mut pair = Pair::new(5, 0.0, LinkConfig::default());
     pair.a.signals_on = false;
-    pair.run_until(Duration::from_secs(20), |p| p.a.core.state().is_final() && p.b.core.state().is_final());
-    assert_eq!(pair.a.core.state(), LinkState::Failed, "{:?}", pair.a.events);
+    pair.run_until(Duration::from_secs(20), |p| p.a.link.state().is_final() && p.b.link.state().is_final());
+    assert_eq!(pair.a.link.state(), LinkState::Failed, "{:?}", pair.a.events);
     assert!(pair.a.events.contains(&LinkEvent::Ended(DisconnectReason::ConnectTimeout)));
-    assert_eq!(states(&pair.b.core), [LinkState::New, LinkState::Failed]);
+    assert_eq!(states(&pair.b.link), [LinkState::New, LinkState::Failed]);
 }
 
 #[test]
@@ -322,10 +366,10 @@ fn a_cut_path_goes_reconnecting_then_failed() {
     pair.cut = true;
     pair.a.signals_on = false;
     pair.b.signals_on = false;
-    let ok = pair.run_until(Duration::from_secs(60), |p| p.a.core.state() == LinkState::Failed);
-    assert!(ok, "state {:?}", pair.a.core.state());
+    let ok = pair.run_until(Duration::from_secs(60), |p| p.a.link.state() == LinkState::Failed);
+    assert!(ok, "state {:?}", pair.a.link.state());
     use LinkState::*;
-    assert_eq!(states(&pair.a.core), [New, Signaling, Connecting, Connected, Reconnecting, Failed]);
+    assert_eq!(states(&pair.a.link), [New, Signaling, Connecting, Connected, Reconnecting, Failed]);
     assert!(pair.a.events.contains(&LinkEvent::Ended(DisconnectReason::PathLost)));
 }
 
@@ -335,16 +379,16 @@ fn a_brief_outage_loses_nothing() {
     pair.connect();
     pair.cut = true;
     for i in 0..100u8 {
-        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![i; 5000])));
+        pair.send_a(0, OutMessage::data(Bytes::from(vec![i; 5000])));
     }
     pair.run_until(Duration::from_secs(1), |_| false);
     pair.cut = false;
     let ok = pair.run_until(Duration::from_secs(10), |p| messages(&p.b.events).len() == 100);
-    assert!(ok, "delivered {} state {:?}", messages(&pair.b.events).len(), pair.a.core.state());
+    assert!(ok, "delivered {} state {:?}", messages(&pair.b.events).len(), pair.a.link.state());
     for (i, m) in messages(&pair.b.events).iter().enumerate() {
         assert_eq!(m.data[0], i as u8);
     }
-    assert_eq!(pair.a.core.state(), LinkState::Connected);
+    assert_eq!(pair.a.link.state(), LinkState::Connected);
 }
 
 #[test]
@@ -352,9 +396,9 @@ fn bye_closes_the_other_side() {
     let mut pair = Pair::new(11, 0.0, LinkConfig::default());
     pair.connect();
     let now = pair.now;
-    pair.a.core.close(now, Some("done".into()));
-    pair.run_until(Duration::from_secs(1), |p| p.b.core.state() == LinkState::Closed);
-    assert_eq!(pair.b.core.state(), LinkState::Closed);
+    pair.a.link.close(now, Some("done".into()));
+    pair.run_until(Duration::from_secs(1), |p| p.b.link.state() == LinkState::Closed);
+    assert_eq!(pair.b.link.state(), LinkState::Closed);
     assert!(pair.b.events.contains(&LinkEvent::Ended(DisconnectReason::ClosedByPeer(Some("done".into())))));
 }
 
@@ -362,32 +406,12 @@ fn bye_closes_the_other_side() {
 fn trickled_candidates_connect() {
     let now = Instant::now();
     let cfg = LinkConfig::default();
-    let mut a = LinkCore::new(now, Role::Offerer, cfg.clone());
-    a.start().expect("offer");
+    let mut a = side_with(now, Role::Offerer, &[], cfg.clone());
+    a.link.start(now).expect("offer");
     // The candidate comes after the offer and travels as a signal.
-    a.add_local_candidate(Candidate::host("192.0.2.1:5000".parse().expect("addr"), "udp").expect("candidate"));
+    a.link.rtc_mut().add_local_candidate(Candidate::host("192.0.2.1:5000".parse().expect("addr"), "udp").expect("candidate"));
     let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
-    let a = Side {
-        core: a,
-        events: vec![],
-        timeout: now,
-        signals_on: true,
-        consume: true,
-        heard: Vec::new(),
-        host_checks: 0,
-    };
-    let mut pair = Pair {
-        a,
-        b,
-        now,
-        rng: StdRng::seed_from_u64(1),
-        loss: 0.0,
-        cut: false,
-        gone: Vec::new(),
-        wire: Vec::new(),
-        relayed: Vec::new(),
-        server_saw: Vec::new(),
-    };
+    let mut pair = Pair::of(now, 1, 0.0, a, b);
     pair.connect();
 }
 
@@ -396,9 +420,7 @@ fn requests_carry_kind_and_room() {
     let mut pair = Pair::new(12, 0.0, LinkConfig::default());
     pair.connect();
     let room = "ROOM42".parse().expect("room");
-    pair.a
-        .core
-        .send(0, OutMessage { kind: MessageKind::Request(77), room: Some(room), data: Bytes::from_static(b"q") });
+    pair.send_a(0, OutMessage { kind: MessageKind::Request(77), room: Some(room), data: Bytes::from_static(b"q") });
     pair.run_until(Duration::from_secs(1), |p| !messages(&p.b.events).is_empty());
     let m = messages(&pair.b.events)[0];
     assert_eq!((m.kind, m.room), (MessageKind::Request(77), Some(room)));
@@ -409,7 +431,7 @@ fn rtt_is_measured_on_the_virtual_clock() {
     let mut pair = Pair::new(13, 0.0, LinkConfig::default());
     pair.connect();
     pair.run_until(Duration::from_secs(2), |_| false);
-    let rtt = pair.a.core.stats().rtt.expect("rtt measured");
+    let rtt = pair.a.link.stats().rtt.expect("rtt measured");
     assert!(rtt >= 2 * LATENCY && rtt < 4 * LATENCY, "rtt {rtt:?}");
 }
 
@@ -422,11 +444,13 @@ fn messages_never_come_before_connected() {
             // before the other side's last channel has opened.
             pair.run_until(Duration::from_secs(5), |p| {
                 let s = if answerer_sends { &p.b } else { &p.a };
-                s.core.state() == LinkState::Connected
+                s.link.state() == LinkState::Connected
             });
-            let (tx, rx_events) = if answerer_sends { (&mut pair.b, 0) } else { (&mut pair.a, 1) };
-            tx.core.send(0, OutMessage::data(Bytes::from_static(b"first")));
-            tx.core.send(1, OutMessage::data(Bytes::from_static(b"second")));
+            let rx_events = if answerer_sends { 0 } else { 1 };
+            let now = pair.now;
+            let tx = if answerer_sends { &mut pair.b } else { &mut pair.a };
+            tx.link.send(now, 0, OutMessage::data(Bytes::from_static(b"first")));
+            tx.link.send(now, 1, OutMessage::data(Bytes::from_static(b"second")));
             let ok = pair.run_until(Duration::from_secs(5), |p| {
                 let r = if rx_events == 0 { &p.a } else { &p.b };
                 messages(&r.events).len() == 2
@@ -447,19 +471,19 @@ fn a_silent_path_is_noticed_within_five_seconds_and_a_new_session_delivers_withi
     let cut_at = pair.now;
     pair.cut = true;
     for i in 0..50u8 {
-        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![i; 3000])));
+        pair.send_a(0, OutMessage::data(Bytes::from(vec![i; 3000])));
     }
     let noticed = pair.run_until(Duration::from_secs(5), |p| {
-        p.a.core.state() == LinkState::Reconnecting && p.b.core.state() == LinkState::Reconnecting
+        p.a.link.state() == LinkState::Reconnecting && p.b.link.state() == LinkState::Reconnecting
     });
-    assert!(noticed, "after 5 s: a {:?} b {:?}", pair.a.core.state(), pair.b.core.state());
+    assert!(noticed, "after 5 s: a {:?} b {:?}", pair.a.link.state(), pair.b.link.state());
     assert!(pair.now - cut_at <= Duration::from_secs(5));
     // Ten seconds without a path, then it returns.
     pair.run_until(Duration::from_secs(10) - (pair.now - cut_at), |_| false);
-    assert!(pair.a.core.stats().ice_restarts >= 2, "restarts {}", pair.a.core.stats().ice_restarts);
+    assert!(pair.a.link.stats().ice_restarts >= 2, "restarts {}", pair.a.link.stats().ice_restarts);
     pair.cut = false;
     let back = pair.run_until(Duration::from_secs(3), |p| {
-        p.a.core.state() == LinkState::Connected && p.b.core.state() == LinkState::Connected
+        p.a.link.state() == LinkState::Connected && p.b.link.state() == LinkState::Connected
     });
     assert!(back, "no path 3 s after the network returned");
     // A new session (fresh SCTP, which has no backed-off retransmission
@@ -468,17 +492,18 @@ fn a_silent_path_is_noticed_within_five_seconds_and_a_new_session_delivers_withi
     let returned = cut_at + Duration::from_secs(10);
     let ok = pair.run_until(returned + Duration::from_secs(1) - pair.now, |p| {
         messages(&p.b.events).len() == 50
-            && p.a.core.state() == LinkState::Connected
-            && p.b.core.state() == LinkState::Connected
+            && p.a.link.state() == LinkState::Connected
+            && p.b.link.state() == LinkState::Connected
     });
-    assert!(ok, "delivered {} a {:?} b {:?}", messages(&pair.b.events).len(), pair.a.core.state(), pair.b.core.state());
+    assert!(ok, "delivered {} a {:?} b {:?}", messages(&pair.b.events).len(), pair.a.link.state(), pair.b.link.state());
     for (i, m) in messages(&pair.b.events).iter().enumerate() {
         assert_eq!(m.data[0], i as u8, "message {i} out of order");
     }
     use LinkState::*;
-    assert_eq!(states(&pair.b.core), [New, Signaling, Connecting, Connected, Reconnecting, Connected]);
+    assert_eq!(states(&pair.b.link), [New, Signaling, Connecting, Connected, Reconnecting, Connected]);
     // The restarted link keeps working both ways.
-    pair.b.core.send(0, OutMessage::data(Bytes::from_static(b"back")));
+    let now = pair.now;
+    pair.b.link.send(now, 0, OutMessage::data(Bytes::from_static(b"back")));
     let ok = pair.run_until(Duration::from_secs(2), |p| messages(&p.a.events).iter().any(|m| &m.data[..] == b"back"));
     assert!(ok, "no message from b after the restart");
 }
@@ -493,10 +518,10 @@ fn beacons_hear_the_returning_network_and_the_session_recovers_once_signaling_is
     pair.a.signals_on = false;
     pair.b.signals_on = false;
     for i in 0..20u8 {
-        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![i; 1000])));
+        pair.send_a(0, OutMessage::data(Bytes::from(vec![i; 1000])));
     }
     pair.run_until(Duration::from_secs(10), |_| false);
-    assert_eq!(pair.a.core.state(), LinkState::Reconnecting);
+    assert_eq!(pair.a.link.state(), LinkState::Reconnecting);
     assert!(pair.a.heard.is_empty() && pair.b.heard.is_empty(), "a beacon heard through a cut path");
     pair.cut = false;
     let returned = pair.now;
@@ -513,16 +538,16 @@ fn beacons_hear_the_returning_network_and_the_session_recovers_once_signaling_is
     pair.a.signals_on = true;
     pair.b.signals_on = true;
     let now = pair.now;
-    pair.b.core.signaling_back(now);
+    pair.b.link.signaling_back(now);
     let ok = pair.run_until(returned + Duration::from_secs(1) - pair.now, |p| {
-        messages(&p.b.events).len() == 20 && p.a.core.state() == LinkState::Connected
+        messages(&p.b.events).len() == 20 && p.a.link.state() == LinkState::Connected
     });
-    assert!(ok, "delivered {} a {:?} b {:?}", messages(&pair.b.events).len(), pair.a.core.state(), pair.b.core.state());
+    assert!(ok, "delivered {} a {:?} b {:?}", messages(&pair.b.events).len(), pair.a.link.state(), pair.b.link.state());
     for (i, m) in messages(&pair.b.events).iter().enumerate() {
         assert_eq!(m.data[0], i as u8, "message {i} out of order");
     }
     // Beacons stop with the new path.
-    assert!(pair.a.core.beacons.is_none() && pair.b.core.beacons.is_none(), "beacons outlive the path");
+    assert!(pair.a.link.rtc().beacons.is_none() && pair.b.link.rtc().beacons.is_none(), "beacons outlive the path");
 }
 
 #[test]
@@ -532,26 +557,26 @@ fn a_side_whose_address_changed_gets_a_new_session_on_its_new_address() {
     let old: SocketAddr = "192.0.2.2:5000".parse().expect("addr");
     let new: SocketAddr = "198.51.100.9:6000".parse().expect("addr");
     for i in 0..20u8 {
-        pair.a.core.send(0, OutMessage::data(Bytes::from(vec![i; 1000])));
+        pair.send_a(0, OutMessage::data(Bytes::from(vec![i; 1000])));
     }
     // The answering side moves to another network: its old address is gone.
     pair.gone.push(old);
     let asked = pair.run_until(Duration::from_secs(5), |p| p.b.host_checks > 0);
     assert!(asked, "the answering side never checked its addresses");
     let now = pair.now;
-    pair.b.core.rehost(now, &[new], &[old]);
-    pair.b.core.regather(now, None);
+    pair.b.link.rtc_mut().rehost(now, &[new], &[old]);
+    pair.b.link.rtc_mut().regather(now, None);
     let ok = pair.run_until(Duration::from_secs(10), |p| {
         messages(&p.b.events).len() == 20
-            && p.a.core.state() == LinkState::Connected
-            && p.b.core.state() == LinkState::Connected
+            && p.a.link.state() == LinkState::Connected
+            && p.b.link.state() == LinkState::Connected
     });
-    assert!(ok, "delivered {} a {:?} b {:?}", messages(&pair.b.events).len(), pair.a.core.state(), pair.b.core.state());
+    assert!(ok, "delivered {} a {:?} b {:?}", messages(&pair.b.events).len(), pair.a.link.state(), pair.b.link.state());
     for (i, m) in messages(&pair.b.events).iter().enumerate() {
         assert_eq!(m.data[0], i as u8, "message {i} out of order");
     }
-    assert_eq!(pair.a.core.stats().remote_addr, Some(new), "the path does not use the new address");
-    assert!(pair.b.core.local_candidates.iter().all(|c| c.addr() != old), "the old address is still a candidate");
+    assert_eq!(pair.a.link.stats().remote_addr, Some(new), "the path does not use the new address");
+    assert!(pair.b.link.rtc().local_candidates.iter().all(|c| c.addr() != old), "the old address is still a candidate");
 }
 
 #[test]
@@ -559,31 +584,24 @@ fn the_answering_side_asks_for_the_restart() {
     let mut pair = Pair::new(13, 0.0, LinkConfig::default());
     pair.connect();
     let now = pair.now;
-    pair.b.core.handle_timeout(now);
     // Only the answering side hears silence (its own clock runs ahead).
     let later = now + Duration::from_secs(4);
-    pair.b.core.handle_timeout(later);
-    assert_eq!(pair.b.core.state(), LinkState::Reconnecting);
+    pair.b.link.rtc_mut().handle_timeout(later);
+    pair.b.link.handle_timeout(later);
+    pair.b.link.handle_timeout(later);
+    assert_eq!(pair.b.link.state(), LinkState::Reconnecting);
     let mut asked = false;
-    loop {
-        match pair.b.core.poll_output() {
-            Output::Signal(SignalData::Restart) => asked = true,
-            Output::Timeout(_) => break,
-            _ => {}
-        }
+    while let Some(out) = pair.b.link.poll_output() {
+        asked |= out == LinkOutput::Signal(SignalData::Restart);
     }
     assert!(asked, "the answering side did not ask for a restart");
-    pair.a.core.handle_signal(now, SignalData::Restart).expect("restart signal");
+    pair.a.link.handle_signal(now, SignalData::Restart).expect("restart signal");
     let mut offered = false;
-    loop {
-        match pair.a.core.poll_output() {
-            Output::Signal(SignalData::Offer { .. }) => offered = true,
-            Output::Timeout(_) => break,
-            _ => {}
-        }
+    while let Some(out) = pair.a.link.poll_output() {
+        offered |= matches!(out, LinkOutput::Signal(SignalData::Offer { .. }));
     }
     assert!(offered, "the offering side did not restart");
-    assert_eq!(pair.a.core.stats().ice_restarts, 1);
+    assert_eq!(pair.a.link.stats().ice_restarts, 1);
 }
 
 fn qualities(events: &[LinkEvent]) -> Vec<Quality> {
@@ -603,7 +621,7 @@ fn a_clean_link_reports_excellent_quality() {
     let ok = pair.run_until(Duration::from_secs(10), |p| !qualities(&p.a.events).is_empty());
     assert!(ok, "no quality level after 10 s");
     assert_eq!(qualities(&pair.a.events), [Quality::Excellent]);
-    let stats = pair.a.core.stats();
+    let stats = pair.a.link.stats();
     assert_eq!(stats.quality, Some(Quality::Excellent));
     assert_eq!(stats.loss, Some(0.0));
 }
@@ -614,7 +632,7 @@ fn a_lossy_link_reports_poor_quality_and_a_cut_one_too() {
     let mut pair = Pair::new(15, 0.15, LinkConfig::default());
     pair.connect();
     let ok = pair.run_until(Duration::from_secs(30), |p| qualities(&p.a.events).last() == Some(&Quality::Poor));
-    assert!(ok, "levels {:?} loss {:?}", qualities(&pair.a.events), pair.a.core.stats().loss);
+    assert!(ok, "levels {:?} loss {:?}", qualities(&pair.a.events), pair.a.link.stats().loss);
 
     let mut clean = Pair::new(16, 0.0, LinkConfig::default());
     clean.connect();
@@ -639,7 +657,7 @@ fn send_numbered(pair: &mut Pair, first: u32, n: u32) {
     for i in first..first + n {
         let mut data = vec![(i % 251) as u8; if i % 50 == 0 { 70_000 } else { 200 }];
         data[..4].copy_from_slice(&i.to_le_bytes());
-        pair.a.core.send(0, OutMessage::data(Bytes::from(data)));
+        pair.send_a(0, OutMessage::data(Bytes::from(data)));
     }
 }
 
@@ -657,10 +675,10 @@ fn assert_in_order(pair: &Pair, expected: u32) {
 fn with_udp_blocked_the_relay_carries_and_webrtc_takes_over_when_it_opens() {
     let mut pair = Pair::with_relay(21, Duration::from_secs(5), LinkConfig::default());
     pair.cut = true;
-    let ok = pair.run_until(Duration::from_secs(8), |p| p.a.core.state() == LinkState::Connected);
+    let ok = pair.run_until(Duration::from_secs(8), |p| p.a.link.state() == LinkState::Connected);
     assert!(ok, "connected over the relay: {:?}", pair.a.events);
     assert_eq!(paths(&pair.a.events), [PathKind::Server]);
-    let setup = pair.a.core.stats().setup_time.expect("setup time");
+    let setup = pair.a.link.stats().setup_time.expect("setup time");
     assert!(setup >= Duration::from_secs(5) && setup < Duration::from_secs(6), "relay after its deadline: {setup:?}");
     send_numbered(&mut pair, 0, 300);
     let ok = pair.run_until(Duration::from_secs(30), |p| messages(&p.b.events).len() == 300);
@@ -673,7 +691,7 @@ fn with_udp_blocked_the_relay_carries_and_webrtc_takes_over_when_it_opens() {
     let ok = pair.run_until(Duration::from_secs(30), |p| messages(&p.b.events).len() == 600);
     assert!(ok, "all 600, got {}", messages(&pair.b.events).len());
     assert_in_order(&pair, 600);
-    assert_eq!(pair.b.core.state(), LinkState::Connected);
+    assert_eq!(pair.b.link.state(), LinkState::Connected);
 }
 
 #[test]
@@ -693,19 +711,19 @@ fn a_path_lost_mid_stream_moves_to_the_relay_and_back_losing_nothing() {
     assert!(ok, "all {sent}, got {}", messages(&pair.b.events).len());
     assert_in_order(&pair, sent);
     assert_eq!(paths(&pair.a.events), [PathKind::Host, PathKind::Server, PathKind::Host]);
-    assert!(pair.a.core.stats().ice_restarts >= 1);
+    assert!(pair.a.link.stats().ice_restarts >= 1);
     use LinkState::*;
-    assert_eq!(states(&pair.a.core), [New, Signaling, Connecting, Connected, Reconnecting, Connected]);
+    assert_eq!(states(&pair.a.link), [New, Signaling, Connecting, Connected, Reconnecting, Connected]);
 }
 
 #[test]
 fn relayed_frames_are_ciphertext_and_forgeries_are_dropped() {
     let mut pair = Pair::with_relay(23, Duration::ZERO, LinkConfig::default());
     pair.cut = true;
-    let ok = pair.run_until(Duration::from_secs(2), |p| p.a.core.state() == LinkState::Connected);
+    let ok = pair.run_until(Duration::from_secs(2), |p| p.a.link.state() == LinkState::Connected);
     assert!(ok, "the relay's head start connects at once");
     let secret = b"the server must never read this sentence";
-    pair.a.core.send(0, OutMessage::data(Bytes::from_static(secret)));
+    pair.send_a(0, OutMessage::data(Bytes::from_static(secret)));
     let ok = pair.run_until(Duration::from_secs(2), |p| !messages(&p.b.events).is_empty());
     assert!(ok);
     assert_eq!(&messages(&pair.b.events)[0].data[..], &secret[..]);
@@ -718,13 +736,13 @@ fn relayed_frames_are_ciphertext_and_forgeries_are_dropped() {
     let n = forged.len();
     forged[n - 1] ^= 0x55;
     let now = pair.now;
-    pair.b.core.handle_relay(now, &forged);
+    pair.b.link.handle_relay(now, &forged);
     for frame in pair.server_saw.clone() {
-        pair.b.core.handle_relay(now, &frame);
+        pair.b.link.handle_relay(now, &frame);
     }
     pair.run_until(Duration::from_secs(1), |_| false);
     assert_eq!(messages(&pair.b.events).len(), 1);
-    assert_eq!(pair.b.core.state(), LinkState::Connected);
+    assert_eq!(pair.b.link.state(), LinkState::Connected);
 }
 
 #[test]
@@ -733,9 +751,10 @@ fn a_pair_is_named_by_its_candidates_kinds() {
     assert_eq!(path_kind(Some(Host), Some(Host), false), PathKind::Host);
     assert_eq!(path_kind(Some(Host), Some(Relayed), false), PathKind::Relayed);
     assert_eq!(path_kind(Some(ServerReflexive), Some(Host), false), PathKind::ServerReflexive);
-    assert_eq!(path_kind(Some(Host), Some(ServerReflexive), true), PathKind::ServerReflexive);
-    // Learned from a check: reflexive, unless it is an address of this very host
-    // (a browser on the same machine hides its host candidates behind mDNS names).
+    assert_eq!(path_kind(Some(Host), Some(ServerReflexive), false), PathKind::ServerReflexive);
+    assert_eq!(path_kind(Some(Host), Some(ServerReflexive), true), PathKind::Host, "the peer is on this machine");
+    // Reflexive, unless it is an address of this very host (a browser on the
+    // same machine hides its host candidates behind mDNS names).
     assert_eq!(path_kind(Some(Host), None, false), PathKind::ServerReflexive);
     assert_eq!(path_kind(Some(Host), Some(PeerReflexive), false), PathKind::ServerReflexive);
     assert_eq!(path_kind(Some(Host), None, true), PathKind::Host);
