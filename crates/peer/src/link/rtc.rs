@@ -1654,22 +1654,19 @@ impl LinkCore {
 /// The path kind of a candidate pair from its candidates' kinds (`None`:
 /// an address never announced, learned from a check: peer-reflexive).
 ///
-/// A peer-reflexive remote address that is one of this host's own host
-/// addresses (`remote_is_local_host`: both peers on one machine) went
-/// through no NAT: the path is a host one. Browsers hide their host
-/// addresses behind mDNS names that the native side cannot use, so their
-/// checks arrive from addresses it learns this way; the browser, which
+/// A reflexive remote address (server- or peer-reflexive) that is one of
+/// this host's own host addresses (`remote_is_local_host`: both peers on
+/// one machine) went through no NAT: the path is a host one. Browsers hide
+/// their host addresses behind mDNS names that the native side cannot use,
+/// so the native side knows such a peer only by its server-reflexive
+/// candidate or by the address its checks come from; the browser, which
 /// sees our host candidate, calls the same path `host`.
 fn path_kind(local: Option<CandidateKind>, remote: Option<CandidateKind>, remote_is_local_host: bool) -> PathKind {
     let kinds = [local, remote];
     if kinds.contains(&Some(CandidateKind::Relayed)) {
         return PathKind::Relayed;
     }
-    let learned = matches!(remote, Some(CandidateKind::PeerReflexive) | None);
-    let remote_reflexive = match remote {
-        Some(CandidateKind::ServerReflexive) => true,
-        _ => learned && !remote_is_local_host,
-    };
+    let remote_reflexive = remote != Some(CandidateKind::Host) && !remote_is_local_host;
     let local_reflexive = matches!(local, Some(CandidateKind::ServerReflexive | CandidateKind::PeerReflexive) | None);
     if remote_reflexive || local_reflexive { PathKind::ServerReflexive } else { PathKind::Host }
 }

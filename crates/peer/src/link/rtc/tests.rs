@@ -733,9 +733,10 @@ fn a_pair_is_named_by_its_candidates_kinds() {
     assert_eq!(path_kind(Some(Host), Some(Host), false), PathKind::Host);
     assert_eq!(path_kind(Some(Host), Some(Relayed), false), PathKind::Relayed);
     assert_eq!(path_kind(Some(ServerReflexive), Some(Host), false), PathKind::ServerReflexive);
-    assert_eq!(path_kind(Some(Host), Some(ServerReflexive), true), PathKind::ServerReflexive);
-    // Learned from a check: reflexive, unless it is an address of this very host
-    // (a browser on the same machine hides its host candidates behind mDNS names).
+    assert_eq!(path_kind(Some(Host), Some(ServerReflexive), false), PathKind::ServerReflexive);
+    assert_eq!(path_kind(Some(Host), Some(ServerReflexive), true), PathKind::Host, "the peer is on this machine");
+    // Reflexive, unless it is an address of this very host (a browser on the
+    // same machine hides its host candidates behind mDNS names).
     assert_eq!(path_kind(Some(Host), None, false), PathKind::ServerReflexive);
     assert_eq!(path_kind(Some(Host), Some(PeerReflexive), false), PathKind::ServerReflexive);
     assert_eq!(path_kind(Some(Host), None, true), PathKind::Host);
