@@ -7,7 +7,7 @@ use std::time::Duration;
 use switchboard::{Event, Node, PathKind};
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use crate::common::{next_message, pair_over, within};
+use crate::common::{next_message, pair_over, wait_for, within};
 
 /// Messages sent while the link moves, and their size: enough that some
 /// go by each carrier under the relay's pace.
@@ -44,6 +44,13 @@ async fn the_relay_carries_first_then_webrtc_and_nothing_is_lost() {
     })
     .await;
     assert_eq!(moved, Some(PathKind::Host), "the link moved to the WebRTC session");
+    // Each side moves its own data: a's move may come a moment after b's.
+    let a_moved = wait_for(&a, "a's move to WebRTC", |e| match e {
+        Event::PathChanged { path, .. } => Some(path),
+        _ => None,
+    })
+    .await;
+    assert_eq!(a_moved, PathKind::Host);
     let stats = a.stats(b.id()).expect("stats of a live link");
     assert_eq!(stats.path, Some(PathKind::Host));
     assert_eq!(stats.messages_sent, u64::from(MESSAGES));
