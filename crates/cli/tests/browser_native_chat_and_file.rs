@@ -42,7 +42,7 @@ fn a_page_chats_with_a_native_peer_and_receives_a_ten_mib_file() {
 
         let driver = Driver::start();
         let page = driver.browser().await;
-        page.goto(&page_url(&serve.url, &format!("?room={room}"))).await.expect("page loads");
+        page.goto(&page_url(&serve.url, &format!("?room={room}&log=debug"))).await.expect("page loads");
         let me = wait_for(
             &page,
             "its own peer id",

@@ -198,3 +198,5 @@ pub use signaling::{ConnectOptions, SignalingClient};
 pub use switchboard_proto as proto;
 #[cfg(target_arch = "wasm32")]
 pub use web::js::{Sha256Hasher, SwitchboardNode};
+#[cfg(target_arch = "wasm32")]
+pub use web::log_to_console;

@@ -25,7 +25,6 @@ mod recv;
 mod send;
 
 pub(crate) use arq::{InOrder, Retained, Verdict};
-#[cfg(any(target_arch = "wasm32", test))]
 pub(crate) use recv::FrameError;
 pub(crate) use recv::{Delivered, Inbox};
 pub(crate) use send::Outbox;

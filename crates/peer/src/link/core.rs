@@ -27,7 +27,9 @@ use switchboard_proto::SignalData;
 use web_time::Instant;
 
 use super::pacing::Pacing;
-use super::relay::{Carrier, RELAY_CONTROL, RELAY_FRAMING, RELAY_PROBE, RelayCarrier, RelaySetup, Relayed, relay_chunk};
+use super::relay::{
+    Carrier, RELAY_CONTROL, RELAY_FRAMING, RELAY_PROBE, RelayCarrier, RelaySetup, Relayed, relay_chunk,
+};
 use super::state::StateMachine;
 use super::transfer::{Counters, Lane, Transfer, Wire};
 use super::{DisconnectReason, LinkState, LinkStats, PathKind, Quality};
@@ -117,12 +119,15 @@ pub(crate) enum RtcEvent {
         since: Instant,
     },
     /// Session `session` will not recover (ICE failed): try another soon.
+    /// (The browser reports it; str0m says only that a path went silent.)
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     Failed {
         /// The session.
         session: u32,
     },
     /// The other side was heard along a lost path: the next attempt is due
     /// now, and the network works again.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     Heard,
     /// A chunk on channel `slot`.
     Chunk {
@@ -139,6 +144,7 @@ pub(crate) enum RtcEvent {
         data: Vec<u8>,
     },
     /// The other side opened a channel in band (DCEP); it is slot `slot`.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     Opened {
         /// Its slot (the next one).
         slot: usize,
@@ -146,6 +152,7 @@ pub(crate) enum RtcEvent {
         config: ChannelConfig,
     },
     /// Channel `slot` closed for good (raw links).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     Closed {
         /// The channel.
         slot: usize,
@@ -161,15 +168,18 @@ pub(crate) enum RtcEvent {
 #[non_exhaustive]
 pub(crate) enum RtcError {
     /// The SDP did not parse or the stack refused it.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     #[error("bad session description: {0}")]
     Sdp(String),
     /// The candidate did not parse.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     #[error("bad candidate: {0}")]
     Candidate(String),
     /// The call does not fit the link's state (an answer without an offer...).
     #[error("{0}")]
     State(&'static str),
     /// The WebRTC stack could not do it (the browser refused to make a peer connection...).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     #[error("{0}")]
     Stack(String),
 }
@@ -363,6 +373,7 @@ impl<R: Rtc> LinkCore<R> {
     }
 
     /// The WebRTC side.
+    #[cfg(test)]
     pub(crate) fn rtc(&self) -> &R {
         &self.rtc
     }
@@ -378,6 +389,7 @@ impl<R: Rtc> LinkCore<R> {
     }
 
     /// The current WebRTC session.
+    #[cfg(test)]
     pub(crate) fn session(&self) -> u32 {
         self.session
     }
@@ -455,7 +467,7 @@ impl<R: Rtc> LinkCore<R> {
         self.rtc.offer(now, 0)?;
         self.negotiating = true;
         self.set_state(LinkState::Signaling);
-        self.drive();
+        self.process();
         Ok(())
     }
 
@@ -491,7 +503,7 @@ impl<R: Rtc> LinkCore<R> {
         if let Err(RtcError::Sdp(e)) = &result {
             self.end(DisconnectReason::Protocol(format!("bad session description: {e}")), true);
         }
-        self.drive();
+        self.process();
         result
     }
 
@@ -556,7 +568,7 @@ impl<R: Rtc> LinkCore<R> {
     pub(crate) fn send(&mut self, now: Instant, slot: usize, msg: OutMessage) {
         self.advance(now);
         self.transfer.send(slot, msg);
-        self.drive();
+        self.process();
     }
 
     /// The application took `len` bytes of this link's messages: credit
@@ -567,7 +579,7 @@ impl<R: Rtc> LinkCore<R> {
         self.consumed = (self.consumed + len as u64).min(self.delivered);
         if was_full && !self.app_full() {
             self.transfer.grant(true, false);
-            self.drive();
+            self.process();
         }
     }
 
@@ -601,7 +613,7 @@ impl<R: Rtc> LinkCore<R> {
             Some(Relayed::Probe(msg)) => self.transfer.receive_probe(self.now, msg),
             _ => {}
         }
-        self.drive();
+        self.process();
     }
 
     /// The node has fresh TURN credentials: a link on a TURN relay moves to
@@ -616,7 +628,7 @@ impl<R: Rtc> LinkCore<R> {
             Role::Offerer => self.restart_ice(),
             Role::Answerer => self.out.push_back(LinkOutput::Signal(SignalData::Restart)),
         }
-        self.drive();
+        self.process();
     }
 
     /// The node's signaling connection is back: signals sent while it was
@@ -652,7 +664,7 @@ impl<R: Rtc> LinkCore<R> {
             tracing::debug!(quality = %q, "link quality");
             self.out.push_back(LinkOutput::Event(LinkEvent::Quality(q)));
         }
-        self.drive();
+        self.process();
     }
 
     /// When the core next wants [`Self::handle_timeout`] (the WebRTC side
@@ -677,13 +689,20 @@ impl<R: Rtc> LinkCore<R> {
     /// WebRTC side reported first.
     pub(crate) fn poll_output(&mut self) -> Option<LinkOutput> {
         if self.out.is_empty() {
-            self.drive();
+            self.process();
         }
         self.out.pop_front()
     }
 
+    /// Handles at `now` what the WebRTC side reported (the driver fed it)
+    /// and moves queued data.
+    pub(crate) fn drive(&mut self, now: Instant) {
+        self.advance(now);
+        self.process();
+    }
+
     /// Handles what the WebRTC side reported and moves queued data.
-    pub(crate) fn drive(&mut self) {
+    fn process(&mut self) {
         while let Some(event) = self.rtc.poll_event() {
             if self.ended {
                 continue;

@@ -16,9 +16,9 @@ pub(crate) mod relay;
 #[cfg(test)]
 pub(crate) mod scripted;
 pub(crate) mod state;
-pub(crate) mod transfer;
 #[cfg(test)]
 mod tests;
+pub(crate) mod transfer;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -10,9 +10,9 @@ use std::rc::Rc;
 use switchboard_proto::SignalData;
 use web_time::Instant;
 
+use super::PathKind;
 use super::core::{Rtc, RtcError, RtcEvent, RtcStats};
 use super::transfer::Lane;
-use super::PathKind;
 
 #[derive(Default)]
 struct Inner {

@@ -93,8 +93,6 @@ impl Transfer {
             reliable: Vec::new(),
             outbox: Outbox::new(raw),
             inbox: Inbox::new(max_message, raw),
-            outbox,
-            inbox,
             retained: Retained::default(),
             in_order: InOrder::default(),
             window: window as u64,
@@ -123,11 +121,6 @@ impl Transfer {
             self.reliable.resize(slot + 1, true);
         }
         self.reliable[slot] = config.is_reliable();
-    }
-
-    /// Whether messages go without framing.
-    pub(crate) fn is_raw(&self) -> bool {
-        self.raw
     }
 
     /// Largest chunk.

@@ -46,7 +46,7 @@ enum StreamEvent {
 enum Wake {
     Datagram(usize, usize, SocketAddr),
     Frame(Option<Result<Message, String>>),
-    Connected(Result<Ws, String>),
+    Connected(Box<Result<Ws, String>>),
     Stream(StreamEvent),
     Resolved(Vec<crate::ice::gather::Server>, bool),
     Timeout,
@@ -58,6 +58,7 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
     let mut buf = vec![0u8; 2048];
     let mut reader: Option<futures_util::stream::SplitStream<Ws>> = None;
     let mut writer: Option<tokio::task::JoinHandle<()>> = None;
+    let mut closing: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut connecting: Option<Connecting> = None;
     let (stream_tx, mut stream_rx) = mpsc::channel::<StreamEvent>(64);
     let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
@@ -73,8 +74,11 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
                 connecting = None;
                 if let Some(w) = writer.take() {
                     // Dropping the sender above lets the writer send its
-                    // close frame and end; it is not waited for.
-                    drop(w);
+                    // close frame and end; it is waited for before the
+                    // driver ends, so that the server ends the session at
+                    // once instead of holding it for a resume.
+                    closing.retain(|h| !h.is_finished());
+                    closing.push(w);
                 }
             }
             if let Some(url) = state.connect.take() {
@@ -126,7 +130,7 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
             },
             frame = next_frame(&mut reader) => Wake::Frame(frame),
             result = async { connecting.as_mut().expect("polled only when set").await }, if connecting.is_some() => {
-                Wake::Connected(result)
+                Wake::Connected(Box::new(result))
             }
             Some(e) = stream_rx.recv() => Wake::Stream(e),
             Some((servers, renew)) = resolved_rx.recv() => Wake::Resolved(servers, renew),
@@ -147,7 +151,7 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
                 for k in 1..BATCH {
                     if k % DRAIN_EVERY == 0 {
                         for link in touched.drain(..) {
-                            state.core.drive_link(link);
+                            state.core.drive_link(Instant::now(), link);
                         }
                         state.flush();
                     }
@@ -161,7 +165,7 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
                     }
                 }
                 for link in touched {
-                    state.core.drive_link(link);
+                    state.core.drive_link(Instant::now(), link);
                 }
             }
             Wake::Frame(Some(Ok(Message::Text(text)))) => state.core.ws_text(now, text.as_str()),
@@ -185,7 +189,7 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
             }
             Wake::Connected(result) => {
                 connecting = None;
-                match result {
+                match *result {
                     Ok(ws) => {
                         let (mut sink, stream) = ws.split();
                         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
@@ -228,7 +232,7 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
                     if let Some(entry) = state.core.link_by_id(link) {
                         entry.core.rtc_mut().handle_timeout(now);
                     }
-                    state.core.drive_link(link);
+                    state.core.drive_link(now, link);
                 }
                 state.core.handle_timeout(now);
             }
@@ -236,9 +240,8 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
         }
         state.flush();
     }
-    if let Some(w) = writer {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), w).await;
-    }
+    closing.extend(writer);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), futures_util::future::join_all(closing)).await;
     for task in shared.lock().stream_tasks.values() {
         task.abort();
     }
@@ -285,7 +288,7 @@ fn stream_event(state: &mut super::State, now: Instant, e: StreamEvent) {
             link
         }
     };
-    state.core.drive_link(link);
+    state.core.drive_link(now, link);
 }
 
 type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;

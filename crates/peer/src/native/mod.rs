@@ -77,6 +77,7 @@ impl Platform for NativePlatform {
             sctp_buffer: cfg.sctp_buffer,
             dead_after: cfg.dead_after,
             cert: self.cert.clone(),
+            machine: net::machine_addresses(),
         };
         let mut rtc = Str0mRtc::new(now, str0m, hosts);
         if let Some(g) = self.gatherer(now, &locals) {
@@ -183,7 +184,7 @@ impl State {
     /// carries out what the str0m side asks for, until neither has more.
     fn flush_link(&mut self, now: Instant, link: u64) {
         loop {
-            self.core.drive_link(link);
+            self.core.drive_link(now, link);
             if !self.flush_io(now, link) {
                 return;
             }

@@ -34,6 +34,16 @@ impl HostCandidates {
     }
 }
 
+/// Every address of this machine's interfaces, loopback included.
+pub(crate) fn machine_addresses() -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> =
+        if_addrs::get_if_addrs().map(|a| a.into_iter().map(|i| i.ip()).collect()).unwrap_or_default();
+    ips.push(IpAddr::from([127, 0, 0, 1]));
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
 fn is_link_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),

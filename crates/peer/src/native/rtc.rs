@@ -22,9 +22,9 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, CandidateKind, Event as Str0mEvent, IceConnectionState, Input};
 use switchboard_proto::SignalData;
 
+use super::beacon::{self, Beacons};
 use crate::channel::ChannelConfig;
 use crate::ice::gather::{Connect, Gatherer, Route, Taken};
-use super::beacon::{self, Beacons};
 use crate::link::control::{self, CONTROL_LABEL, PROBE_LABEL};
 use crate::link::transfer::Lane;
 use crate::link::{PathKind, Rtc, RtcError, RtcEvent, RtcStats};
@@ -87,6 +87,9 @@ pub(crate) struct Str0mConfig {
     pub(crate) dead_after: Duration,
     /// The node's DTLS certificate (one per link when unset).
     pub(crate) cert: Option<str0m::config::DtlsCert>,
+    /// Every address of this machine (loopback too), host candidates or not:
+    /// a peer that reaches us from one of them is on this machine.
+    pub(crate) machine: Vec<std::net::IpAddr>,
 }
 
 struct Slot {
@@ -119,6 +122,9 @@ pub(crate) struct Str0mRtc {
     up: bool,
     /// The current session was reported lost.
     lost: bool,
+    /// No session has had a path since one was lost (beacons go and are
+    /// heard until one is up again, across new sessions).
+    seeking: bool,
     /// An ICE restart is under way: ICE passes through `disconnected`
     /// while the new candidates arrive, which is no loss of the path.
     restarting: bool,
@@ -173,6 +179,7 @@ impl Str0mRtc {
             dtls_connected: false,
             up: false,
             lost: false,
+            seeking: false,
             restarting: false,
             renew_pending: false,
             last_answer: None,
@@ -258,10 +265,10 @@ impl Str0mRtc {
         if let Some(g) = &mut self.gather {
             g.handle_timeout(now);
         }
-        if now >= self.str0m_at {
-            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-                tracing::debug!(error = %e, "timeout input refused");
-            }
+        if now >= self.str0m_at
+            && let Err(e) = self.rtc.handle_input(Input::Timeout(now))
+        {
+            tracing::debug!(error = %e, "timeout input refused");
         }
         self.send_beacons(now);
         if self.up && now >= self.last_heard + self.cfg.dead_after {
@@ -397,7 +404,10 @@ impl Str0mRtc {
         if beacon::is_beacon(data) {
             return self.beacon_heard(source);
         }
-        if self.now > self.last_heard {
+        // Only the selected pair counts: ICE checks on other pairs (say
+        // through a TURN relay over TCP) do not make a dead path live.
+        let on_path = self.selected.is_none_or(|(local, remote)| local == destination && remote == source);
+        if on_path && self.now > self.last_heard {
             self.last_heard = self.now;
         }
         // A path that came back by itself, with no restart under way.
@@ -557,6 +567,7 @@ impl Str0mRtc {
             return;
         }
         self.up = true;
+        self.seeking = false;
         self.beacons = None;
         self.last_heard = self.now;
         let path = self.rtc_path().unwrap_or(PathKind::Host);
@@ -576,6 +587,7 @@ impl Str0mRtc {
         }
         self.up = false;
         self.lost = true;
+        self.seeking = true;
         if !self.cfg.raw {
             self.beacons = self.selected.map(|(local, remote)| Beacons::new(self.now, local, remote));
         }
@@ -611,7 +623,7 @@ impl Str0mRtc {
     /// The other side's beacon: while this side has no path, the link hears
     /// of it, at most once a second.
     fn beacon_heard(&mut self, source: SocketAddr) {
-        if self.up || !self.lost {
+        if self.up || !self.seeking {
             return;
         }
         if let Some(b) = &mut self.beacons {
@@ -746,8 +758,8 @@ impl Str0mRtc {
     /// Path kind of the selected pair.
     fn rtc_path(&self) -> Option<PathKind> {
         let (local, remote) = self.selected?;
-        let remote_is_local_host =
-            self.local_kinds.iter().any(|(a, k)| *k == CandidateKind::Host && a.ip() == remote.ip());
+        let remote_is_local_host = self.cfg.machine.contains(&remote.ip())
+            || self.local_kinds.iter().any(|(a, k)| *k == CandidateKind::Host && a.ip() == remote.ip());
         Some(path_kind(
             self.local_kinds.get(&local).copied(),
             self.remote_kinds.get(&remote).copied(),
@@ -841,7 +853,8 @@ impl Rtc for Str0mRtc {
         self.restarting = true;
         self.restarts += 1;
         self.take_regather();
-        self.events.push_back(RtcEvent::Signal(SignalData::Offer { sdp: offer.to_sdp_string(), session: self.session }));
+        self.events
+            .push_back(RtcEvent::Signal(SignalData::Offer { sdp: offer.to_sdp_string(), session: self.session }));
         Ok(())
     }
 
@@ -937,7 +950,7 @@ fn build_rtc(now: Instant, cfg: &Str0mConfig) -> str0m::Rtc {
 /// an address never announced, learned from a check: peer-reflexive).
 ///
 /// A reflexive remote address (server- or peer-reflexive) that is one of
-/// this host's own host addresses (`remote_is_local_host`: both peers on
+/// this machine's own addresses (`remote_is_local_host`: both peers on
 /// one machine) went through no NAT: the path is a host one. Browsers hide
 /// their host addresses behind mDNS names that the native side cannot use,
 /// so the native side knows such a peer only by its server-reflexive

@@ -29,8 +29,8 @@ use serde_json::Value;
 use switchboard_proto::{ConnId, PeerId, RoomCode, SignalData};
 use web_time::Instant;
 
-pub(crate) use server::{Answer, Call};
 use server::Server;
+pub(crate) use server::{Answer, Call};
 
 use super::config::{NodeConfig, Topology};
 use crate::event::{Event, Message, Request, RequestFailed, RoomError, SendError, SignalError};
@@ -185,6 +185,7 @@ impl<P: Platform> NodeCore<P> {
     }
 
     /// The link the driver knows as `link`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn link_by_id(&mut self, link: u64) -> Option<&mut LinkEntry<P::Rtc>> {
         let peer = self.by_id.get(&link)?;
         self.links.get_mut(peer)
@@ -196,6 +197,7 @@ impl<P: Platform> NodeCore<P> {
     }
 
     /// Whether the node was closed.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn is_closed(&self) -> bool {
         self.closed
     }
@@ -353,9 +355,7 @@ impl<P: Platform> NodeCore<P> {
         self.next_link += 1;
         let rtc = self.platform.new_rtc(self.now, id, &self.cfg.link)?;
         let mut core = LinkCore::new(self.now, role, self.cfg.link.clone(), rtc, relay);
-        if relay
-            && let (Some(after), Some(limits)) = (self.cfg.server_relay, self.server.limits())
-        {
+        if relay && let (Some(after), Some(limits)) = (self.cfg.server_relay, self.server.limits()) {
             let setup = RelaySetup {
                 identity: self.identity.clone(),
                 local: self.id,
@@ -561,7 +561,9 @@ impl<P: Platform> NodeCore<P> {
             LinkEvent::Message(m) => {
                 let Some(channel) = self.channel_label(peer, m.slot) else { return };
                 match m.kind {
-                    MessageKind::Data => self.emit(Event::Message(Message { peer, channel, room: m.room, data: m.data })),
+                    MessageKind::Data => {
+                        self.emit(Event::Message(Message { peer, channel, room: m.room, data: m.data }))
+                    }
                     MessageKind::Request(id) => {
                         self.emit(Event::Request(Request { peer, channel, id, room: m.room, data: m.data }));
                     }
@@ -610,9 +612,12 @@ impl<P: Platform> NodeCore<P> {
     /// The slot of `channel` on the link to `peer`.
     fn route(&self, peer: PeerId, channel: &str) -> Result<usize, SendError> {
         let entry = self.links.get(&peer).ok_or(SendError::UnknownPeer(peer))?;
-        entry.core.channels().iter().position(|c| c.label == channel).ok_or_else(|| {
-            SendError::UnknownChannel(channel.to_owned())
-        })
+        entry
+            .core
+            .channels()
+            .iter()
+            .position(|c| c.label == channel)
+            .ok_or_else(|| SendError::UnknownChannel(channel.to_owned()))
     }
 
     fn check_size(&self, size: usize) -> Result<(), SendError> {
@@ -836,8 +841,12 @@ impl<P: Platform> NodeCore<P> {
                 w.wake();
             }
         }
-        let due: Vec<PeerId> =
-            self.links.iter().filter(|(_, e)| e.core.poll_timeout().is_some_and(|t| t <= now)).map(|(p, _)| *p).collect();
+        let due: Vec<PeerId> = self
+            .links
+            .iter()
+            .filter(|(_, e)| e.core.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(p, _)| *p)
+            .collect();
         for peer in due {
             if let Some(e) = self.links.get_mut(&peer) {
                 e.core.handle_timeout(now);
@@ -855,10 +864,11 @@ impl<P: Platform> NodeCore<P> {
     }
 
     /// Reads what the WebRTC side of link `link` reported (the driver fed it).
-    pub(crate) fn drive_link(&mut self, link: u64) {
+    pub(crate) fn drive_link(&mut self, now: Instant, link: u64) {
+        self.advance(now);
         let Some(&peer) = self.by_id.get(&link) else { return };
         if let Some(e) = self.links.get_mut(&peer) {
-            e.core.drive();
+            e.core.drive(now);
         }
         self.drain_link(peer);
     }

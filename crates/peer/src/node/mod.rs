@@ -21,8 +21,8 @@ use serde_json::Value;
 use switchboard_proto::{JoinedRoom, PeerId, RoomCode, SignalData};
 use web_time::Instant;
 
-pub use self::config::{HostCandidates, Topology};
 pub(crate) use self::config::NodeConfig;
+pub use self::config::{HostCandidates, Topology};
 use self::core::Answer;
 use crate::channel::ChannelConfig;
 use crate::event::{Event, Request, RequestError, RequestFailed, RoomError, SendError, SignalError, StartError};
@@ -415,8 +415,7 @@ impl Node {
         timeout: Duration,
     ) -> Result<Bytes, RequestFailed> {
         let id = self.backend.with(|core, _| core.new_request(peer, timeout));
-        let guard =
-            Forget { node: self, forget: Some(move |core: &mut Core| core.forget_request(id)) };
+        let guard = Forget { node: self, forget: Some(move |core: &mut Core| core.forget_request(id)) };
         let msg = OutMessage { kind: MessageKind::Request(id), room: None, data: data.into() };
         self.send_message(peer, channel, msg).await?;
         let answer = poll_fn(|cx| self.backend.with(|core, now| core.poll_answer(now, cx, id))).await;

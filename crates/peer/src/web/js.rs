@@ -21,7 +21,8 @@
 //! `"on_request"`), and the identity: `identity` (a secret from
 //! `SwitchboardNode.newIdentity()`, base64url) or `identityStore` (a name:
 //! the identity is kept in the page's IndexedDB under it, made the first
-//! time). Without either, each start is a new identity.
+//! time). Without either, each start is a new identity. `log` (`"debug"`,
+//! say) prints the library's log to the browser console.
 //!
 //! Every event is a plain object with a `type`: `peer_joined` (`meta`),
 //! `peer_left`, `link_state`, `peer_connected` (`path`, `rtt_ms`),
@@ -224,7 +225,6 @@ fn event_object(e: Event) -> JsValue {
             object(&[("type", "signaling_restored".into()), ("resumed", resumed.into())])
         }
         Event::SignalingClosed { reason } => object(&[("type", "signaling_closed".into()), ("reason", reason.into())]),
-        other => object(&[("type", "other".into()), ("debug", format!("{other:?}").into())]),
     }
 }
 
@@ -238,6 +238,16 @@ impl SwitchboardNode {
             let mut builder = configure(Node::builder(), &options)?;
             if let Some(url) = url {
                 builder = builder.signaling(url);
+            }
+            match get(&options, "log").map(|l| l.as_string()) {
+                None => {}
+                Some(Some(level)) => {
+                    let level = level
+                        .parse::<tracing::Level>()
+                        .map_err(|_| err("log: expected error, warn, info, debug or trace"))?;
+                    super::log_to_console(level);
+                }
+                Some(None) => return Err(err("log: expected a level name")),
             }
             if let Some(name) = get(&options, "identityStore") {
                 let name = name.as_string().ok_or_else(|| err("identityStore: expected a name"))?;

@@ -14,6 +14,7 @@
 //! keep their TURN credentials for the session they were made with.
 
 pub(crate) mod js;
+mod log;
 mod rtc;
 mod socket;
 mod store;
@@ -27,6 +28,7 @@ use wasm_bindgen::prelude::{Closure, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_time::Instant;
 
+pub use self::log::log_to_console;
 use self::rtc::{BrowserRtc, BrowserSettings};
 use self::socket::Socket;
 use crate::event::StartError;
@@ -112,12 +114,12 @@ impl Shared {
     /// state is in use: a callback inside a call).
     fn poke(&self, link: u64) {
         if self.state.try_borrow_mut().is_ok() {
-            self.with(|core, _| core.drive_link(link));
+            self.with(|core, now| core.drive_link(now, link));
         } else {
             let me = self.me.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 if let Some(shared) = me.upgrade() {
-                    shared.with(|core, _| core.drive_link(link));
+                    shared.with(|core, now| core.drive_link(now, link));
                 }
             });
         }
@@ -151,11 +153,19 @@ impl Shared {
                         ws.close();
                     }
                 }
-                NodeOutput::IceServers { servers, .. } => {
-                    // New sessions use them; a running one keeps its own.
+                NodeOutput::IceServers { servers, renew } => {
                     let platform = st.core.platform_mut();
                     platform.ice_servers =
                         platform.own.iter().cloned().chain(servers.into_iter().map(IceServer::from)).collect();
+                    if renew {
+                        // Links on a TURN relay take the fresh credentials
+                        // and move to new allocations by ICE restart.
+                        let fresh = st.core.platform_mut().ice_servers.clone();
+                        for entry in st.core.links_mut() {
+                            entry.core.rtc_mut().set_ice_servers(&fresh);
+                        }
+                        st.core.renew_links(Instant::now());
+                    }
                 }
                 NodeOutput::LinkGone(_) => {}
             }

@@ -94,30 +94,16 @@ struct Session {
     described: bool,
     early_candidates: Vec<RtcIceCandidateInit>,
     up: bool,
+    /// The last offer of this session taken, and the answer made to it once
+    /// it is made: an offer sent again is answered again, not renegotiated.
+    offer: Option<String>,
+    answer: Option<String>,
     _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
 impl Session {
     fn new(id: u32, s: &BrowserSettings, inbox: &Inbox, poke: &Rc<dyn Fn()>) -> Result<Self, JsValue> {
-        let config = RtcConfiguration::new();
-        let servers = Array::new();
-        for server in &s.ice_servers {
-            let entry = RtcIceServer::new();
-            let urls: Array = server.urls.iter().map(|u| JsValue::from_str(u)).collect();
-            entry.set_urls(&urls);
-            if let Some(u) = &server.username {
-                entry.set_username(u);
-            }
-            if let Some(c) = &server.credential {
-                entry.set_credential(c);
-            }
-            servers.push(&entry);
-        }
-        config.set_ice_servers(&servers);
-        if s.policy == IcePolicy::Relay {
-            config.set_ice_transport_policy(RtcIceTransportPolicy::Relay);
-        }
-        let pc = RtcPeerConnection::new_with_configuration(&config)?;
+        let pc = RtcPeerConnection::new_with_configuration(&configuration(s))?;
         let make = |label: &str, init: &RtcDataChannelInit| {
             let dc = pc.create_data_channel_with_data_channel_dict(label, init);
             dc.set_binary_type(RtcDataChannelType::Arraybuffer);
@@ -210,6 +196,8 @@ impl Session {
             described: false,
             early_candidates: Vec::new(),
             up: false,
+            offer: None,
+            answer: None,
             _callbacks: callbacks,
         })
     }
@@ -218,7 +206,8 @@ impl Session {
     /// connection is not lost.
     fn ready(&self, raw: bool) -> bool {
         let state = self.pc.connection_state();
-        let lost = matches!(state, web_sys::RtcPeerConnectionState::Disconnected | web_sys::RtcPeerConnectionState::Failed);
+        let lost =
+            matches!(state, web_sys::RtcPeerConnectionState::Disconnected | web_sys::RtcPeerConnectionState::Failed);
         !lost && (raw || self.control_open) && self.open.iter().all(|o| *o)
     }
 
@@ -265,6 +254,15 @@ impl BrowserRtc {
             events: VecDeque::new(),
             restarts: 0,
             rtt: None,
+        }
+    }
+
+    /// Fresh STUN/TURN servers (new TURN credentials): new sessions use
+    /// them, and the current one from its next ICE restart.
+    pub(crate) fn set_ice_servers(&mut self, servers: &[IceServer]) {
+        self.settings.ice_servers = servers.to_vec();
+        if let Some(s) = &self.session {
+            let _ = s.pc.set_configuration_with_configuration(&configuration(&self.settings));
         }
     }
 
@@ -358,7 +356,12 @@ impl BrowserRtc {
                     let _ = session.pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&c));
                 }
             }
-            Seen::Local(signal) => self.events.push_back(RtcEvent::Signal(signal)),
+            Seen::Local(signal) => {
+                if let SignalData::Answer { sdp, .. } = &signal {
+                    session.answer = Some(sdp.clone());
+                }
+                self.events.push_back(RtcEvent::Signal(signal));
+            }
             Seen::Failed(e) => self.events.push_back(RtcEvent::Error(e)),
             Seen::Path(path, rtt) => {
                 self.rtt = rtt.or(self.rtt);
@@ -387,11 +390,28 @@ impl Rtc for BrowserRtc {
     }
 
     fn answer(&mut self, _now: Instant, id: u32, sdp: &str) -> Result<(), RtcError> {
-        // An offer of the current session renegotiates it (an ICE restart);
-        // another makes a new session.
-        let pc = match &self.session {
-            Some(s) if s.id == id => s.pc.clone(),
-            _ => self.new_session(id)?,
+        // An offer of the current session renegotiates it (an ICE restart),
+        // unless it is the same offer again: that gets the same answer.
+        // Another session's offer makes a new session.
+        let pc = match &mut self.session {
+            Some(s) if s.id == id && s.offer.as_deref() == Some(sdp) => {
+                if let Some(answer) = s.answer.clone() {
+                    self.events.push_back(RtcEvent::Signal(SignalData::Answer { sdp: answer, session: id }));
+                }
+                return Ok(());
+            }
+            Some(s) if s.id == id => {
+                s.offer = Some(sdp.to_owned());
+                s.answer = None;
+                s.pc.clone()
+            }
+            _ => {
+                let pc = self.new_session(id)?;
+                if let Some(s) = &mut self.session {
+                    s.offer = Some(sdp.to_owned());
+                }
+                pc
+            }
         };
         let (sdp, inbox, poke) = (sdp.to_owned(), self.inbox.clone(), self.poke.clone());
         self.spawn(id, async move {
@@ -456,7 +476,10 @@ impl Rtc for BrowserRtc {
     fn attempt(&mut self, _now: Instant) {}
 
     fn is_open(&self, slot: usize) -> bool {
-        self.session.as_ref().and_then(|s| s.channels.get(slot)).is_some_and(|dc| dc.ready_state() == RtcDataChannelState::Open)
+        self.session
+            .as_ref()
+            .and_then(|s| s.channels.get(slot))
+            .is_some_and(|dc| dc.ready_state() == RtcDataChannelState::Open)
     }
 
     fn write(&mut self, slot: usize, data: &[u8]) -> Result<bool, String> {
@@ -528,6 +551,29 @@ fn read_path(pc: RtcPeerConnection, id: u32, inbox: Inbox, poke: Rc<dyn Fn()>) {
         inbox.borrow_mut().push_back((id, Seen::Path(kind, rtt)));
         poke();
     });
+}
+
+/// The `RTCConfiguration` of a link's sessions.
+fn configuration(s: &BrowserSettings) -> RtcConfiguration {
+    let config = RtcConfiguration::new();
+    let servers = Array::new();
+    for server in &s.ice_servers {
+        let entry = RtcIceServer::new();
+        let urls: Array = server.urls.iter().map(|u| JsValue::from_str(u)).collect();
+        entry.set_urls(&urls);
+        if let Some(u) = &server.username {
+            entry.set_username(u);
+        }
+        if let Some(c) = &server.credential {
+            entry.set_credential(c);
+        }
+        servers.push(&entry);
+    }
+    config.set_ice_servers(&servers);
+    if s.policy == IcePolicy::Relay {
+        config.set_ice_transport_policy(RtcIceTransportPolicy::Relay);
+    }
+    config
 }
 
 /// Makes an SDP description object.

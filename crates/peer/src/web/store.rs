@@ -39,7 +39,8 @@ pub(crate) async fn identity(name: &str) -> Result<Identity, JsValue> {
     let key = JsValue::from_str(name);
     let found = done(&store.get(&key)?).await?;
     if let Some(secret) = found.as_string() {
-        let bytes = URL_SAFE_NO_PAD.decode(&secret).map_err(|_| JsValue::from_str("stored identity is not base64url"))?;
+        let bytes =
+            URL_SAFE_NO_PAD.decode(&secret).map_err(|_| JsValue::from_str("stored identity is not base64url"))?;
         let secret: [u8; 32] = bytes.try_into().map_err(|_| JsValue::from_str("stored identity is not 32 bytes"))?;
         return Ok(Identity::from_secret_bytes(secret));
     }
@@ -59,7 +60,8 @@ async fn done(request: &IdbRequest) -> Result<JsValue, JsValue> {
         });
         let r = request.clone();
         let failure = Closure::once_into_js(move |_: web_sys::Event| {
-            let why = r.error().ok().flatten().map_or_else(|| JsValue::from_str("IndexedDB request failed"), JsValue::from);
+            let why =
+                r.error().ok().flatten().map_or_else(|| JsValue::from_str("IndexedDB request failed"), JsValue::from);
             let _ = reject.call1(&JsValue::NULL, &why);
         });
         request.set_onsuccess(Some(success.unchecked_ref()));

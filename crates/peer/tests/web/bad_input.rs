@@ -21,7 +21,7 @@ async fn bad_settings_and_calls_get_errors() {
 
     // The JavaScript bindings check their options before connecting.
     let options = js_sys::JSON::parse(r#"{"serverRelayMs": "soon"}"#).expect("json");
-    let started = wasm_bindgen_futures::JsFuture::from(SwitchboardNode::start(signaling().into(), options)).await;
+    let started = wasm_bindgen_futures::JsFuture::from(SwitchboardNode::start(Some(signaling().into()), options)).await;
     let error = started.expect_err("a bad option is refused");
     let message = js_sys::Reflect::get(&error, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_default();
     assert!(message.contains("serverRelayMs"), "{message}");

@@ -186,6 +186,15 @@ async function main() {
   const server = params.get("server") ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   const options = { channels: [{ label: "control" }, { label: "data" }] };
   if (params.get("relay")) options.icePolicy = "relay";
+  if (params.get("log")) {
+    // The library's log, in the console and on the page.
+    options.log = params.get("log");
+    const print = console.log;
+    console.log = (...args) => {
+      print(...args);
+      log(args.join(" "), "debug");
+    };
+  }
   try {
     node = await lib.SwitchboardNode.start(server, options);
   } catch (err) {

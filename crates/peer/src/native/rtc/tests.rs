@@ -65,6 +65,7 @@ fn str0m_config(cfg: &LinkConfig) -> Str0mConfig {
         sctp_buffer: cfg.sctp_buffer,
         dead_after: cfg.dead_after,
         cert: None,
+        machine: Vec::new(),
     }
 }
 
@@ -184,14 +185,16 @@ impl Pair {
                                 });
                             }
                             // These links have no STUN/TURN servers.
-                            NativeOutput::OpenStream(_) | NativeOutput::StreamSend { .. } | NativeOutput::CloseStream(_) => {
+                            NativeOutput::OpenStream(_)
+                            | NativeOutput::StreamSend { .. }
+                            | NativeOutput::CloseStream(_) => {
                                 unreachable!("a link without ICE servers opened a TURN stream")
                             }
                             NativeOutput::Regather => me.link.rtc_mut().regather(now, None),
                             NativeOutput::CheckHosts => me.host_checks += 1,
                         }
                     }
-                    me.link.drive();
+                    me.link.drive(now);
                     if !any {
                         break;
                     }
@@ -216,7 +219,7 @@ impl Pair {
         for p in due {
             let side = if p.to_a { &mut self.a } else { &mut self.b };
             side.link.rtc_mut().handle_datagram(now, p.source, p.destination, &p.data);
-            side.link.drive();
+            side.link.drive(now);
         }
         let (due, rest): (Vec<_>, Vec<_>) = self.relayed.drain(..).partition(|r| r.0 <= now);
         self.relayed = rest;
@@ -409,7 +412,9 @@ fn trickled_candidates_connect() {
     let mut a = side_with(now, Role::Offerer, &[], cfg.clone());
     a.link.start(now).expect("offer");
     // The candidate comes after the offer and travels as a signal.
-    a.link.rtc_mut().add_local_candidate(Candidate::host("192.0.2.1:5000".parse().expect("addr"), "udp").expect("candidate"));
+    a.link
+        .rtc_mut()
+        .add_local_candidate(Candidate::host("192.0.2.1:5000".parse().expect("addr"), "udp").expect("candidate"));
     let b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
     let mut pair = Pair::of(now, 1, 0.0, a, b);
     pair.connect();

@@ -33,6 +33,9 @@ const STALE_AFTER: Duration = Duration::from_millis(300);
 /// A failed credential refresh is tried again after this.
 const REFRESH_RETRY: Duration = Duration::from_secs(30);
 
+/// A room's password and the meta this node joined it with.
+type JoinedWith = (Option<String>, Option<Value>);
+
 /// An application call waiting for the server's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Call(u64);
@@ -106,7 +109,7 @@ pub(super) struct Server {
     deferred: VecDeque<ClientMessage>,
     /// Rooms joined, with what they were joined with, to join again after a
     /// server that lost the session.
-    joined: HashMap<RoomCode, (Option<String>, Option<Value>)>,
+    joined: HashMap<RoomCode, JoinedWith>,
     /// Members not yet back in a room the server lost, and until when they are waited for.
     awaited: HashMap<(RoomCode, PeerId), Instant>,
     /// Rooms being joined again; `SignalingRestored` goes out once all are answered.
@@ -155,9 +158,7 @@ impl Server {
             Ws::None => Err(RoomError::NoSignaling),
             Ws::Open => Ok(()),
             Ws::Closed => Err(RoomError::Request(RequestError::Transport("signaling connection closed".into()))),
-            _ => Err(RoomError::Request(RequestError::Transport(
-                "signaling connection lost; reconnecting".into(),
-            ))),
+            _ => Err(RoomError::Request(RequestError::Transport("signaling connection lost; reconnecting".into()))),
         }
     }
 
@@ -394,12 +395,10 @@ impl<P: Platform> NodeCore<P> {
             return self.on_answer(asked, msg);
         }
         match msg {
-            ServerMessage::PeerJoined { room, peer } => {
-                // A member awaited after a server restart is back: nothing to report.
-                if self.server.awaited.remove(&(room, peer.peer_id)).is_none() {
-                    self.peer_joined(room, peer.peer_id, peer.meta);
-                }
+            // A member awaited after a server restart is back: nothing to report.
+            ServerMessage::PeerJoined { room, peer } if self.server.awaited.remove(&(room, peer.peer_id)).is_some() => {
             }
+            ServerMessage::PeerJoined { room, peer } => self.peer_joined(room, peer.peer_id, peer.meta),
             ServerMessage::PeerLeft { room, peer_id } => self.peer_left(room, peer_id),
             ServerMessage::Signal { from, conn, data } => match data.parse() {
                 Ok(signal) => self.on_signal(from, conn, signal),
@@ -503,7 +502,13 @@ impl<P: Platform> NodeCore<P> {
         self.advance(now);
         self.server.usable()?;
         let call = self.new_call();
-        let msg = ClientMessage::Join(Join { id: None, room, password: password.clone(), meta: meta.clone(), recreate: false });
+        let msg = ClientMessage::Join(Join {
+            id: None,
+            room,
+            password: password.clone(),
+            meta: meta.clone(),
+            recreate: false,
+        });
         self.server.request(&mut self.out, msg, Asked::Join(call, room, password, meta));
         Ok(call)
     }
@@ -566,6 +571,7 @@ impl<P: Platform> NodeCore<P> {
 
     /// The machine's addresses changed: the signaling connection may have
     /// gone with an old one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn network_changed(&mut self, now: Instant) {
         self.advance(now);
         self.network_back();
@@ -675,8 +681,7 @@ impl<P: Platform> NodeCore<P> {
             }
             self.restored_done(true);
         } else {
-            let rooms: Vec<(RoomCode, (Option<String>, Option<Value>))> =
-                self.server.joined.iter().map(|(r, w)| (*r, w.clone())).collect();
+            let rooms: Vec<(RoomCode, JoinedWith)> = self.server.joined.iter().map(|(r, w)| (*r, w.clone())).collect();
             self.server.rejoining = rooms.len();
             for (room, (password, meta)) in rooms {
                 let msg = ClientMessage::Join(Join { id: None, room, password, meta, recreate: true });
@@ -752,8 +757,10 @@ impl<P: Platform> NodeCore<P> {
                 }
             }
         }
-        let left: Vec<PeerId> =
-            before.into_iter().filter(|p| !view.peers.iter().any(|v| v.peer_id == *p) && !waiting.contains(p)).collect();
+        let left: Vec<PeerId> = before
+            .into_iter()
+            .filter(|p| !view.peers.iter().any(|v| v.peer_id == *p) && !waiting.contains(p))
+            .collect();
         for peer in left {
             self.emit(Event::PeerLeft { room: view.room, peer });
             self.drop_if_unshared(peer);

@@ -59,8 +59,8 @@ struct World {
 
 const HOP: Duration = Duration::from_millis(5);
 
-fn waker() -> Waker {
-    Waker::noop().clone()
+fn waker() -> &'static Waker {
+    Waker::noop()
 }
 
 impl World {
@@ -88,8 +88,17 @@ impl World {
             held: HashMap::new(),
             next_room: 0,
         };
-        assert!(w.run(Duration::from_secs(1), |w| w.peers.iter().all(|p| p.online)), "every node welcomed");
-        w
+        let welcomed = |w: &mut World| {
+            let mut cx = Context::from_waker(waker());
+            w.peers.iter_mut().all(|p| matches!(p.core.poll_start(&mut cx), Poll::Ready(Ok(()))))
+        };
+        for _ in 0..1000 {
+            if welcomed(&mut w) {
+                return w;
+            }
+            w.step(Duration::from_millis(20));
+        }
+        panic!("every node welcomed");
     }
 
     fn id(&self, i: usize) -> PeerId {
@@ -101,7 +110,7 @@ impl World {
     }
 
     /// What node `i` sent the server.
-    fn from_node(&mut self, i: usize, msg: ClientMessage) {
+    fn serve(&mut self, i: usize, msg: ClientMessage) {
         let me = self.id(i);
         match msg {
             ClientMessage::Hello(hello) => {
@@ -172,7 +181,8 @@ impl World {
 
     fn view(&self, room: RoomCode, i: usize) -> JoinedRoom {
         let members = self.rooms.get(&room).cloned().unwrap_or_default();
-        let peers = members.iter().filter(|&&m| m != i).map(|&m| PeerInfo { peer_id: self.id(m), meta: None }).collect();
+        let peers =
+            members.iter().filter(|&&m| m != i).map(|&m| PeerInfo { peer_id: self.id(m), meta: None }).collect();
         JoinedRoom { re: None, room, peers, host: self.id(members.first().copied().unwrap_or(i)) }
     }
 
@@ -216,13 +226,13 @@ impl World {
                     }
                     NodeOutput::Text(text) if self.peers[i].online => {
                         let msg = ClientMessage::decode(&text, &Limits::default()).expect("a client message");
-                        self.from_node(i, msg);
+                        self.serve(i, msg);
                     }
                     NodeOutput::Disconnect => self.peers[i].online = false,
                     _ => {}
                 }
             }
-            let mut cx = Context::from_waker(&waker());
+            let mut cx = Context::from_waker(waker());
             while let Poll::Ready(Some(e)) = self.peers[i].core.poll_event(self.now, &mut cx) {
                 self.peers[i].events.push(e);
             }
@@ -261,7 +271,7 @@ impl World {
 
     /// Runs until call `call` of node `i` is answered.
     fn answer(&mut self, i: usize, call: super::Call) -> Result<Answer, RoomError> {
-        let mut cx = Context::from_waker(&waker());
+        let mut cx = Context::from_waker(waker());
         for _ in 0..10_000 {
             if let Poll::Ready(a) = self.peers[i].core.poll_call(&mut cx, call) {
                 return a;
@@ -318,17 +328,18 @@ fn a_response_from_a_peer_other_than_the_one_asked_is_refused() {
     let mut msg = Some(OutMessage { kind: MessageKind::Request(id), room: None, data: Bytes::from_static(b"q") });
     assert!(w.peers[0].core.poll_send(now, None, asked, "reliable", &mut msg).is_ready());
     // The stranger answers first, with the same id.
-    let mut forged = Some(OutMessage { kind: MessageKind::Response(id), room: None, data: Bytes::from_static(b"forged") });
+    let mut forged =
+        Some(OutMessage { kind: MessageKind::Response(id), room: None, data: Bytes::from_static(b"forged") });
     assert!(w.peers[2].core.poll_send(now, None, asker, "reliable", &mut forged).is_ready());
     assert!(w.run(Duration::from_millis(500), |w| w.peers[1].events.iter().any(|e| matches!(e, Event::Request(_)))));
-    let mut cx = Context::from_waker(&waker());
+    let mut cx = Context::from_waker(waker());
     assert!(w.peers[0].core.poll_answer(w.now, &mut cx, id).is_pending(), "the stranger's answer was taken");
     let mut real = Some(OutMessage { kind: MessageKind::Response(id), room: None, data: Bytes::from_static(b"real") });
     let now = w.now;
     assert!(w.peers[1].core.poll_send(now, None, asker, "reliable", &mut real).is_ready());
     let mut got = None;
     for _ in 0..100 {
-        let mut cx = Context::from_waker(&waker());
+        let mut cx = Context::from_waker(waker());
         if let Poll::Ready(a) = w.peers[0].core.poll_answer(w.now, &mut cx, id) {
             got = Some(a);
             break;
@@ -346,7 +357,7 @@ fn a_request_without_an_answer_times_out_on_the_clock() {
     assert!(w.run(Duration::from_secs(2), |w| w.connected(0, b)));
     let start = w.now;
     let id = w.peers[0].core.new_request(b, Duration::from_millis(300));
-    let mut cx = Context::from_waker(&waker());
+    let mut cx = Context::from_waker(waker());
     let mut result = None;
     for _ in 0..1000 {
         if let Poll::Ready(r) = w.peers[0].core.poll_answer(w.now, &mut cx, id) {
@@ -378,7 +389,11 @@ fn links_open_only_on_an_accepted_request_and_a_rejection_is_reported() {
     w.peers[1].core.accept(now, a).expect("accept");
     w.peers[2].core.reject(now, a, Some("busy".into())).expect("reject");
     assert!(w.run(Duration::from_secs(2), |w| w.connected(0, b) && w.connected(1, a)));
-    assert!(w.peers[0].events.iter().any(|e| matches!(e, Event::LinkRejected { peer, reason } if *peer == c && reason.as_deref() == Some("busy"))));
+    assert!(
+        w.peers[0].events.iter().any(
+            |e| matches!(e, Event::LinkRejected { peer, reason } if *peer == c && reason.as_deref() == Some("busy"))
+        )
+    );
     assert!(!w.peers[0].core.peers().contains(&c));
 }
 
@@ -408,10 +423,9 @@ fn a_lost_server_is_found_again_with_backoff_and_the_session_resumes_with_links_
     }
     assert_eq!(w.peers[0].core.link_state(b), Some(LinkState::Connected), "the link outlives the server");
     w.server_up = true;
-    assert!(w.run(Duration::from_secs(40), |w| w.peers[0]
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::SignalingRestored { resumed: true }))));
+    assert!(w.run(Duration::from_secs(40), |w| {
+        w.peers[0].events.iter().any(|e| matches!(e, Event::SignalingRestored { resumed: true }))
+    }));
     assert_eq!(w.peers[0].core.room_peers(room), [b], "the room as before");
     assert!(!w.peers[1].events.iter().any(|e| matches!(e, Event::PeerLeft { .. })), "nobody saw it leave");
 }
