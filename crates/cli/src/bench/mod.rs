@@ -1,5 +1,6 @@
 //! `switchboard bench`: benchmarks that print a baseline measured in the same run.
 
+mod bare;
 mod p2p;
 mod signaling;
 

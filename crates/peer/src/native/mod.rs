@@ -110,6 +110,8 @@ pub(crate) struct State {
     stream_tasks: HashMap<(u64, usize), tokio::task::JoinHandle<()>>,
     /// When the driver wakes next unless told.
     driver_at: Option<Instant>,
+    /// The next time anything in the node wants time, as of the last flush.
+    next_at: Option<Instant>,
 }
 
 impl State {
@@ -119,10 +121,7 @@ impl State {
     fn flush(&mut self) -> bool {
         let mut wake = false;
         let now = Instant::now();
-        let links: Vec<u64> = self.sockets.keys().copied().collect();
-        for link in links {
-            self.flush_link(now, link);
-        }
+        self.flush_links(now);
         while let Some(out) = self.core.poll_output() {
             match out {
                 NodeOutput::Text(text) => {
@@ -174,10 +173,26 @@ impl State {
         }
         wake |= !self.open_streams.is_empty();
         let next = self.next_timeout();
+        self.next_at = next;
         if next.is_some_and(|t| self.driver_at.is_none_or(|d| t < d)) {
             wake = true;
         }
         wake
+    }
+
+    /// Carries out what the links entered since the last flush ask for.
+    fn flush_links(&mut self, now: Instant) {
+        let mut done: Vec<u64> = Vec::new();
+        loop {
+            let next: Vec<u64> = self.core.take_touched().into_iter().filter(|l| !done.contains(l)).collect();
+            if next.is_empty() {
+                return;
+            }
+            for link in next {
+                self.flush_link(now, link);
+                done.push(link);
+            }
+        }
     }
 
     /// Lets link `link`'s core read what its str0m side reported, and
@@ -355,6 +370,7 @@ impl Backend {
             streams: HashMap::new(),
             stream_tasks: HashMap::new(),
             driver_at: None,
+            next_at: None,
         };
         let shared = Arc::new(Shared { state: Mutex::new(state), wake: Notify::new(), stopped: Notify::new() });
         let backend = Backend { shared: shared.clone() };

@@ -265,9 +265,9 @@ impl Str0mRtc {
         if let Some(g) = &mut self.gather {
             g.handle_timeout(now);
         }
-        if now >= self.str0m_at
-            && let Err(e) = self.rtc.handle_input(Input::Timeout(now))
-        {
+        // Also before str0m's own timeout: while a session comes up, ticks
+        // move ICE faster than str0m's 50 ms pacing.
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
             tracing::debug!(error = %e, "timeout input refused");
         }
         self.send_beacons(now);

@@ -127,6 +127,9 @@ pub(crate) struct NodeCore<P: Platform> {
     /// Message bytes reported and not yet taken by the application.
     unread: usize,
     out: VecDeque<NodeOutput>,
+    /// Links entered since the driver last looked (it carries out what
+    /// their WebRTC sides ask for).
+    touched: Vec<u64>,
     closed: bool,
 }
 
@@ -155,6 +158,7 @@ impl<P: Platform> NodeCore<P> {
             event_wakers: Vec::new(),
             unread: 0,
             out: VecDeque::new(),
+            touched: Vec::new(),
             closed: false,
             cfg,
         };
@@ -503,8 +507,18 @@ impl<P: Platform> NodeCore<P> {
         }
     }
 
+    /// Links entered since the last call.
+    pub(crate) fn take_touched(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.touched)
+    }
+
     /// Carries out what the link to `peer` asks for, until it has nothing more.
     pub(crate) fn drain_link(&mut self, peer: PeerId) {
+        if let Some(entry) = self.links.get(&peer)
+            && !self.touched.contains(&entry.id)
+        {
+            self.touched.push(entry.id);
+        }
         loop {
             let Some(entry) = self.links.get_mut(&peer) else { return };
             let Some(out) = entry.core.poll_output() else { break };
