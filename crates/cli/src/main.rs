@@ -7,6 +7,7 @@ mod local;
 mod nat;
 mod peer;
 mod serve;
+mod test_server;
 mod token;
 
 use std::io::IsTerminal;
@@ -50,6 +51,9 @@ enum Command {
     /// (internal) A loopback WebSocket echo server: the benchmark's baseline.
     #[command(hide = true)]
     EchoServer(bench::EchoArgs),
+    /// (internal) A server the browser tests can kill, restart and cut UDP under.
+    #[command(hide = true)]
+    TestServer(test_server::TestServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
             Command::Lab(args) => tokio::task::spawn_blocking(move || lab::run(args)).await?,
             Command::Bench(args) => bench::run(args).await,
             Command::EchoServer(args) => bench::echo_server(args).await,
+            Command::TestServer(args) => test_server::run(args).await,
         }
     });
     match result {

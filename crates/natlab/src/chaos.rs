@@ -2,7 +2,7 @@
 //! off from it, and a site whose UDP is blocked. Each is one nftables table in the namespaces concerned,
 //! added or deleted as a whole.
 
-use crate::cmd::exec_in;
+use crate::cmd::{exec_in, run};
 use crate::{Lab, LabError, Netns};
 
 /// The table that drops a share of the packets leaving for the public segment.
@@ -11,6 +11,40 @@ const LOSS_TABLE: &str = "natlab_loss";
 const CUT_TABLE: &str = "natlab_cut";
 /// The table that blocks a site's UDP.
 const UDP_TABLE: &str = "natlab_udp";
+/// The table that blocks every UDP datagram a namespace sends.
+const ALL_UDP_TABLE: &str = "natlab_all_udp";
+
+/// The rules that drop every UDP datagram leaving anything in a namespace,
+/// loopback included.
+fn all_udp_rules() -> String {
+    format!(
+        "table inet {ALL_UDP_TABLE} {{\n  chain out {{\n    type filter hook output priority 0;\n    \
+         meta l4proto udp drop\n  }}\n}}\n"
+    )
+}
+
+/// Blocks every UDP datagram sent in the calling thread's network namespace
+/// (`true`), loopback included, or lets UDP pass again (`false`): no
+/// WebRTC path is left between the programs in it, while TCP goes on.
+/// Meant for a namespace a test made itself (it needs root).
+pub fn block_udp_here(blocked: bool) -> Result<(), LabError> {
+    let _ = run("nft", &["delete", "table", "inet", ALL_UDP_TABLE], None);
+    if blocked {
+        run("nft", &["-f", "-"], Some(&all_udp_rules()))?;
+    }
+    Ok(())
+}
+
+impl Netns {
+    /// [`block_udp_here`] for this namespace.
+    pub fn set_udp_blocked(&self, blocked: bool) -> Result<(), LabError> {
+        drop_table(self, ALL_UDP_TABLE)?;
+        if blocked {
+            exec_in(self.name(), "nft", &["-f", "-"], Some(&all_udp_rules()))?;
+        }
+        Ok(())
+    }
+}
 
 impl Lab {
     /// Drops `percent` % of the packets entering the public segment, at random, at the same

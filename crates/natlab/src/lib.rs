@@ -37,6 +37,7 @@ mod netns;
 mod nft;
 mod spec;
 
+pub use chaos::block_udp_here;
 pub use error::LabError;
 pub use lab::{Lab, Peer, Router, Server, Site, sweep_stale};
 pub use netns::Netns;

@@ -126,6 +126,8 @@ impl Shared {
     }
 
     fn flush(&self, st: &mut State) {
+        // Browser links need no flushing: the browser sends for them.
+        st.core.take_touched();
         while let Some(out) = st.core.poll_output() {
             match out {
                 NodeOutput::Text(text) => {

@@ -5,7 +5,6 @@
 mod common;
 mod coturn;
 
-mod byo_signaling;
 mod direct_before_relay;
 mod eight_peer_mesh;
 mod large_message;
@@ -25,5 +24,4 @@ mod signaling_resume;
 mod simultaneous_joins;
 mod stalled_reader;
 mod turn_quota;
-mod two_nodes;
 mod unordered_channel;

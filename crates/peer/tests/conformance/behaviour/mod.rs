@@ -1,0 +1,33 @@
+//! The behaviours every backend must show, one per file, each an async
+//! function over a [`Harness`](super::harness::Harness).
+
+pub mod backpressure;
+pub mod bad_settings;
+pub mod byo_signaling;
+pub mod large_message;
+pub mod lost_path;
+pub mod relay_first;
+pub mod request_response;
+pub mod request_topology;
+pub mod server_restart;
+pub mod two_nodes;
+
+/// Calls `$m!` with the name of every behaviour, so that each harness
+/// makes one test of each.
+#[macro_export]
+macro_rules! for_each_behaviour {
+    ($m:ident) => {
+        $m!(
+            backpressure,
+            bad_settings,
+            byo_signaling,
+            large_message,
+            lost_path,
+            relay_first,
+            request_response,
+            request_topology,
+            server_restart,
+            two_nodes
+        );
+    };
+}
