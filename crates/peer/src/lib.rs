@@ -169,6 +169,7 @@
 //!   `scripts/web-build`; `switchboard serve` serves a page on it at `/`.
 
 mod channel;
+mod error;
 mod event;
 mod framing;
 pub mod ice;
@@ -185,10 +186,8 @@ mod signaling;
 mod web;
 
 pub use channel::{ChannelConfig, Compression};
-pub use event::{
-    ConnectError, Event, Incoming, Message, Request, RequestError, RequestFailed, RoomError, SendError, SignalError,
-    StartError,
-};
+pub use error::{ConnectError, RequestError, RequestFailed, RoomError, SendError, SignalError, StartError};
+pub use event::{Event, Incoming, Message, Request};
 pub use ice::{IcePolicy, IceServer};
 pub use identity::{Identity, IdentityError};
 pub use link::{DisconnectReason, InvalidTransition, LinkState, LinkStats, PathKind, Quality};

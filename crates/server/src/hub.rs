@@ -106,8 +106,8 @@ impl Session {
 
     /// Compares a presented token with this session's in constant time.
     fn token_matches(&self, token: &str) -> bool {
-        let expected = self.resume_token();
-        expected.len() == token.len() && expected.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        use subtle::ConstantTimeEq as _;
+        self.resume_token().as_bytes().ct_eq(token.as_bytes()).into()
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! A link has two carriers: WebRTC sessions, behind the [`Rtc`] trait (str0m
 //! natively, the browser's `RTCPeerConnection` in a page), and the signaling
-//! server's relay, sealed end to end (`link::relay`). The core decides which
+//! server's relay, sealed end to end (`link::server_relay`). The core decides which
 //! one carries the data, when a new session is tried and how often, and when
 //! the link gives up; it runs the [`Transfer`] (framing, credit,
 //! acknowledgements, probes) over whichever carries, so that nothing is
@@ -27,8 +27,8 @@ use switchboard_proto::SignalData;
 use web_time::Instant;
 
 use super::pacing::Pacing;
-use super::relay::{
-    Carrier, RELAY_CONTROL, RELAY_FRAMING, RELAY_PROBE, RelayCarrier, RelaySetup, Relayed, relay_chunk,
+use super::server_relay::{
+    Carrier, Opened, RELAY_CONTROL, RELAY_FRAMING, RELAY_PROBE, ServerRelay, ServerRelaySetup, relay_chunk,
 };
 use super::state::StateMachine;
 use super::transfer::{Counters, Lane, Transfer, Wire};
@@ -270,7 +270,7 @@ pub(crate) enum LinkOutput {
     /// Send a signal to the other side.
     Signal(SignalData),
     /// Send a sealed frame to the other side through the server relay.
-    Relay(Vec<u8>),
+    ServerRelay(Vec<u8>),
     /// Tell the application.
     Event(LinkEvent),
     /// The other side was heard along a lost path: the network is back, so
@@ -285,7 +285,7 @@ pub(crate) struct LinkCore<R> {
     cfg: LinkConfig,
     machine: StateMachine,
     transfer: Transfer,
-    relay: Option<RelayCarrier>,
+    relay: Option<ServerRelay>,
     /// Which carrier takes this side's data.
     carrier: Carrier,
     /// Whether the link makes new sessions and restarts (not with bring-your-own signaling).
@@ -444,14 +444,14 @@ impl<R: Rtc> LinkCore<R> {
 
     /// Lets the server relay carry this link when WebRTC cannot; `random`
     /// seeds the ephemeral key. Framed links only.
-    pub(crate) fn enable_relay(&mut self, setup: RelaySetup, random: [u8; 32]) {
+    pub(crate) fn enable_server_relay(&mut self, setup: ServerRelaySetup, random: [u8; 32]) {
         if self.cfg.raw {
             return;
         }
         // Chunks small enough that the relay could carry them again.
         let chunk = self.cfg.chunk_size.min(setup.max_payload.saturating_sub(RELAY_FRAMING)).max(1024);
         self.transfer.set_chunk_size(chunk);
-        self.relay = Some(RelayCarrier::new(self.now, setup, random));
+        self.relay = Some(ServerRelay::new(self.now, setup, random));
         if self.described {
             self.send_relay_key();
         }
@@ -594,7 +594,7 @@ impl<R: Rtc> LinkCore<R> {
     }
 
     /// A sealed frame the server relayed from the other side.
-    pub(crate) fn handle_relay(&mut self, now: Instant, frame: &[u8]) {
+    pub(crate) fn handle_server_relay(&mut self, now: Instant, frame: &[u8]) {
         self.advance(now);
         if self.ended {
             return;
@@ -607,10 +607,10 @@ impl<R: Rtc> LinkCore<R> {
                 return;
             }
         };
-        match Relayed::parse(&plain) {
-            Some(Relayed::Chunk { slot, chunk }) if slot < self.cfg.channels.len() => self.on_chunk(slot, chunk),
-            Some(Relayed::Control(msg)) => self.transfer.receive_control(msg),
-            Some(Relayed::Probe(msg)) => self.transfer.receive_probe(self.now, msg),
+        match Opened::parse(&plain) {
+            Some(Opened::Chunk { slot, chunk }) if slot < self.cfg.channels.len() => self.on_chunk(slot, chunk),
+            Some(Opened::Control(msg)) => self.transfer.receive_control(msg),
+            Some(Opened::Probe(msg)) => self.transfer.receive_probe(self.now, msg),
             _ => {}
         }
         self.process();
@@ -653,9 +653,9 @@ impl<R: Rtc> LinkCore<R> {
             self.end(reason, true);
             return;
         }
-        self.maybe_go_relay();
+        self.maybe_use_server_relay();
         let retrying = self.state() == LinkState::Reconnecting
-            || (self.carrier == Carrier::Relay && self.state() == LinkState::Connected)
+            || (self.carrier == Carrier::Server && self.state() == LinkState::Connected)
             || (self.failed_early && self.state() == LinkState::Connecting);
         if !self.rtc_up && retrying && self.restarts && self.pacing.attempt_due(now) {
             self.try_restart();
@@ -678,7 +678,7 @@ impl<R: Rtc> LinkCore<R> {
             self.deadline.as_ref().map(|(at, _)| *at),
             self.transfer.poll_timeout().filter(|_| self.carrier_live()),
             self.pacing.poll_timeout().filter(|_| retrying),
-            self.relay_timeout(),
+            self.server_relay_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -916,7 +916,7 @@ impl<R: Rtc> LinkCore<R> {
         match self.carrier {
             Carrier::Rtc if self.cfg.raw => matches!(self.state(), LinkState::Connected | LinkState::Reconnecting),
             Carrier::Rtc => self.rtc_up,
-            Carrier::Relay => self.state() == LinkState::Connected,
+            Carrier::Server => self.state() == LinkState::Connected,
         }
     }
 
@@ -933,17 +933,17 @@ impl<R: Rtc> LinkCore<R> {
         while let Some((lane, msg)) = self.transfer.poll_control() {
             match self.carrier {
                 Carrier::Rtc => self.rtc.write_internal(lane, &msg),
-                Carrier::Relay => {
+                Carrier::Server => {
                     let kind = if lane == Lane::Control { RELAY_CONTROL } else { RELAY_PROBE };
                     if let Some(frame) = self.relay.as_mut().and_then(|r| r.seal_small(now, kind, &msg)) {
-                        self.out.push_back(LinkOutput::Relay(frame));
+                        self.out.push_back(LinkOutput::ServerRelay(frame));
                     }
                 }
             }
         }
         let result = match (self.carrier, &mut self.relay) {
-            (Carrier::Relay, Some(relay)) => {
-                self.transfer.pump(&mut RelayWire { relay, now, out: &mut self.out });
+            (Carrier::Server, Some(relay)) => {
+                self.transfer.pump(&mut ServerRelayWire { relay, now, out: &mut self.out });
                 Ok(())
             }
             _ => {
@@ -959,7 +959,7 @@ impl<R: Rtc> LinkCore<R> {
 
     /// Sends this side's relay key, once.
     fn send_relay_key(&mut self) {
-        if let Some(signal) = self.relay.as_mut().and_then(RelayCarrier::first_key) {
+        if let Some(signal) = self.relay.as_mut().and_then(ServerRelay::first_key) {
             self.out.push_back(LinkOutput::Signal(signal));
         }
     }
@@ -972,12 +972,12 @@ impl<R: Rtc> LinkCore<R> {
             Ok(again) => self.out.extend(again.map(LinkOutput::Signal)),
             Err(e) => tracing::warn!(error = %e, "relay key refused"),
         }
-        self.maybe_go_relay();
+        self.maybe_use_server_relay();
     }
 
     /// Moves the link's data to the relay when WebRTC has had no path for
     /// the relay delay and the relay's keys are agreed.
-    fn maybe_go_relay(&mut self) {
+    fn maybe_use_server_relay(&mut self) {
         if self.carrier != Carrier::Rtc || self.rtc_up || self.ended {
             return;
         }
@@ -988,7 +988,7 @@ impl<R: Rtc> LinkCore<R> {
         }
         tracing::debug!(state = %self.state(), "the server relay carries the link");
         let first = self.state() == LinkState::Connecting;
-        self.carrier = Carrier::Relay;
+        self.carrier = Carrier::Server;
         self.deadline = None;
         self.set_state(LinkState::Connected);
         if first {
@@ -1001,9 +1001,9 @@ impl<R: Rtc> LinkCore<R> {
     }
 
     /// When the relay next matters: its delay, or room in its pace.
-    fn relay_timeout(&self) -> Option<Instant> {
+    fn server_relay_timeout(&self) -> Option<Instant> {
         let r = self.relay.as_ref()?;
-        if self.carrier == Carrier::Relay {
+        if self.carrier == Carrier::Server {
             let waiting = self.transfer.pending() && self.state() == LinkState::Connected;
             return waiting.then(|| r.ready_at(self.transfer.chunk_size() + 3));
         }
@@ -1071,20 +1071,20 @@ impl<R: Rtc> Wire for RtcWire<'_, R> {
 }
 
 /// The server relay as the transfer's wire: sealed frames within its pace.
-struct RelayWire<'a> {
-    relay: &'a mut RelayCarrier,
+struct ServerRelayWire<'a> {
+    relay: &'a mut ServerRelay,
     now: Instant,
     out: &'a mut VecDeque<LinkOutput>,
 }
 
-impl Wire for RelayWire<'_> {
+impl Wire for ServerRelayWire<'_> {
     fn open(&self, _slot: usize) -> bool {
         true
     }
 
     fn write(&mut self, slot: usize, chunk: &[u8]) -> bool {
         let Some(frame) = self.relay.seal_data(self.now, &relay_chunk(slot, chunk)) else { return false };
-        self.out.push_back(LinkOutput::Relay(frame));
+        self.out.push_back(LinkOutput::ServerRelay(frame));
         true
     }
 }

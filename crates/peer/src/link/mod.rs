@@ -12,9 +12,9 @@ pub(crate) mod control;
 mod core;
 mod pacing;
 pub(crate) mod quality;
-pub(crate) mod relay;
 #[cfg(test)]
 pub(crate) mod scripted;
+pub(crate) mod server_relay;
 pub(crate) mod state;
 #[cfg(test)]
 mod tests;

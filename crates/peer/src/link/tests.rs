@@ -9,8 +9,8 @@ use switchboard_proto::SignalData;
 use web_time::Instant;
 
 use super::core::{LinkConfig, LinkCore, LinkEvent, LinkOutput, Role, RtcError};
-use super::relay::RelaySetup;
 use super::scripted::{Net, Scripted};
+use super::server_relay::ServerRelaySetup;
 use super::{DisconnectReason, LinkState, PathKind};
 use crate::framing::OutMessage;
 
@@ -48,7 +48,7 @@ impl Pair {
         let mut b = Link::new(now, Role::Answerer, cfg, net.rtc(), true);
         if let Some(after) = relay_after {
             let (ia, ib) = (crate::Identity::from_secret_bytes([1; 32]), crate::Identity::from_secret_bytes([2; 32]));
-            let setup = |me: &crate::Identity, other: &crate::Identity| RelaySetup {
+            let setup = |me: &crate::Identity, other: &crate::Identity| ServerRelaySetup {
                 identity: me.clone(),
                 local: me.peer_id(),
                 remote: other.peer_id(),
@@ -57,8 +57,8 @@ impl Pair {
                 frames_per_sec: 1000,
                 max_payload: 64 << 10,
             };
-            a.enable_relay(setup(&ia, &ib), [3; 32]);
-            b.enable_relay(setup(&ib, &ia), [4; 32]);
+            a.enable_server_relay(setup(&ia, &ib), [3; 32]);
+            b.enable_server_relay(setup(&ib, &ia), [4; 32]);
         }
         a.start(now).expect("offer");
         Pair {
@@ -91,7 +91,7 @@ impl Pair {
                 Either::Signal(s) => {
                     let _ = self.sides[to].handle_signal(now, s);
                 }
-                Either::Frame(f) => self.sides[to].handle_relay(now, &f),
+                Either::Frame(f) => self.sides[to].handle_server_relay(now, &f),
             }
         }
         for side in &mut self.sides {
@@ -109,7 +109,7 @@ impl Pair {
                         self.mail.push((self.now + HOP, 1 - i, Either::Signal(s)))
                     }
                     LinkOutput::Signal(_) => {}
-                    LinkOutput::Relay(f) => self.mail.push((self.now + HOP, 1 - i, Either::Frame(f))),
+                    LinkOutput::ServerRelay(f) => self.mail.push((self.now + HOP, 1 - i, Either::Frame(f))),
                     LinkOutput::NetworkBack => {}
                     LinkOutput::Event(e) => {
                         if let (LinkEvent::Message(m), true) = (&e, self.consume[i]) {

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, mpsc};
 use web_time::Instant;
 
 use self::rtc::{NativeOutput, Str0mConfig, Str0mRtc};
-use crate::event::StartError;
+use crate::error::StartError;
 use crate::ice::IcePolicy;
 use crate::ice::gather::{Connect, Gatherer};
 use crate::identity::Identity;

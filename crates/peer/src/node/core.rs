@@ -33,10 +33,11 @@ use server::Server;
 pub(crate) use server::{Answer, Call};
 
 use super::config::{NodeConfig, Topology};
-use crate::event::{Event, Message, Request, RequestFailed, RoomError, SendError, SignalError};
+use crate::error::{RequestFailed, RoomError, SendError, SignalError};
+use crate::event::{Event, Message, Request};
 use crate::framing::{MessageKind, OutMessage};
 use crate::identity::Identity;
-use crate::link::relay::{RELAY_CHANNEL, RelaySetup};
+use crate::link::server_relay::{RELAY_CHANNEL, ServerRelaySetup};
 use crate::link::{LinkConfig, LinkCore, LinkEvent, LinkOutput, LinkState, LinkStats, Role, Rtc};
 
 /// What a backend provides the core with: the WebRTC side of new links.
@@ -360,7 +361,7 @@ impl<P: Platform> NodeCore<P> {
         let rtc = self.platform.new_rtc(self.now, id, &self.cfg.link)?;
         let mut core = LinkCore::new(self.now, role, self.cfg.link.clone(), rtc, relay);
         if relay && let (Some(after), Some(limits)) = (self.cfg.server_relay, self.server.limits()) {
-            let setup = RelaySetup {
+            let setup = ServerRelaySetup {
                 identity: self.identity.clone(),
                 local: self.id,
                 remote: peer,
@@ -370,7 +371,7 @@ impl<P: Platform> NodeCore<P> {
                 frames_per_sec: limits.rate_per_sec / 4,
                 max_payload: (limits.max_frame_bytes as usize).saturating_sub(switchboard_proto::RELAY_HEADER_LEN),
             };
-            core.enable_relay(setup, self.rng.random());
+            core.enable_server_relay(setup, self.rng.random());
         }
         Ok((id, core))
     }
@@ -502,7 +503,7 @@ impl<P: Platform> NodeCore<P> {
     fn on_relay(&mut self, from: PeerId, frame: &[u8]) {
         let now = self.now;
         if let Some(e) = self.links.get_mut(&from) {
-            e.core.handle_relay(now, frame);
+            e.core.handle_server_relay(now, frame);
             self.drain_link(from);
         }
     }
@@ -524,7 +525,7 @@ impl<P: Platform> NodeCore<P> {
             let Some(out) = entry.core.poll_output() else { break };
             match out {
                 LinkOutput::Signal(signal) => self.link_signal(peer, signal),
-                LinkOutput::Relay(frame) => {
+                LinkOutput::ServerRelay(frame) => {
                     let frame = switchboard_proto::RelayFrame { peer, channel: RELAY_CHANNEL, payload: &frame };
                     self.server.send_binary(&mut self.out, frame.encode());
                 }

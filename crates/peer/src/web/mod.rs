@@ -31,7 +31,7 @@ use web_time::Instant;
 pub use self::log::log_to_console;
 use self::rtc::{BrowserRtc, BrowserSettings};
 use self::socket::Socket;
-use crate::event::StartError;
+use crate::error::StartError;
 use crate::ice::{IcePolicy, IceServer};
 use crate::identity::Identity;
 use crate::link::LinkConfig;

@@ -11,7 +11,9 @@ use switchboard_proto::SignalData;
 
 use super::*;
 use crate::framing::{Delivered, MessageKind, OutMessage};
-use crate::link::{DisconnectReason, LinkConfig, LinkCore, LinkEvent, LinkOutput, LinkState, Quality, Role, relay};
+use crate::link::{
+    DisconnectReason, LinkConfig, LinkCore, LinkEvent, LinkOutput, LinkState, Quality, Role, server_relay as relay,
+};
 
 const LATENCY: Duration = Duration::from_millis(5);
 /// One way through the signaling server's relay.
@@ -116,7 +118,7 @@ impl Pair {
     fn with_relay(seed: u64, after: Duration, cfg: LinkConfig) -> Pair {
         let now = Instant::now();
         let (ia, ib) = (crate::Identity::from_secret_bytes([1; 32]), crate::Identity::from_secret_bytes([2; 32]));
-        let setup = |me: &crate::Identity, other: &crate::Identity| relay::RelaySetup {
+        let setup = |me: &crate::Identity, other: &crate::Identity| relay::ServerRelaySetup {
             identity: me.clone(),
             local: me.peer_id(),
             remote: other.peer_id(),
@@ -127,8 +129,8 @@ impl Pair {
         };
         let mut a = side(now, Role::Offerer, "192.0.2.1:5000", cfg.clone());
         let mut b = side(now, Role::Answerer, "192.0.2.2:5000", cfg);
-        a.link.enable_relay(setup(&ia, &ib), [3; 32]);
-        b.link.enable_relay(setup(&ib, &ia), [4; 32]);
+        a.link.enable_server_relay(setup(&ia, &ib), [3; 32]);
+        b.link.enable_server_relay(setup(&ib, &ia), [4; 32]);
         a.link.start(now).expect("offer");
         Pair::of(now, seed, 0.0, a, b)
     }
@@ -151,7 +153,7 @@ impl Pair {
                                     signals.push(s);
                                 }
                             }
-                            LinkOutput::Relay(frame) => {
+                            LinkOutput::ServerRelay(frame) => {
                                 self.server_saw.push(frame.clone());
                                 self.relayed.push((now + RELAY_LATENCY, !from_a, frame));
                             }
@@ -225,7 +227,7 @@ impl Pair {
         self.relayed = rest;
         for (_, to_a, frame) in due {
             let side = if to_a { &mut self.a } else { &mut self.b };
-            side.link.handle_relay(now, &frame);
+            side.link.handle_server_relay(now, &frame);
         }
         for side in [&mut self.a, &mut self.b] {
             if side.timeout <= now {
@@ -741,9 +743,9 @@ fn relayed_frames_are_ciphertext_and_forgeries_are_dropped() {
     let n = forged.len();
     forged[n - 1] ^= 0x55;
     let now = pair.now;
-    pair.b.link.handle_relay(now, &forged);
+    pair.b.link.handle_server_relay(now, &forged);
     for frame in pair.server_saw.clone() {
-        pair.b.link.handle_relay(now, &frame);
+        pair.b.link.handle_server_relay(now, &frame);
     }
     pair.run_until(Duration::from_secs(1), |_| false);
     assert_eq!(messages(&pair.b.events).len(), 1);

@@ -15,8 +15,9 @@ use switchboard_proto::{
 use web_time::Instant;
 
 use super::{NodeCore, NodeOutput, Platform};
-use crate::event::{ConnectError, Event, RequestError, RoomError};
-use crate::link::relay::RELAY_CHANNEL;
+use crate::error::{ConnectError, RequestError, RoomError};
+use crate::event::Event;
+use crate::link::server_relay::RELAY_CHANNEL;
 use crate::node::backoff::Backoff;
 use crate::node::config::NodeConfig;
 

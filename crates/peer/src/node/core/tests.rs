@@ -15,7 +15,8 @@ use switchboard_proto::{
 use web_time::Instant;
 
 use super::{Answer, NodeCore, NodeOutput, Platform};
-use crate::event::{Event, RequestFailed, RoomError};
+use crate::error::{RequestFailed, RoomError};
+use crate::event::Event;
 use crate::framing::{MessageKind, OutMessage};
 use crate::identity::Identity;
 use crate::link::scripted::{Net, Scripted};

@@ -31,7 +31,7 @@ use crate::Identity;
 
 /// What a link needs to carry data through the server's relay.
 #[derive(Clone, Debug)]
-pub(crate) struct RelaySetup {
+pub(crate) struct ServerRelaySetup {
     /// This node's identity, which signs the key agreement.
     pub(crate) identity: Identity,
     /// This node's peer id.
@@ -71,7 +71,7 @@ pub(crate) fn relay_chunk(slot: usize, chunk: &[u8]) -> Vec<u8> {
 
 /// What an opened relay frame holds.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Relayed<'a> {
+pub(crate) enum Opened<'a> {
     /// A chunk of channel `slot`.
     Chunk {
         /// The channel.
@@ -85,17 +85,17 @@ pub(crate) enum Relayed<'a> {
     Probe(&'a [u8]),
 }
 
-impl<'a> Relayed<'a> {
+impl<'a> Opened<'a> {
     /// Reads an opened frame; `None` for an unknown kind or a cut frame.
     pub(crate) fn parse(plain: &'a [u8]) -> Option<Self> {
         let (&kind, rest) = plain.split_first()?;
         match kind {
             RELAY_DATA if rest.len() >= 2 => {
                 let slot = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
-                Some(Relayed::Chunk { slot, chunk: &rest[2..] })
+                Some(Opened::Chunk { slot, chunk: &rest[2..] })
             }
-            RELAY_CONTROL => Some(Relayed::Control(rest)),
-            RELAY_PROBE => Some(Relayed::Probe(rest)),
+            RELAY_CONTROL => Some(Opened::Control(rest)),
+            RELAY_PROBE => Some(Opened::Probe(rest)),
             _ => None,
         }
     }
@@ -254,13 +254,13 @@ pub(crate) enum Carrier {
     /// The WebRTC session's data channels.
     Rtc,
     /// Sealed frames through the signaling server.
-    Relay,
+    Server,
 }
 
 /// The server relay of one link: the key agreement, the sealer once the
 /// keys are agreed, and the pace.
-pub(crate) struct RelayCarrier {
-    pub(crate) setup: RelaySetup,
+pub(crate) struct ServerRelay {
+    pub(crate) setup: ServerRelaySetup,
     handshake: Handshake,
     sealer: Option<Sealer>,
     pacer: Pacer,
@@ -269,10 +269,10 @@ pub(crate) struct RelayCarrier {
     key_sent: bool,
 }
 
-impl RelayCarrier {
+impl ServerRelay {
     /// The relay of a link starting at `now`; `random` seeds the ephemeral key.
-    pub(crate) fn new(now: Instant, setup: RelaySetup, random: [u8; 32]) -> Self {
-        RelayCarrier {
+    pub(crate) fn new(now: Instant, setup: ServerRelaySetup, random: [u8; 32]) -> Self {
+        ServerRelay {
             handshake: Handshake::new(random, setup.local, setup.remote),
             pacer: Pacer::new(now, setup.bytes_per_sec, setup.frames_per_sec),
             setup,
@@ -451,12 +451,12 @@ mod tests {
     #[test]
     fn opened_frames_read_back_by_kind() {
         let chunk = relay_chunk(3, b"abc");
-        assert_eq!(Relayed::parse(&chunk), Some(Relayed::Chunk { slot: 3, chunk: b"abc" }));
-        assert_eq!(Relayed::parse(&[RELAY_CONTROL, 9]), Some(Relayed::Control(&[9])));
-        assert_eq!(Relayed::parse(&[RELAY_PROBE]), Some(Relayed::Probe(&[])));
-        assert_eq!(Relayed::parse(&[RELAY_DATA, 1]), None, "a chunk without its slot");
-        assert_eq!(Relayed::parse(&[7, 1, 2]), None, "an unknown kind");
-        assert_eq!(Relayed::parse(&[]), None);
+        assert_eq!(Opened::parse(&chunk), Some(Opened::Chunk { slot: 3, chunk: b"abc" }));
+        assert_eq!(Opened::parse(&[RELAY_CONTROL, 9]), Some(Opened::Control(&[9])));
+        assert_eq!(Opened::parse(&[RELAY_PROBE]), Some(Opened::Probe(&[])));
+        assert_eq!(Opened::parse(&[RELAY_DATA, 1]), None, "a chunk without its slot");
+        assert_eq!(Opened::parse(&[7, 1, 2]), None, "an unknown kind");
+        assert_eq!(Opened::parse(&[]), None);
     }
 
     #[test]
