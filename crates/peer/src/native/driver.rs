@@ -64,9 +64,115 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
     let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
     let mut polled: Vec<(u64, SocketAddr, Arc<UdpSocket>)> = Vec::new();
     let mut version = u64::MAX;
+    let mut woken: Option<Wake> = None;
     loop {
         let deadline = {
             let mut state = shared.lock();
+            // What woke the driver, under the same lock as what follows.
+            if let Some(wake) = woken.take() {
+                let now = Instant::now();
+                match wake {
+                    Wake::Datagram(i, n, from) => {
+                        let mut touched = Vec::new();
+                        let (link, local, _) = polled[i];
+                        if let Some(entry) = state.core.link_by_id(link) {
+                            entry.core.rtc_mut().handle_datagram(now, from, local, &buf[..n]);
+                        }
+                        touched.push(link);
+                        // Take what else is waiting, draining every few datagrams.
+                        for k in 1..BATCH {
+                            if k % DRAIN_EVERY == 0 {
+                                for link in touched.drain(..) {
+                                    state.core.drive_link(Instant::now(), link);
+                                }
+                                state.flush();
+                            }
+                            let Some((i, n, from)) = try_recv_any(&polled, &mut buf) else { break };
+                            let (link, local, _) = polled[i];
+                            if let Some(entry) = state.core.link_by_id(link) {
+                                entry.core.rtc_mut().handle_datagram(Instant::now(), from, local, &buf[..n]);
+                            }
+                            if !touched.contains(&link) {
+                                touched.push(link);
+                            }
+                        }
+                        for link in touched {
+                            state.core.drive_link(Instant::now(), link);
+                        }
+                    }
+                    Wake::Frame(Some(Ok(Message::Text(text)))) => state.core.ws_text(now, text.as_str()),
+                    Wake::Frame(Some(Ok(Message::Binary(bytes)))) => state.core.ws_binary(now, &bytes),
+                    Wake::Frame(Some(Ok(Message::Close(frame)))) => {
+                        let (code, reason) =
+                            frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
+                        reader = None;
+                        state.ws_out = None;
+                        state.core.ws_closed(now, code, &reason);
+                    }
+                    Wake::Frame(Some(Ok(_))) => {}
+                    Wake::Frame(Some(Err(e))) => {
+                        reader = None;
+                        state.ws_out = None;
+                        state.core.ws_closed(now, 1006, &e);
+                    }
+                    Wake::Frame(None) => {
+                        reader = None;
+                        state.ws_out = None;
+                        state.core.ws_closed(now, 1006, "connection dropped");
+                    }
+                    Wake::Connected(result) => {
+                        connecting = None;
+                        match *result {
+                            Ok(ws) => {
+                                let (mut sink, stream) = ws.split();
+                                let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+                                writer = Some(tokio::spawn(async move {
+                                    while let Some(msg) = rx.recv().await {
+                                        if sink.send(msg).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                    let _ = sink.close().await;
+                                }));
+                                reader = Some(stream);
+                                state.ws_out = Some(tx);
+                                state.core.ws_opened(now);
+                            }
+                            Err(e) => state.core.ws_closed(now, 1006, &e),
+                        }
+                    }
+                    Wake::Stream(e) => stream_event(&mut state, now, e),
+                    Wake::Resolved(servers, renew) => {
+                        state.core.platform_mut().servers = servers;
+                        if renew {
+                            for entry in state.core.links_mut() {
+                                let relayed = entry.core.state() == LinkState::Connected
+                                    && entry.core.stats().path == Some(PathKind::Relayed);
+                                if relayed {
+                                    entry.core.rtc_mut().renew_pending();
+                                }
+                            }
+                            state.core.renew_links(now);
+                        }
+                    }
+                    Wake::Timeout => {
+                        let due: Vec<u64> = state
+                            .core
+                            .links_mut()
+                            .filter_map(|e| (e.core.rtc_mut().poll_timeout() <= now).then_some(e.id))
+                            .collect();
+                        for link in due {
+                            if let Some(entry) = state.core.link_by_id(link) {
+                                entry.core.rtc_mut().handle_timeout(now);
+                            }
+                            state.core.drive_link(now, link);
+                        }
+                        state.core.handle_timeout(now);
+                    }
+                    Wake::Woken => {}
+                }
+                state.flush();
+            }
             if state.disconnect {
                 state.disconnect = false;
                 state.ws_out = None;
@@ -119,7 +225,7 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
                 None => std::future::pending().await,
             }
         };
-        let wake = tokio::select! {
+        woken = Some(tokio::select! {
             biased;
             r = recv_any(&polled, &mut buf) => match r {
                 Ok((i, n, from)) => Wake::Datagram(i, n, from),
@@ -136,111 +242,7 @@ pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
             Some((servers, renew)) = resolved_rx.recv() => Wake::Resolved(servers, renew),
             () = shared.wake.notified() => Wake::Woken,
             () = sleep => Wake::Timeout,
-        };
-        {
-            let mut state = shared.lock();
-            let now = Instant::now();
-            match wake {
-                Wake::Datagram(i, n, from) => {
-                    let mut touched = Vec::new();
-                    let (link, local, _) = polled[i];
-                    if let Some(entry) = state.core.link_by_id(link) {
-                        entry.core.rtc_mut().handle_datagram(now, from, local, &buf[..n]);
-                    }
-                    touched.push(link);
-                    // Take what else is waiting, draining every few datagrams.
-                    for k in 1..BATCH {
-                        if k % DRAIN_EVERY == 0 {
-                            for link in touched.drain(..) {
-                                state.core.drive_link(Instant::now(), link);
-                            }
-                            state.flush();
-                        }
-                        let Some((i, n, from)) = try_recv_any(&polled, &mut buf) else { break };
-                        let (link, local, _) = polled[i];
-                        if let Some(entry) = state.core.link_by_id(link) {
-                            entry.core.rtc_mut().handle_datagram(Instant::now(), from, local, &buf[..n]);
-                        }
-                        if !touched.contains(&link) {
-                            touched.push(link);
-                        }
-                    }
-                    for link in touched {
-                        state.core.drive_link(Instant::now(), link);
-                    }
-                }
-                Wake::Frame(Some(Ok(Message::Text(text)))) => state.core.ws_text(now, text.as_str()),
-                Wake::Frame(Some(Ok(Message::Binary(bytes)))) => state.core.ws_binary(now, &bytes),
-                Wake::Frame(Some(Ok(Message::Close(frame)))) => {
-                    let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
-                    reader = None;
-                    state.ws_out = None;
-                    state.core.ws_closed(now, code, &reason);
-                }
-                Wake::Frame(Some(Ok(_))) => {}
-                Wake::Frame(Some(Err(e))) => {
-                    reader = None;
-                    state.ws_out = None;
-                    state.core.ws_closed(now, 1006, &e);
-                }
-                Wake::Frame(None) => {
-                    reader = None;
-                    state.ws_out = None;
-                    state.core.ws_closed(now, 1006, "connection dropped");
-                }
-                Wake::Connected(result) => {
-                    connecting = None;
-                    match *result {
-                        Ok(ws) => {
-                            let (mut sink, stream) = ws.split();
-                            let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
-                            writer = Some(tokio::spawn(async move {
-                                while let Some(msg) = rx.recv().await {
-                                    if sink.send(msg).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                let _ = sink.close().await;
-                            }));
-                            reader = Some(stream);
-                            state.ws_out = Some(tx);
-                            state.core.ws_opened(now);
-                        }
-                        Err(e) => state.core.ws_closed(now, 1006, &e),
-                    }
-                }
-                Wake::Stream(e) => stream_event(&mut state, now, e),
-                Wake::Resolved(servers, renew) => {
-                    state.core.platform_mut().servers = servers;
-                    if renew {
-                        for entry in state.core.links_mut() {
-                            let relayed = entry.core.state() == LinkState::Connected
-                                && entry.core.stats().path == Some(PathKind::Relayed);
-                            if relayed {
-                                entry.core.rtc_mut().renew_pending();
-                            }
-                        }
-                        state.core.renew_links(now);
-                    }
-                }
-                Wake::Timeout => {
-                    let due: Vec<u64> = state
-                        .core
-                        .links_mut()
-                        .filter_map(|e| (e.core.rtc_mut().poll_timeout() <= now).then_some(e.id))
-                        .collect();
-                    for link in due {
-                        if let Some(entry) = state.core.link_by_id(link) {
-                            entry.core.rtc_mut().handle_timeout(now);
-                        }
-                        state.core.drive_link(now, link);
-                    }
-                    state.core.handle_timeout(now);
-                }
-                Wake::Woken => {}
-            }
-            state.flush();
-        }
+        });
     }
     closing.extend(writer);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), futures_util::future::join_all(closing)).await;
