@@ -1,9 +1,12 @@
 //! Switchboard: direct, encrypted peer-to-peer data channels over WebRTC.
 //!
 //! A [`Node`] is one peer. It proves its [`Identity`] to a Switchboard
-//! signaling server, joins rooms by code, and keeps one WebRTC link (str0m:
-//! ICE, DTLS, SCTP over UDP) to every other peer of its rooms. Messages travel
-//! directly between the peers, encrypted; the server only introduces them.
+//! signaling server, joins rooms by code, and keeps one WebRTC link to every
+//! other peer of its rooms. Messages travel directly between the peers,
+//! encrypted; the server only introduces them. The same `Node`, with the
+//! same methods, events, errors and behaviour, runs in native programs
+//! (str0m: ICE, DTLS and SCTP over this process's UDP sockets, on tokio)
+//! and in browsers (wasm32, over the browser's own `RTCPeerConnection`).
 //!
 //! ```no_run
 //! use switchboard::{ChannelConfig, Event, Node};
@@ -102,7 +105,8 @@
 //!
 //! # Losing and finding a path
 //!
-//! A link that hears nothing from the other side for 3 s goes
+//! A link that hears nothing on its path for 3 s (natively; a browser goes
+//! by its own consent checks) goes
 //! [`LinkState::Reconnecting`] and starts a new WebRTC session through the
 //! signaling server (fresh DTLS and SCTP on the same candidates: an SCTP
 //! association that was silent for seconds would wait up to a minute before
@@ -144,7 +148,7 @@
 //!
 //! # Errors and limits
 //!
-//! Each operation has its own error enum: [`StartError`], [`RoomError`],
+//! Each kind of call has its own error enum: [`StartError`], [`RoomError`],
 //! [`SendError`], [`RequestFailed`], [`SignalError`]. A link that breaks the
 //! framing rules or cannot connect within [`NodeBuilder::connect_timeout`]
 //! ends with a [`DisconnectReason`] in [`Event::PeerDisconnected`].
@@ -154,19 +158,28 @@
 //!
 //! # Architecture
 //!
-//! - `link` is the sans-IO core of one link: str0m, the state machine,
-//!   framing, flow control, the server-relay carrier (`link/relay.rs`). It takes datagrams, signals and time, and is
-//!   tested with two cores on a virtual clock with seeded loss.
-//! - `framing` cuts and reassembles messages.
-//! - `ice` gathers candidates and glues links to TURN servers (sans-IO, over
-//!   `turn-client-proto`'s allocation, permission and channel machines).
-//! - `native` is the tokio driver: UDP sockets with 4 MiB buffers, timers,
-//!   and the node's task that speaks to the signaling server.
-//! - `web` is the browser backend (wasm32): the same [`Node`] API over
-//!   `RTCPeerConnection`, `RTCDataChannel` and `WebSocket`, driving the shared
-//!   sans-IO transfer (`link/transfer.rs`: framing, credit, acknowledgements,
-//!   probes), plus JavaScript bindings (`SwitchboardNode`). Build it with
-//!   `scripts/web-build`; `switchboard serve` serves a page on it at `/`.
+//! Everything a node decides lives once, in two sans-IO cores that never
+//! read a clock or touch a socket, tested on a virtual clock:
+//!
+//! - the **node core** (`node/core.rs`): rooms, who offers, the request
+//!   topology, requests and the peer allowed to answer them, credit per
+//!   link, events; and the signaling session (`node/core/server.rs`):
+//!   handshake, requests, reconnection, resume or rejoin, credential refresh;
+//! - the **link core** (`link/core.rs`): one link's carriers (WebRTC
+//!   sessions and the server relay), new sessions and their pacing, the
+//!   give-up rule, over the transfer (`link/transfer.rs`: framing, credit,
+//!   acknowledgements, probes) and the server relay (`link/server_relay.rs`).
+//!
+//! Each backend adds only what its platform does differently: a WebRTC side
+//! behind the link core's `Rtc` contract and a thin driver. Natively
+//! (`native/`), the str0m side (`native/rtc.rs`, with gathering over STUN and
+//! TURN in `ice`, silence detection and beacons) and one tokio task per node
+//! that waits for datagrams, WebSocket frames and time, while application
+//! calls enter the core under a lock and send at once. In the browser
+//! (`web/`), the `RTCPeerConnection` side (`web/rtc.rs`), the browser's
+//! callbacks and timers, and JavaScript bindings (`SwitchboardNode`; build
+//! them with `scripts/web-build`, `switchboard serve` serves a page on them).
+//! `framing` cuts and reassembles messages.
 
 mod channel;
 mod error;
