@@ -33,6 +33,9 @@ pub(crate) struct P2pArgs {
     relay: bool,
 }
 
+/// Blocks the round trips of each kind are measured in, taking turns.
+const BLOCKS: usize = 10;
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -92,9 +95,18 @@ async fn measure(args: P2pArgs) -> anyhow::Result<()> {
 
     // Round trip: 64-byte message out, echoed back, one at a time; beside
     // raw UDP and a bare str0m pair (one task a side, no Switchboard).
-    let udp = udp_round_trips(args.round_trips).await?;
-    let bare = super::bare::round_trips(args.round_trips).await?;
-    let link = link_round_trips(&a, &b, args.round_trips).await?;
+    // The three take turns in ten blocks, so that all see the same moments
+    // of a machine whose speed varies (a shared VM).
+    let (mut udp, mut bare, mut link) = (Vec::new(), Vec::new(), Vec::new());
+    let block = args.round_trips.div_ceil(BLOCKS);
+    for _ in 0..BLOCKS {
+        udp.extend(udp_round_trips(block).await?);
+        bare.extend(super::bare::round_trips(block).await?);
+        link.extend(link_round_trips(&a, &b, block).await?);
+    }
+    for v in [&mut udp, &mut bare, &mut link] {
+        v.sort();
+    }
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let (u50, u99) = (percentile(&udp, 50), percentile(&udp, 99));
     let (s50, s99) = (percentile(&bare, 50), percentile(&bare, 99));

@@ -150,6 +150,9 @@ pub(crate) struct Str0mRtc {
     rtt: Option<Duration>,
     /// str0m's next timeout.
     str0m_at: Instant,
+    /// Something went in since str0m's outputs were last drained: the next
+    /// poll drains them again (a clean side costs nothing to poll).
+    dirty: bool,
     events: VecDeque<RtcEvent>,
     io: VecDeque<NativeOutput>,
 }
@@ -197,6 +200,7 @@ impl Str0mRtc {
             restarts: 0,
             rtt: None,
             str0m_at: now,
+            dirty: true,
             events: VecDeque::new(),
             io: VecDeque::new(),
         };
@@ -211,6 +215,7 @@ impl Str0mRtc {
 
     /// Gathers server-reflexive and relayed candidates with `gatherer`.
     pub(crate) fn set_gatherer(&mut self, gatherer: Gatherer) {
+        self.dirty = true;
         self.gather = Some(gatherer);
     }
 
@@ -242,6 +247,7 @@ impl Str0mRtc {
 
     /// TURN stream `id` failed or ended.
     pub(crate) fn stream_closed(&mut self, id: usize) {
+        self.dirty = true;
         if let Some(g) = &mut self.gather {
             g.stream_closed(id);
         }
@@ -307,6 +313,7 @@ impl Str0mRtc {
 
     /// Adds a local candidate; once the description is out it is trickled.
     pub(crate) fn add_local_candidate(&mut self, candidate: Candidate) {
+        self.dirty = true;
         let addr = candidate.addr();
         let kind = candidate.kind();
         if kind != CandidateKind::Host {
@@ -395,6 +402,7 @@ impl Str0mRtc {
     }
 
     fn advance(&mut self, now: Instant) {
+        self.dirty = true;
         if now > self.now {
             self.now = now;
         }
@@ -425,6 +433,9 @@ impl Str0mRtc {
 
     /// Moves what str0m and the gatherer have into the event and I/O queues.
     fn pump(&mut self) {
+        if !self.dirty {
+            return;
+        }
         loop {
             if let Some(g) = &mut self.gather {
                 let mut candidates = Vec::new();
@@ -467,11 +478,13 @@ impl Str0mRtc {
                 Ok(str0m::Output::Event(e)) => self.on_str0m_event(e),
                 Ok(str0m::Output::Timeout(at)) => {
                     self.str0m_at = at;
+                    self.dirty = false;
                     return;
                 }
                 Err(e) => {
                     self.events.push_back(RtcEvent::Error(e.to_string()));
                     self.str0m_at = self.now + Duration::from_secs(3600);
+                    self.dirty = false;
                     return;
                 }
             }
@@ -887,6 +900,7 @@ impl Rtc for Str0mRtc {
     }
 
     fn write(&mut self, slot: usize, data: &[u8]) -> Result<bool, String> {
+        self.dirty = true;
         let Some(mut ch) = self.slots.get(slot).and_then(|s| s.id).and_then(|id| self.rtc.channel(id)) else {
             return Ok(false);
         };
@@ -894,6 +908,7 @@ impl Rtc for Str0mRtc {
     }
 
     fn write_internal(&mut self, lane: Lane, data: &[u8]) {
+        self.dirty = true;
         let id = match lane {
             Lane::Control => self.control,
             Lane::Probe => self.probe,
@@ -917,6 +932,7 @@ impl Rtc for Str0mRtc {
     }
 
     fn close(&mut self) {
+        self.dirty = true;
         self.rtc.disconnect();
         self.beacons = None;
         self.up = false;

@@ -80,6 +80,8 @@ pub(crate) struct LinkEntry<R> {
     /// Names the link to the driver.
     pub(crate) id: u64,
     pub(crate) core: LinkCore<R>,
+    /// Its channels' labels by slot, shared by every message event.
+    labels: Vec<Arc<str>>,
     /// The negotiation's `conn` (links through the signaling server).
     conn: Option<ConnId>,
     /// Made with the bring-your-own-signaling calls.
@@ -378,8 +380,17 @@ impl<P: Platform> NodeCore<P> {
 
     /// Records a link; one that it replaces closes.
     fn install(&mut self, peer: PeerId, id: u64, core: LinkCore<P::Rtc>, conn: Option<ConnId>, byo: bool) {
-        let entry =
-            LinkEntry { id, core, conn, byo, description: None, description_waker: None, room_wakers: Vec::new() };
+        let labels = core.channels().iter().map(|c| Arc::from(c.label.as_str())).collect();
+        let entry = LinkEntry {
+            id,
+            core,
+            labels,
+            conn,
+            byo,
+            description: None,
+            description_waker: None,
+            room_wakers: Vec::new(),
+        };
         if let Some(mut old) = self.links.insert(peer, entry) {
             old.core.close(self.now, Some("replaced".into()));
             self.by_id.remove(&old.id);
@@ -619,7 +630,7 @@ impl<P: Platform> NodeCore<P> {
     }
 
     fn channel_label(&self, peer: PeerId, slot: usize) -> Option<Arc<str>> {
-        self.links.get(&peer)?.core.channels().get(slot).map(|c| Arc::from(c.label.as_str()))
+        self.links.get(&peer)?.labels.get(slot).cloned()
     }
 
     // ----- sending -----
