@@ -256,6 +256,14 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
         }
         node.send(peer, "data", Bytes::copy_from_slice(&buf[..n])).await.map_err(|e| exit(EXIT_PEER, e.to_string()))?;
         bar.inc(n as u64);
+        // Nothing else is read while sending; a move to another path is news.
+        while let Ok(Some(ev)) = tokio::time::timeout(Duration::ZERO, node.next_event()).await {
+            if let Event::PathChanged { peer: p, path } = ev
+                && p == peer
+            {
+                bar.suspend(|| eprintln!("path now {path}"));
+            }
+        }
     }
     // The receiver answers once it has checked size and hash.
     let verdict = node.request(peer, "data", &b"done"[..], Duration::from_secs(300)).await;
@@ -335,6 +343,7 @@ pub(crate) async fn recv(args: RecvArgs) -> anyhow::Result<()> {
                 node.close().await;
                 return Ok(());
             }
+            Event::PathChanged { peer: p, path } if p == peer => bar.suspend(|| eprintln!("path now {path}")),
             Event::PeerDisconnected { peer: p, reason } if p == peer => {
                 return Err(exit(EXIT_PEER, format!("sender gone before the end: {reason}")));
             }

@@ -3,6 +3,11 @@
 //! something to the user at the default verbosity: no ERROR or WARN line
 //! (the dependencies' retries stay behind `-v`), and no colour escapes into
 //! a pipe. Needs root (CI runs as root).
+//!
+//! The reflexive case uses full-cone NATs: behind port-restricted ones the
+//! first check to a server-reflexive address is dropped until the other
+//! side has sent one too, and ICE may nominate the TURN pair meanwhile
+//! (and move later, or not before a small file is through).
 
 mod common;
 
@@ -32,8 +37,8 @@ fn noise(stderr: &str) -> Option<&str> {
 fn send_and_recv_print_no_errors_or_warnings_over_reflexive_and_relayed_paths() {
     let chaos = ChaosLab::build(
         LabSpec::new()
-            .site(NatKind::PortRestricted, 1)
-            .site(NatKind::PortRestricted, 1)
+            .site(NatKind::FullCone, 1)
+            .site(NatKind::FullCone, 1)
             .site(NatKind::Symmetric, 1)
             .site(NatKind::Symmetric, 1),
     );
@@ -78,8 +83,16 @@ fn send_and_recv_print_no_errors_or_warnings_over_reflexive_and_relayed_paths() 
         assert!(status.success(), "recv exits 0 over a {path} path: {status}\n{recv_err}");
         assert!(printed.contains("verified"), "{printed}");
         for (who, err) in [("send", &send_err), ("recv", &recv_err)] {
-            let connected = err.lines().find(|l| l.starts_with("connected to ")).unwrap_or_default();
-            assert!(connected.contains(&format!("({path},")), "{who} names the {path} path: {err}");
+            // The path the link ended on: the one it connected over, or its last move.
+            let last = err
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("path now ")
+                        .or_else(|| l.strip_prefix("connected to ").and_then(|r| r.split_once(" (")).map(|(_, r)| r))
+                })
+                .next_back()
+                .unwrap_or_default();
+            assert!(last.starts_with(path), "{who} ends on the {path} path: {err}");
             assert_eq!(noise(err), None, "{who} over a {path} path printed noise:\n{err}");
         }
     }

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use web_time::Instant;
 
-use super::Shared;
+use super::NativeNode;
 use crate::ice::gather::Connect;
 use crate::link::{LinkState, PathKind};
 
@@ -54,7 +54,7 @@ enum Wake {
 }
 
 /// Runs the node until it is closed.
-pub(super) async fn run(shared: Arc<Shared>, tls: Arc<rustls::ClientConfig>) {
+pub(super) async fn run(shared: Arc<NativeNode>, tls: Arc<rustls::ClientConfig>) {
     let mut buf = vec![0u8; 2048];
     let mut reader: Option<futures_util::stream::SplitStream<Ws>> = None;
     let mut writer: Option<tokio::task::JoinHandle<()>> = None;

@@ -300,7 +300,7 @@ impl State {
 }
 
 /// The lock and what wakes the driver.
-pub(crate) struct Shared {
+pub(crate) struct NativeNode {
     state: Mutex<State>,
     /// Wakes the driver (new sockets, a connection to open, an earlier timeout, close).
     wake: Notify,
@@ -308,7 +308,7 @@ pub(crate) struct Shared {
     stopped: Notify,
 }
 
-impl Shared {
+impl NativeNode {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -316,7 +316,7 @@ impl Shared {
 
 /// The application's handle on a native node.
 pub(crate) struct Backend {
-    shared: Arc<Shared>,
+    shared: Arc<NativeNode>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -372,7 +372,7 @@ impl Backend {
             driver_at: None,
             next_at: None,
         };
-        let shared = Arc::new(Shared { state: Mutex::new(state), wake: Notify::new(), stopped: Notify::new() });
+        let shared = Arc::new(NativeNode { state: Mutex::new(state), wake: Notify::new(), stopped: Notify::new() });
         let backend = Backend { shared: shared.clone() };
         backend.with(|_, _| ());
         tokio::spawn(driver::run(shared, tls));

@@ -61,7 +61,7 @@ pub(crate) fn js_error(e: &JsValue) -> String {
 
 /// Makes the browser side of new links.
 pub(crate) struct WebPlatform {
-    me: Weak<Shared>,
+    me: Weak<WebNode>,
     own: Vec<IceServer>,
     /// The application's STUN/TURN servers and the server's.
     ice_servers: Vec<IceServer>,
@@ -95,13 +95,14 @@ struct State {
     timer: Option<(i32, Instant)>,
 }
 
-pub(crate) struct Shared {
-    me: Weak<Shared>,
+/// The browser node: its state, held by the page's callbacks (one thread, no lock).
+pub(crate) struct WebNode {
+    me: Weak<WebNode>,
     state: RefCell<State>,
     timer_cb: Closure<dyn FnMut()>,
 }
 
-impl Shared {
+impl WebNode {
     /// Runs `f` on the core, then carries out what it asked for.
     fn with<T>(&self, f: impl FnOnce(&mut Core, Instant) -> T) -> T {
         let mut st = self.state.borrow_mut();
@@ -205,7 +206,7 @@ impl Shared {
 
 /// The application's handle on a browser node.
 pub(crate) struct Backend {
-    shared: Rc<Shared>,
+    shared: Rc<WebNode>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -218,7 +219,7 @@ impl Backend {
     /// Starts the node and, with a signaling server, waits for its welcome.
     pub(crate) async fn start(cfg: NodeConfig, identity: Identity) -> Result<Backend, StartError> {
         let (policy, own) = (cfg.ice_policy, cfg.ice_servers.clone());
-        let shared = Rc::new_cyclic(|me: &Weak<Shared>| {
+        let shared = Rc::new_cyclic(|me: &Weak<WebNode>| {
             let platform = WebPlatform { me: me.clone(), own: own.clone(), ice_servers: own.clone(), policy };
             let core = NodeCore::new(Instant::now(), cfg, identity, platform, rand::random());
             let timer_me = me.clone();
@@ -229,7 +230,7 @@ impl Backend {
                     shared.with(|core, now| core.handle_timeout(now));
                 }
             });
-            Shared { me: me.clone(), state: RefCell::new(State { core, ws: None, timer: None }), timer_cb }
+            WebNode { me: me.clone(), state: RefCell::new(State { core, ws: None, timer: None }), timer_cb }
         });
         let backend = Backend { shared };
         backend.with(|_, _| ());

@@ -7,7 +7,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
-use super::Shared;
+use super::WebNode;
 
 /// An open (or opening) WebSocket and its callbacks.
 pub(super) struct Socket {
@@ -19,7 +19,7 @@ pub(super) struct Socket {
 
 impl Socket {
     /// Opens `url`; what happens goes to the node behind `node`.
-    pub(super) fn open(url: &str, node: Weak<Shared>) -> Result<Socket, String> {
+    pub(super) fn open(url: &str, node: Weak<WebNode>) -> Result<Socket, String> {
         let ws = WebSocket::new(url).map_err(|e| super::js_error(&e))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let n = node.clone();

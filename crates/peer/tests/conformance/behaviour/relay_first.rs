@@ -2,7 +2,9 @@
 //! first moment (UDP is blocked at first, so that WebRTC cannot win the
 //! race); once UDP passes and a WebRTC session is up, each side moves its
 //! data to it, and every reliable message arrives once, in order, across
-//! the move.
+//! the move. Which WebRTC pair ICE nominates first is the browser's choice:
+//! when UDP opens, a pair through the TURN relay may complete before the
+//! host pair, so any WebRTC path counts as the move.
 
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ pub async fn run<H: Harness>(h: &H) {
                     next += 1;
                 }
                 Event::PathChanged { path, .. } => {
-                    assert_eq!(path, PathKind::Host, "the link moved to the WebRTC session");
+                    assert_ne!(path, PathKind::Server, "the link moved to the WebRTC session");
                     moved = true;
                 }
                 _ => {}
@@ -47,8 +49,9 @@ pub async fn run<H: Harness>(h: &H) {
         _ => None,
     })
     .await;
-    assert_eq!(a_moved, PathKind::Host);
-    assert_eq!(a.stats(b.id()).expect("stats").path, Some(PathKind::Host));
+    assert_ne!(a_moved, PathKind::Server, "a moved to the WebRTC session");
+    let now = a.stats(b.id()).expect("stats").path;
+    assert!(now.is_some_and(|p| p != PathKind::Server), "a's link stays on WebRTC, got {now:?}");
     let (sent, got) = both(b.send(a.id(), "reliable", &b"after the move"[..]), next_message(h, &a)).await;
     sent.expect("b sends");
     assert_eq!(&got.data[..], b"after the move");
