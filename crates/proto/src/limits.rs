@@ -23,8 +23,6 @@ pub struct Limits {
     pub relay_bytes_per_sec: u32,
     /// Largest mail body, serialized, in bytes.
     pub max_mail_bytes: u32,
-    /// Undelivered mail one peer may have waiting.
-    pub max_mailbox: u32,
     /// How long mail waits for its recipient, in seconds.
     pub mail_ttl_secs: u64,
     /// How long a signal for an absent peer waits before `expired`, in milliseconds.
@@ -45,7 +43,6 @@ impl Default for Limits {
             rate_burst: 400,
             relay_bytes_per_sec: 4 * 1024 * 1024,
             max_mail_bytes: 32 * 1024,
-            max_mailbox: 1000,
             mail_ttl_secs: 7 * 24 * 3600,
             signal_ttl_ms: 30_000,
             resume_window_secs: 60,

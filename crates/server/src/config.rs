@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use switchboard_proto::Limits;
 
+use crate::store::MailQuota;
+
 /// A secret string whose `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -76,6 +78,8 @@ pub struct ServerConfig {
     pub write_timeout_secs: u64,
     /// Limits announced to clients and enforced.
     pub limits: Limits,
+    /// How much undelivered mail is stored, by recipient, sender, address and in all.
+    pub mail_quota: MailQuota,
     /// When set, `hello` must carry an auth token signed with this secret.
     pub auth_secret: Option<Secret>,
     /// STUN/TURN servers with fixed credentials.
@@ -142,6 +146,7 @@ impl Default for ServerConfig {
             max_outbound_bytes: 4 * 1024 * 1024,
             write_timeout_secs: 10,
             limits: Limits::default(),
+            mail_quota: MailQuota::default(),
             auth_secret: None,
             ice_servers: Vec::new(),
             turn_secret: None,

@@ -4,6 +4,7 @@
 //! connection's outbox, and writes whatever the outbox holds. Slow work
 //! (password hashing, the mailbox) runs on the blocking pool.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,16 +21,19 @@ use crate::auth::verify_token;
 use crate::http::Slot;
 use crate::hub::{ConnKey, Grants, Refusal};
 use crate::ice::ice_servers_for;
+use crate::origin::origin_of;
 use crate::outbox::{Outbound, Outbox};
 use crate::rate::TokenBucket;
 use crate::shared::{Shared, mail_event, unix_ms};
+use crate::store::{NewMail, StoreError};
 
 /// Close code for policy violations (RFC 6455).
 const POLICY: u16 = 1008;
 /// Close code for a peer that is going away (server shutdown, idle).
 const GOING_AWAY: u16 = 1001;
-/// Stored mail sent at once; the next batch follows the acknowledgement.
-const MAIL_BATCH: usize = 1000;
+/// Stored mail fetched at once, at most; the next batch is fetched when the
+/// connection has written this one (and read what the client sent meanwhile).
+const MAIL_BATCH: usize = 256;
 /// Close code when the session's auth token expires (application range).
 const TOKEN_EXPIRED: u16 = 4001;
 
@@ -49,12 +53,16 @@ struct Conn {
     closing: Option<(u16, &'static str)>,
     /// Highest mail id this connection has fetched from the store.
     mail_cursor: u64,
+    /// Stored mail may be waiting beyond the cursor.
+    mail_due: bool,
+    /// The client's address, as mail quotas count it.
+    origin: String,
     /// When the auth token presented in `hello` expires; the connection closes then.
     token_expiry: Option<tokio::time::Instant>,
 }
 
 /// Drives one upgraded connection until it ends.
-pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot) {
+pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot, addr: SocketAddr) {
     shared.metrics.connections_total.inc();
     shared.metrics.connections.inc();
     let outbox = Arc::new(Outbox::new(shared.config.max_outbound_bytes));
@@ -74,6 +82,8 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot) {
         closing: None,
         token_expiry: None,
         mail_cursor: 0,
+        mail_due: false,
+        origin: origin_of(addr.ip()),
     };
     let clean = conn.drive(socket).await;
     shared.unregister(key, clean);
@@ -97,6 +107,10 @@ impl Conn {
                 Ok(Some((code, reason))) => return close(&mut socket, code, reason).await,
                 Err(()) => return false,
             }
+            if self.peer().is_some() && self.outbox.take_mail_stored() {
+                self.mail_due = true;
+            }
+            let mail_due = self.mail_due;
             tokio::select! {
                 biased;
                 // Shutdown arrives through the outbox too, as a close.
@@ -130,6 +144,8 @@ impl Conn {
                         return close(&mut socket, code, reason).await;
                     }
                 }
+                // Last: the client's frames and the writes before this come first.
+                () = std::future::ready(()), if mail_due => self.deliver_stored_mail().await,
             }
         }
     }
@@ -281,23 +297,22 @@ impl Conn {
             }
             ClientMessage::Mail(m) => {
                 let body = m.body.to_string();
-                let limits = &self.shared.config.limits;
-                let (ttl_ms, max) = (limits.mail_ttl_secs.saturating_mul(1000), limits.max_mailbox);
-                let store = self.shared.store.clone();
-                let sent_at = unix_ms();
-                let stored_body = body.clone();
-                let id = blocking(move || store.put(peer, m.to, &stored_body, sent_at, ttl_ms, max)).await?;
+                let ttl_ms = self.shared.config.limits.mail_ttl_secs.saturating_mul(1000);
+                let (store, shared, origin) = (self.shared.store.clone(), self.shared.clone(), self.origin.clone());
+                let (to, now_ms) = (m.to, unix_ms());
+                let id = blocking(move || {
+                    let mail = NewMail { from: peer, to, origin: &origin, body: &body, now_ms, ttl_ms };
+                    store.put(mail, &shared.config.mail_quota)
+                })
+                .await?;
                 self.send(ServerMessage::MailAccepted { re: m.id, mail_id: id });
-                let mail = crate::store::StoredMail { id, from: peer, body, sent_at };
-                self.shared.deliver_mail(m.to, &mail);
+                self.shared.mail_stored(m.to);
                 Ok(())
             }
             ClientMessage::AckMail(a) => {
                 let store = self.shared.store.clone();
                 blocking(move || store.ack(peer, &a.mail_ids)).await?;
                 self.send(ServerMessage::Ok { re: a.id });
-                // Mail beyond the first batch follows as the batch is acknowledged.
-                self.deliver_stored_mail(peer).await;
                 Ok(())
             }
             ClientMessage::Watch(w) => {
@@ -373,17 +388,22 @@ impl Conn {
             }))));
         });
         self.phase = Phase::Ready { peer };
-        self.deliver_stored_mail(peer).await;
+        self.mail_due = self.shared.store.may_have_mail(peer);
     }
 
-    /// Sends the next batch of stored mail this connection has not fetched yet.
-    async fn deliver_stored_mail(&mut self, peer: PeerId) {
-        if !self.shared.store.may_have_mail(peer) {
-            return;
-        }
+    /// Queues the next batch of stored mail this connection has not fetched
+    /// yet: at most [`MAIL_BATCH`] messages and a quarter of the outbound
+    /// queue, so that however much mail waits, the queue never overflows
+    /// with it and the client keeps being read between batches.
+    async fn deliver_stored_mail(&mut self) {
+        self.mail_due = false;
+        let Some(peer) = self.peer() else { return };
         let (store, after) = (self.shared.store.clone(), self.mail_cursor);
-        match blocking(move || store.pending(peer, unix_ms(), after, MAIL_BATCH)).await {
+        let max_bytes = self.shared.config.max_outbound_bytes / 4;
+        match blocking(move || store.pending(peer, unix_ms(), after, MAIL_BATCH, max_bytes)).await {
             Ok(mail) => {
+                // Until a fetch comes back empty, more may wait.
+                self.mail_due = !mail.is_empty();
                 for m in &mail {
                     self.mail_cursor = self.mail_cursor.max(m.id);
                     self.send(mail_event(m));
@@ -463,9 +483,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Refusal> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(crate::store::StoreError::MailboxFull)) => {
-            Err(Refusal::new(ErrorCode::LimitExceeded, "the recipient's mailbox is full"))
-        }
+        Ok(Err(e @ StoreError::Quota(_))) => Err(Refusal::new(ErrorCode::LimitExceeded, e.to_string())),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "storage failed");
             Err(internal("storage failed"))

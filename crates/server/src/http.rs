@@ -1,12 +1,13 @@
 //! HTTP routes on the server's one port: `/ws`, `/healthz`, `/metrics`, and
 //! the page: `/`, `/app.js` and the browser library under `/pkg/`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -41,7 +42,11 @@ impl Drop for Slot {
     }
 }
 
-async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
     if *shared.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down").into_response();
     }
@@ -61,7 +66,7 @@ async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Res
         .max_write_buffer_size(shared.config.max_outbound_bytes.max(transport_max))
         .max_message_size(transport_max)
         .max_frame_size(transport_max)
-        .on_upgrade(move |socket| connection::run(socket, shared, slot))
+        .on_upgrade(move |socket| connection::run(socket, shared, slot, addr))
 }
 
 async fn healthz() -> &'static str {

@@ -30,6 +30,7 @@ mod http;
 mod hub;
 mod ice;
 mod metrics;
+mod origin;
 mod outbox;
 mod rate;
 mod shared;
@@ -217,12 +218,13 @@ impl BoundServer {
             }
         });
         let tx = shutdown_tx.clone();
-        let result = axum::serve(listener, http::router(shared.clone()))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = tx.send(true);
-            })
-            .await;
+        let result =
+            axum::serve(listener, http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    shutdown.await;
+                    let _ = tx.send(true);
+                })
+                .await;
         let _ = shutdown_tx.send(true);
         shared.close_all();
         let drained = async {

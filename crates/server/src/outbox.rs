@@ -2,6 +2,7 @@
 //! holds no allocation; full, it marks the connection as too slow.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use switchboard_proto::ServerMessage;
@@ -41,11 +42,30 @@ pub(crate) struct Outbox {
     inner: Mutex<Inner>,
     notify: Notify,
     max_bytes: usize,
+    /// New mail was stored for this connection's peer: its writer fetches
+    /// it from the store (mail bodies never wait here unasked).
+    mail_stored: AtomicBool,
 }
 
 impl Outbox {
     pub(crate) fn new(max_bytes: usize) -> Self {
-        Self { inner: Mutex::new(Inner::default()), notify: Notify::new(), max_bytes }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            max_bytes,
+            mail_stored: AtomicBool::new(false),
+        }
+    }
+
+    /// Tells the writer that mail was stored for its peer.
+    pub(crate) fn mail_stored(&self) {
+        self.mail_stored.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Whether mail was stored since the last call.
+    pub(crate) fn take_mail_stored(&self) -> bool {
+        self.mail_stored.swap(false, Ordering::AcqRel)
     }
 
     /// Queues a frame; a queue over its byte limit drops it and marks itself overflowed.

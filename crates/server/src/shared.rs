@@ -109,11 +109,13 @@ impl Shared {
         self.lock().outboxes.remove(&key);
     }
 
-    /// Pushes a mail event to the recipient's connection, if it has one.
-    pub(crate) fn deliver_mail(&self, to: PeerId, mail: &StoredMail) {
+    /// Tells the recipient's connection, if it has one, that mail was
+    /// stored for it; the connection fetches it as its queue drains.
+    pub(crate) fn mail_stored(&self, to: PeerId) {
         let core = self.lock();
-        let Some(outbox) = core.hub.live_conn(to).and_then(|k| core.outboxes.get(&k)) else { return };
-        outbox.push(Outbound::Msg(mail_event(mail)));
+        if let Some(outbox) = core.hub.live_conn(to).and_then(|k| core.outboxes.get(&k)) {
+            outbox.mail_stored();
+        }
     }
 
     /// Closes every connection (shutdown); the shutdown flag is already set.
