@@ -100,27 +100,45 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
-/// A room code: exactly 6 characters from `[A-Z0-9]`.
+/// A room code: 6 to 16 characters from `[A-Z0-9]`.
 ///
-/// Parsing upper-cases its input, so users may type codes in any case.
+/// Parsing upper-cases its input and drops `-`, so users may type codes in
+/// any case and in groups (`k7q2-zx4m-p9` is `K7Q2ZX4MP9`). Servers make
+/// codes from [`RoomCode::ALPHABET`], 5 bits a character; Switchboard's
+/// server makes 10 characters (50 bits) unless its operator chooses
+/// otherwise.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RoomCode([u8; 6]);
+pub struct RoomCode {
+    len: u8,
+    bytes: [u8; RoomCode::MAX_LEN],
+}
 
 impl RoomCode {
-    /// Number of characters in a code.
-    pub const LEN: usize = 6;
-    /// The characters a code is made of.
-    pub const ALPHABET: &'static [u8; 36] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    /// Fewest characters in a code.
+    pub const MIN_LEN: usize = 6;
+    /// Most characters in a code.
+    pub const MAX_LEN: usize = 16;
+    /// The characters servers make codes from: `A-Z` and `2-9` without the
+    /// look-alikes `I` and `O` (and `0`, `1`), 32 in all.
+    pub const ALPHABET: &'static [u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
-    /// Builds a code from six indices into [`RoomCode::ALPHABET`] (each taken modulo 36).
-    pub fn from_indices(indices: [u8; 6]) -> Self {
-        Self(indices.map(|i| Self::ALPHABET[usize::from(i % 36)]))
+    /// Builds a code from indices into [`RoomCode::ALPHABET`] (each taken
+    /// modulo 32), one per character: 6 to 16 of them.
+    pub fn from_indices(indices: &[u8]) -> Result<Self, ValidationError> {
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&indices.len()) {
+            return Err(ValidationError::new("room code must be 6 to 16 characters from A-Z and 0-9"));
+        }
+        let mut bytes = [0u8; Self::MAX_LEN];
+        for (slot, i) in bytes.iter_mut().zip(indices) {
+            *slot = Self::ALPHABET[usize::from(i % 32)];
+        }
+        Ok(Self { len: indices.len() as u8, bytes })
     }
 
     /// The code as a string slice.
     pub fn as_str(&self) -> &str {
-        // The bytes are always ASCII from ALPHABET (checked on construction).
-        std::str::from_utf8(&self.0).unwrap_or("??????")
+        // The bytes are always ASCII from [A-Z0-9] (checked on construction).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("??????")
     }
 }
 
@@ -128,19 +146,21 @@ impl FromStr for RoomCode {
     type Err = ValidationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = s.as_bytes();
-        if bytes.len() != Self::LEN {
-            return Err(ValidationError::new("room code must be 6 characters from A-Z and 0-9"));
-        }
-        let mut code = [0u8; 6];
-        for (slot, &c) in code.iter_mut().zip(bytes) {
+        let invalid = || ValidationError::new("room code must be 6 to 16 characters from A-Z and 0-9");
+        let mut bytes = [0u8; Self::MAX_LEN];
+        let mut len = 0;
+        for c in s.bytes().filter(|&c| c != b'-') {
             let c = c.to_ascii_uppercase();
             if !c.is_ascii_uppercase() && !c.is_ascii_digit() {
-                return Err(ValidationError::new("room code must be 6 characters from A-Z and 0-9"));
+                return Err(invalid());
             }
-            *slot = c;
+            *bytes.get_mut(len).ok_or_else(invalid)? = c;
+            len += 1;
         }
-        Ok(Self(code))
+        if len < Self::MIN_LEN {
+            return Err(invalid());
+        }
+        Ok(Self { len: len as u8, bytes })
     }
 }
 
@@ -245,10 +265,17 @@ mod tests {
     #[test]
     fn room_codes_are_normalised_and_checked() {
         assert_eq!("ab12cd".parse::<RoomCode>().map(|c| c.to_string()).ok().as_deref(), Some("AB12CD"));
+        assert_eq!("k7q2-zx4m-p9".parse::<RoomCode>().map(|c| c.to_string()).ok().as_deref(), Some("K7Q2ZX4MP9"));
         assert!("AB12C".parse::<RoomCode>().is_err());
+        assert!("AB-12-C".parse::<RoomCode>().is_err(), "dashes do not count");
         assert!("AB12C!".parse::<RoomCode>().is_err());
         assert!("ÄB12CD".parse::<RoomCode>().is_err());
-        assert_eq!(RoomCode::from_indices([0, 1, 25, 26, 35, 36]).as_str(), "ABZ09A");
+        assert!("A".repeat(17).parse::<RoomCode>().is_err());
+        assert!("A".repeat(16).parse::<RoomCode>().is_ok());
+        assert_eq!("ABCDEF".parse::<RoomCode>().ok(), "abc-def".parse().ok(), "one code, however typed");
+        let made = RoomCode::from_indices(&[0, 1, 7, 8, 31, 32]).map(|c| c.to_string()).ok();
+        assert_eq!(made.as_deref(), Some("ABHJ9A"));
+        assert!(RoomCode::from_indices(&[0; 5]).is_err() && RoomCode::from_indices(&[0; 17]).is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@ fn peer_id() -> impl Strategy<Value = PeerId> {
 }
 
 fn room() -> impl Strategy<Value = RoomCode> {
-    any::<[u8; 6]>().prop_map(RoomCode::from_indices)
+    proptest::collection::vec(any::<u8>(), RoomCode::MIN_LEN..=RoomCode::MAX_LEN)
+        .prop_map(|i| RoomCode::from_indices(&i).expect("6 to 16 indices make a code"))
 }
 
 fn conn() -> impl Strategy<Value = ConnId> {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_proto::Limits;
 
 use crate::store::MailQuota;
+use crate::throttle::JoinThrottle;
 
 /// A secret string whose `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,12 @@ pub struct ServerConfig {
     pub max_rooms: usize,
     /// How long an empty room lives, in seconds.
     pub room_ttl_secs: u64,
+    /// Characters in the room codes the server makes, 6 to 16, each from
+    /// 32 (5 bits): 10 make 50 bits, beyond guessing; fewer are easier to
+    /// read out and rely on `join_throttle` against guessing.
+    pub room_code_len: usize,
+    /// Failed joins and password hashes per address and server-wide.
+    pub join_throttle: JoinThrottle,
     /// Signals held for one absent peer.
     pub max_pending_signals: usize,
     /// Peers one session may watch.
@@ -139,6 +146,8 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_rooms: 100_000,
             room_ttl_secs: 3600,
+            room_code_len: 10,
+            join_throttle: JoinThrottle::default(),
             max_pending_signals: 256,
             max_watch: 1024,
             abuse_burst: 30,
@@ -209,6 +218,14 @@ impl ServerConfig {
         }
         if self.write_timeout_secs == 0 {
             return invalid("write_timeout_secs", "must be at least 1");
+        }
+        if !(switchboard_proto::RoomCode::MIN_LEN..=switchboard_proto::RoomCode::MAX_LEN).contains(&self.room_code_len)
+        {
+            return invalid("room_code_len", "must be 6 to 16 characters");
+        }
+        let t = &self.join_throttle;
+        if t.failures_per_origin == 0 || t.failures_burst == 0 || t.hashes_per_origin == 0 || t.max_origins == 0 {
+            return invalid("join_throttle", "bursts and max_origins must be at least 1");
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");

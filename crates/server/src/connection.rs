@@ -19,7 +19,7 @@ use switchboard_proto::{
 
 use crate::auth::verify_token;
 use crate::http::Slot;
-use crate::hub::{ConnKey, Grants, Refusal};
+use crate::hub::{ConnKey, Grants, Refusal, no_such_room};
 use crate::ice::ice_servers_for;
 use crate::origin::origin_of;
 use crate::outbox::{Outbound, Outbox};
@@ -414,6 +414,24 @@ impl Conn {
     }
 
     async fn join(&mut self, join: Join) -> Result<(), Refusal> {
+        let room = join.room;
+        if !self.shared.throttle(|t, now| t.may_join(&self.origin, now)) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "too many failed joins from your address; try again later",
+            ));
+        }
+        let result = self.try_join(join).await;
+        if let Err(refusal) = &result
+            && refusal.code == ErrorCode::NotFound
+        {
+            self.shared.throttle(|t, now| t.failed(&self.origin, now));
+            tracing::debug!(%room, origin = %self.origin, "failed join");
+        }
+        result
+    }
+
+    async fn try_join(&mut self, join: Join) -> Result<(), Refusal> {
         let Join { id, room, password, meta, recreate } = join;
         let key = self.key;
         if recreate && !self.shared.with_hub(|hub| hub.has_room(room)) {
@@ -430,15 +448,23 @@ impl Conn {
                 return Ok(());
             }
         }
-        let verified = match self.shared.with_hub(|hub| hub.password_hash(room)) {
-            None => None,
-            Some(hash) => {
-                let Some(password) = password else {
-                    return Err(Refusal::new(ErrorCode::Forbidden, format!("room {room} needs a password")));
-                };
-                self.verify_password(password, hash.clone()).await?;
+        let verified = match self.shared.with_hub(|hub| (hub.has_room(room), hub.password_hash(room))) {
+            (_, Some(hash)) => {
+                let Some(password) = password else { return Err(no_such_room(room)) };
+                if !self.verify_password(password, hash.clone()).await? {
+                    return Err(no_such_room(room));
+                }
                 Some(hash)
             }
+            (false, None) => {
+                // As long as checking a password against a real room takes.
+                if let Some(password) = password {
+                    let decoy = self.shared.decoy_hash.clone();
+                    self.verify_password(password, decoy).await?;
+                }
+                return Err(no_such_room(room));
+            }
+            (true, None) => None,
         };
         let mut view = self.shared.with_hub(|hub| hub.join(key, room, verified.as_deref(), meta))?;
         view.re = id;
@@ -446,8 +472,24 @@ impl Conn {
         Ok(())
     }
 
+    /// A place in the password-hashing pool, within this address's budget
+    /// and a bounded queue.
+    async fn hashing_permit(&self) -> Result<HashingPermit<'_>, Refusal> {
+        if !self.shared.throttle(|t, now| t.may_hash(&self.origin, now)) {
+            return Err(Refusal::new(ErrorCode::RateLimited, "too many password checks from your address"));
+        }
+        let queue = &self.shared.hash_queue;
+        if queue.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_HASH_QUEUE {
+            queue.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            return Err(Refusal::new(ErrorCode::RateLimited, "the server is busy checking passwords; retry"));
+        }
+        let queued = Queued(queue);
+        let permit = self.shared.hashing.acquire().await.map_err(|_| internal("hashing pool closed"))?;
+        Ok(HashingPermit { _queued: queued, _permit: permit })
+    }
+
     async fn hash_password(&self, password: String) -> Result<String, Refusal> {
-        let _permit = self.shared.hashing.acquire().await.map_err(|_| internal("hashing pool closed"))?;
+        let _permit = self.hashing_permit().await?;
         blocking(move || {
             argon2()
                 .hash_password(password.as_bytes())
@@ -457,14 +499,37 @@ impl Conn {
         .await
     }
 
-    async fn verify_password(&self, password: String, hash: String) -> Result<(), Refusal> {
-        let _permit = self.shared.hashing.acquire().await.map_err(|_| internal("hashing pool closed"))?;
-        let ok =
-            tokio::task::spawn_blocking(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok())
-                .await
-                .map_err(|_| internal("password check failed"))?;
-        if ok { Ok(()) } else { Err(Refusal::new(ErrorCode::Forbidden, "wrong room password")) }
+    /// Whether `password` matches `hash`.
+    async fn verify_password(&self, password: String, hash: String) -> Result<bool, Refusal> {
+        let _permit = self.hashing_permit().await?;
+        tokio::task::spawn_blocking(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok())
+            .await
+            .map_err(|_| internal("password check failed"))
     }
+}
+
+/// Password hashes that may wait for the pool at once; beyond them `rate_limited`.
+const MAX_HASH_QUEUE: usize = 32;
+
+/// Counts one hash in the queue while it waits and runs.
+struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+struct HashingPermit<'a> {
+    _queued: Queued<'a>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+/// A hash of a random password: joins that name no room are checked
+/// against it, so that they take as long as a wrong password does.
+pub(crate) fn decoy_hash() -> String {
+    let password = encode_b64(&rand::random::<[u8; 16]>());
+    argon2().hash_password(password.as_bytes()).map(|h| h.to_string()).unwrap_or_default()
 }
 
 fn internal(message: &str) -> Refusal {

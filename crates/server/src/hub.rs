@@ -31,6 +31,12 @@ impl Refusal {
     }
 }
 
+/// The one answer for a room that does not exist and for a missing or wrong
+/// password, so that guessing codes does not tell open rooms from locked ones.
+pub(crate) fn no_such_room(room: RoomCode) -> Refusal {
+    Refusal::new(ErrorCode::NotFound, format!("no room {room} with this password"))
+}
+
 /// Something the driver must do for a connection other than the caller's answer.
 #[derive(Debug)]
 pub(crate) enum Output {
@@ -50,6 +56,8 @@ pub(crate) struct HubConfig {
     pub(crate) max_rooms: usize,
     pub(crate) max_pending_per_peer: usize,
     pub(crate) max_watch: usize,
+    /// Characters in the room codes this hub makes.
+    pub(crate) room_code_len: usize,
 }
 
 impl Default for HubConfig {
@@ -60,6 +68,7 @@ impl Default for HubConfig {
             max_rooms: 100_000,
             max_pending_per_peer: 256,
             max_watch: 1024,
+            room_code_len: 10,
         }
     }
 }
@@ -301,7 +310,9 @@ impl Hub {
         let limit = self.config.limits.max_peers_per_room as usize;
         let max_peers = max_peers.map_or(limit, |m| (m as usize).min(limit));
         for _ in 0..64 {
-            let code = RoomCode::from_indices(std::array::from_fn(|_| self.rng.random_range(0..36)));
+            let indices: Vec<u8> = (0..self.config.room_code_len).map(|_| self.rng.random_range(0..32)).collect();
+            let code =
+                RoomCode::from_indices(&indices).map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
             if self.rooms.contains_key(&code) {
                 continue;
             }
@@ -363,13 +374,13 @@ impl Hub {
         }
         let in_rooms = session.rooms.len();
         let Some(r) = self.rooms.get_mut(&room) else {
-            return Err(Refusal::new(ErrorCode::NotFound, format!("no room {room}")));
+            return Err(no_such_room(room));
         };
         if r.members.iter().any(|m| m.peer == peer) {
             return r.view(room, peer).ok_or_else(|| Refusal::new(ErrorCode::Internal, "room has no members"));
         }
         if r.password_hash.is_some() && r.password_hash.as_deref() != verified_hash {
-            return Err(Refusal::new(ErrorCode::Forbidden, "wrong room password"));
+            return Err(no_such_room(room));
         }
         if r.members.len() >= r.max_peers {
             return Err(Refusal::new(ErrorCode::RoomFull, format!("room {room} has its {} peers", r.max_peers)));

@@ -1,7 +1,7 @@
 //! The Switchboard signaling server, as a library.
 //!
 //! Peers connect over WebSocket at `/ws`, prove their Ed25519 identity, meet
-//! in rooms by 6-character code, and exchange signaling messages that set up
+//! in rooms by code (10 characters by default), and exchange signaling messages that set up
 //! direct WebRTC links. The server also keeps a durable mailbox for offline
 //! peers, reports presence, resumes dropped sessions, relays data when no
 //! direct path exists, and enforces hard limits on everything a client sends.
@@ -36,6 +36,7 @@ mod rate;
 mod shared;
 pub mod store;
 pub mod stun;
+mod throttle;
 mod turn;
 
 use std::future::Future;
@@ -53,6 +54,7 @@ pub use config::{ConfigError, IceServerConfig, Secret, ServerConfig, TurnConfig}
 pub use ice::turn_credential;
 use shared::Shared;
 use store::{MailStore, SqliteStore, StoreError};
+pub use throttle::JoinThrottle;
 use turn::EmbeddedTurn;
 pub use turn::TurnStartError;
 

@@ -13,20 +13,40 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     pub(crate) fn new(rate: u32, burst: u32, now: Instant) -> Self {
-        Self { tokens: f64::from(burst), burst: f64::from(burst), rate: f64::from(rate), last: now }
+        Self::fractional(f64::from(rate), burst, now)
+    }
+
+    /// A bucket whose rate may be below one per second.
+    pub(crate) fn fractional(rate: f64, burst: u32, now: Instant) -> Self {
+        Self { tokens: f64::from(burst), burst: f64::from(burst), rate, last: now }
     }
 
     /// Takes `cost` tokens if there are that many.
     pub(crate) fn try_take(&mut self, cost: f64, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst.max(cost));
+        self.refill(now, cost);
         if self.tokens >= cost {
             self.tokens -= cost;
             true
         } else {
             false
         }
+    }
+
+    /// Tokens available now.
+    pub(crate) fn available(&mut self, now: Instant) -> f64 {
+        self.refill(now, 0.0);
+        self.tokens
+    }
+
+    /// Whether the bucket is full: nothing was taken that has not refilled.
+    pub(crate) fn is_full(&mut self, now: Instant) -> bool {
+        self.available(now) >= self.burst
+    }
+
+    fn refill(&mut self, now: Instant, cost: f64) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst.max(cost));
     }
 }
 

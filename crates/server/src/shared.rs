@@ -14,6 +14,7 @@ use crate::hub::{ConnKey, Hub, Output};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbound, Outbox};
 use crate::store::{MailStore, StoredMail};
+use crate::throttle::Throttle;
 
 struct Core {
     hub: Hub,
@@ -34,6 +35,11 @@ pub(crate) struct Shared {
     pub(crate) all_closed: Notify,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) hashing: Semaphore,
+    /// Password hashes waiting for the hashing pool.
+    pub(crate) hash_queue: AtomicUsize,
+    throttle: Mutex<Throttle>,
+    /// What joins naming no room check their password against.
+    pub(crate) decoy_hash: String,
 }
 
 /// Unix time in milliseconds.
@@ -49,8 +55,10 @@ impl Shared {
             max_rooms: config.max_rooms,
             max_pending_per_peer: config.max_pending_signals,
             max_watch: config.max_watch,
+            room_code_len: config.room_code_len,
         };
         let seed: [u8; 32] = rand::random();
+        let throttle = config.join_throttle.clone();
         Self {
             config,
             core: Mutex::new(Core { hub: Hub::new(hub_config, seed), outboxes: HashMap::new() }),
@@ -62,6 +70,9 @@ impl Shared {
             all_closed: Notify::new(),
             shutdown,
             hashing: Semaphore::new(2),
+            hash_queue: AtomicUsize::new(0),
+            throttle: Mutex::new(Throttle::new(throttle, Instant::now())),
+            decoy_hash: crate::connection::decoy_hash(),
         }
     }
 
@@ -90,6 +101,11 @@ impl Shared {
             self.timer_wake.notify_one();
         }
         result
+    }
+
+    /// Runs `f` on the per-address budgets.
+    pub(crate) fn throttle<R>(&self, f: impl FnOnce(&mut Throttle, Instant) -> R) -> R {
+        f(&mut self.throttle.lock().unwrap_or_else(PoisonError::into_inner), Instant::now())
     }
 
     pub(crate) fn register(&self, outbox: Arc<Outbox>) -> ConnKey {

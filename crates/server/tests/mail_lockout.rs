@@ -6,8 +6,8 @@
 mod common;
 
 use common::{TestServer, next_msg};
-use switchboard::{Identity, Incoming};
 use switchboard::proto::{ClientMessage, ErrorCode, MailRequest, ServerMessage};
+use switchboard::{Identity, Incoming};
 use switchboard_server::ServerConfig;
 
 /// A body just under the 32 KiB mail limit, numbered.

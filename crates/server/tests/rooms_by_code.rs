@@ -1,4 +1,4 @@
-//! Rooms: 6-character codes, joining by code, hosts, passwords and caps.
+//! Rooms: 10-character codes, joining by code, hosts, passwords and caps.
 
 mod common;
 
@@ -12,7 +12,7 @@ async fn a_second_client_joins_by_code_and_both_see_each_other() {
     let (mut a, mut b) = (server.client().await, server.client().await);
     let room = a.create_room(None, None).await.expect("room");
     assert!(room.as_str().bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
-    assert_eq!(room.as_str().len(), 6);
+    assert_eq!(room.as_str().len(), 10);
     let first = a.join(room, None, Some(serde_json::json!({"name": "alice"}))).await.expect("join");
     assert_eq!((first.host, first.peers.len()), (a.peer_id(), 0));
     let typed: RoomCode = room.as_str().to_lowercase().parse().expect("codes are case-insensitive");
@@ -57,8 +57,8 @@ async fn passwords_and_caps_are_enforced() {
         Err(RequestError::Refused { code, .. }) => code,
         other => panic!("expected a refusal, got {other:?}"),
     };
-    assert_eq!(refused(a.join(room, None, None).await), ErrorCode::Forbidden);
-    assert_eq!(refused(a.join(room, Some("wrong"), None).await), ErrorCode::Forbidden);
+    assert_eq!(refused(a.join(room, None, None).await), ErrorCode::NotFound);
+    assert_eq!(refused(a.join(room, Some("wrong"), None).await), ErrorCode::NotFound);
     a.join(room, Some("open sesame"), None).await.expect("right password");
     b.join(room, Some("open sesame"), None).await.expect("right password");
     assert_eq!(refused(c.join(room, Some("open sesame"), None).await), ErrorCode::RoomFull);

@@ -14,6 +14,9 @@ async fn a_client_that_stops_reading_is_dropped() {
     let mut config = ServerConfig { max_outbound_bytes: 256 * 1024, write_timeout_secs: 1, ..ServerConfig::default() };
     config.limits.rate_per_sec = 100_000;
     config.limits.rate_burst = 100_000;
+    // Once `stuck` is dropped, `a`'s remaining signals are held for it and,
+    // past the held-signal cap, refused; those refusals must not end `a`.
+    config.abuse_burst = 100_000;
     let server = TestServer::start(config).await;
     let (mut a, mut stuck, mut c) = (server.client().await, server.client().await, server.client().await);
     let conn: ConnId = "flood".parse().expect("conn");

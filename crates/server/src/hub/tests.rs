@@ -111,8 +111,8 @@ fn limits_refuse_full_rooms_wrong_passwords_and_too_many_rooms() {
     assert_eq!(s.hub.join(2, small, None, None).map_err(|r| r.code), Err(ErrorCode::RoomFull));
     let locked = s.hub.create_room(now, 1, Some("HASH".into()), None).expect("room");
     assert_eq!(s.hub.password_hash(locked).as_deref(), Some("HASH"));
-    assert_eq!(s.hub.join(2, locked, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
-    assert_eq!(s.hub.join(2, locked, Some("OTHER"), None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
+    assert_eq!(s.hub.join(2, locked, None, None).map_err(|r| r.code), Err(ErrorCode::NotFound));
+    assert_eq!(s.hub.join(2, locked, Some("OTHER"), None).map_err(|r| r.code), Err(ErrorCode::NotFound));
     s.hub.join(2, locked, Some("HASH"), None).expect("join with verified hash");
     let open = s.room(3);
     assert_eq!(s.hub.join(2, open, None, None).map_err(|r| r.code), Err(ErrorCode::LimitExceeded));
