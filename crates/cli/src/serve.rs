@@ -27,6 +27,9 @@ pub(crate) struct ServeArgs {
     /// Most simultaneous connections.
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Most simultaneous connections from one address (IPv6: one /64).
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_ADDRESS")]
+    max_connections_per_address: Option<usize>,
     /// Require auth tokens signed with this secret.
     #[arg(long, env = "SWITCHBOARD_AUTH_SECRET", hide_env_values = true)]
     auth_secret: Option<String>,
@@ -118,6 +121,9 @@ impl ServeArgs {
             c.web_pkg = Some(dir.clone());
         } else if c.web_pkg.is_none() && Path::new("target/web/pkg/switchboard_bg.wasm").is_file() {
             c.web_pkg = Some(PathBuf::from("target/web/pkg"));
+        }
+        if let Some(v) = self.max_connections_per_address {
+            c.max_connections_per_origin = v;
         }
         if let Some(v) = self.max_connections {
             c.max_connections = v;

@@ -61,6 +61,11 @@ pub struct ServerConfig {
     pub web_pkg: Option<PathBuf>,
     /// Most simultaneous WebSocket connections.
     pub max_connections: usize,
+    /// Most simultaneous connections from one address (IPv6: one /64).
+    pub max_connections_per_origin: usize,
+    /// Seconds a new connection has to complete `hello`; frames before it
+    /// (pings included) do not extend it.
+    pub hello_timeout_secs: u64,
     /// Most rooms at once.
     pub max_rooms: usize,
     /// How long an empty room lives, in seconds.
@@ -144,6 +149,8 @@ impl Default for ServerConfig {
             mailbox_path: None,
             web_pkg: None,
             max_connections: 10_000,
+            max_connections_per_origin: 256,
+            hello_timeout_secs: 10,
             max_rooms: 100_000,
             room_ttl_secs: 3600,
             room_code_len: 10,
@@ -229,6 +236,12 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
+        }
+        if self.max_connections_per_origin == 0 {
+            return invalid("max_connections_per_origin", "must be at least 1");
+        }
+        if self.hello_timeout_secs == 0 {
+            return invalid("hello_timeout_secs", "must be at least 1");
         }
         if self.abuse_burst == 0 {
             return invalid("abuse_burst", "must be at least 1");

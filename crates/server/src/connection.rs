@@ -38,8 +38,14 @@ const MAIL_BATCH: usize = 256;
 const TOKEN_EXPIRED: u16 = 4001;
 
 enum Phase {
-    AwaitHello { nonce: String },
-    Ready { peer: PeerId },
+    /// Until `hello`, which must come by `deadline` whatever else comes.
+    AwaitHello {
+        nonce: String,
+        deadline: tokio::time::Instant,
+    },
+    Ready {
+        peer: PeerId,
+    },
 }
 
 struct Conn {
@@ -78,7 +84,10 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot, addr
         abuse: TokenBucket::new(shared.config.abuse_per_sec, shared.config.abuse_burst, now),
         shared: shared.clone(),
         outbox,
-        phase: Phase::AwaitHello { nonce },
+        phase: Phase::AwaitHello {
+            nonce,
+            deadline: tokio::time::Instant::now() + Duration::from_secs(shared.config.hello_timeout_secs),
+        },
         closing: None,
         token_expiry: None,
         mail_cursor: 0,
@@ -98,7 +107,7 @@ impl Conn {
         // One timer for the whole connection: frames only record when they
         // came, and the timer re-arms itself when it fires early.
         let mut last_frame = tokio::time::Instant::now();
-        let idle_timer = tokio::time::sleep_until(last_frame + idle);
+        let idle_timer = tokio::time::sleep_until(self.wake_at(last_frame + idle));
         tokio::pin!(idle_timer);
         let mut batch = Vec::new();
         loop {
@@ -117,6 +126,9 @@ impl Conn {
                 () = self.outbox.notified() => {}
                 () = &mut idle_timer => {
                     let now = tokio::time::Instant::now();
+                    if matches!(self.phase, Phase::AwaitHello { deadline, .. } if deadline <= now) {
+                        return close(&mut socket, POLICY, "no hello in time").await;
+                    }
                     if self.token_expiry.is_some_and(|at| at <= now) {
                         return close(&mut socket, TOKEN_EXPIRED, "auth token expired").await;
                     }
@@ -136,8 +148,11 @@ impl Conn {
                         Some(Ok(Message::Binary(bytes))) => self.on_binary(bytes.to_vec()),
                         Some(Ok(_)) => {}
                     }
-                    if self.token_expiry.is_some_and(|at| at < idle_timer.deadline()) {
-                        idle_timer.as_mut().reset(self.wake_at(last_frame + idle));
+                    // The timer never fires late: re-armed when an earlier
+                    // wake-up appears (a token's expiry after `hello`).
+                    let wake = self.wake_at(last_frame + idle);
+                    if wake < idle_timer.deadline() {
+                        idle_timer.as_mut().reset(wake);
                     }
                     if let Some((code, reason)) = self.closing.take() {
                         let _ = self.write_pending(&mut socket, &mut batch).await;
@@ -150,9 +165,14 @@ impl Conn {
         }
     }
 
-    /// The connection's one timer fires at the idle deadline or the token's expiry, whichever is first.
+    /// The connection's one timer fires at the idle deadline, the token's
+    /// expiry or the `hello` deadline, whichever is first.
     fn wake_at(&self, idle_deadline: tokio::time::Instant) -> tokio::time::Instant {
-        self.token_expiry.map_or(idle_deadline, |at| at.min(idle_deadline))
+        let mut at = self.token_expiry.map_or(idle_deadline, |t| t.min(idle_deadline));
+        if let Phase::AwaitHello { deadline, .. } = self.phase {
+            at = at.min(deadline);
+        }
+        at
     }
 
     /// Writes the outbox; returns a close to perform, or `Err` if the socket
@@ -342,7 +362,7 @@ impl Conn {
     }
 
     async fn hello(&mut self, hello: Hello) {
-        let Phase::AwaitHello { nonce } = &self.phase else { return };
+        let Phase::AwaitHello { nonce, .. } = &self.phase else { return };
         if hello.v != PROTOCOL_VERSION {
             let message = format!("this server speaks protocol v{PROTOCOL_VERSION}, not v{}", hello.v);
             return self.fatal(hello.id, ErrorCode::UnsupportedVersion, message, "unsupported protocol version");

@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::connection;
+use crate::origin::origin_of;
 use crate::shared::Shared;
 
 /// Bytes tungstenite reads from the socket at once: small, because an idle
@@ -30,14 +31,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// A counted connection slot, released when dropped: when the connection
-/// ends, or when the upgrade never completes.
-pub(crate) struct Slot(Arc<Shared>);
+/// A counted connection slot, in all and for its address, released when
+/// dropped: when the connection ends, or when the upgrade never completes.
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    origin: Option<String>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.0.open_conns.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.all_closed.notify_waiters();
+        if let Some(origin) = &self.origin {
+            self.shared.release_origin(origin);
+        }
+        if self.shared.open_conns.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.all_closed.notify_waiters();
         }
     }
 }
@@ -56,7 +63,14 @@ async fn upgrade(
         shared.metrics.error("server_full");
         return (StatusCode::SERVICE_UNAVAILABLE, "server full: connection limit reached").into_response();
     }
-    let slot = Slot(shared.clone());
+    let mut slot = Slot { shared: shared.clone(), origin: None };
+    let origin = origin_of(addr.ip());
+    if !shared.claim_origin(&origin) {
+        shared.metrics.error("origin_full");
+        let message = "too many connections from your address";
+        return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    }
+    slot.origin = Some(origin);
     // The transport accepts up to twice the protocol limit so that a frame a
     // little too large gets a `too_large` answer; beyond that the connection
     // is closed with 1009.

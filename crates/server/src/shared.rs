@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     /// Password hashes waiting for the hashing pool.
     pub(crate) hash_queue: AtomicUsize,
     throttle: Mutex<Throttle>,
+    /// Open connections by address.
+    conns_by_origin: Mutex<HashMap<String, usize>>,
     /// What joins naming no room check their password against.
     pub(crate) decoy_hash: String,
 }
@@ -72,6 +74,7 @@ impl Shared {
             hashing: Semaphore::new(2),
             hash_queue: AtomicUsize::new(0),
             throttle: Mutex::new(Throttle::new(throttle, Instant::now())),
+            conns_by_origin: Mutex::new(HashMap::new()),
             decoy_hash: crate::connection::decoy_hash(),
         }
     }
@@ -106,6 +109,28 @@ impl Shared {
     /// Runs `f` on the per-address budgets.
     pub(crate) fn throttle<R>(&self, f: impl FnOnce(&mut Throttle, Instant) -> R) -> R {
         f(&mut self.throttle.lock().unwrap_or_else(PoisonError::into_inner), Instant::now())
+    }
+
+    /// Counts a connection from `origin`; false when it holds its maximum.
+    pub(crate) fn claim_origin(&self, origin: &str) -> bool {
+        let mut conns = self.conns_by_origin.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = conns.entry(origin.to_owned()).or_default();
+        if *n >= self.config.max_connections_per_origin {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Releases a connection counted by [`Shared::claim_origin`].
+    pub(crate) fn release_origin(&self, origin: &str) {
+        let mut conns = self.conns_by_origin.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = conns.get_mut(origin) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                conns.remove(origin);
+            }
+        }
     }
 
     pub(crate) fn register(&self, outbox: Arc<Outbox>) -> ConnKey {

@@ -70,6 +70,8 @@ pub(crate) async fn run(args: SignalingArgs) -> anyhow::Result<()> {
         "--memory",
         "--max-connections",
         "40000",
+        "--max-connections-per-address",
+        "40000",
         "--rate",
         "1000000",
         "--burst",
