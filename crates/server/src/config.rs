@@ -78,6 +78,15 @@ pub struct ServerConfig {
     pub join_throttle: JoinThrottle,
     /// Signals held for one absent peer.
     pub max_pending_signals: usize,
+    /// Bytes of signals held for one absent peer (they flush at its
+    /// `welcome`, so this stays well under `max_outbound_bytes`).
+    pub max_held_signal_bytes: usize,
+    /// Signals one sender may have held for absent peers, all recipients.
+    pub max_held_signals_per_sender: usize,
+    /// Bytes of signals one sender may have held.
+    pub max_held_signal_bytes_per_sender: usize,
+    /// Bytes of held signals in the whole server.
+    pub max_held_signal_bytes_total: usize,
     /// Peers one session may watch.
     pub max_watch: usize,
     /// Error answers a connection may earn in a burst before it is closed.
@@ -156,6 +165,10 @@ impl Default for ServerConfig {
             room_code_len: 10,
             join_throttle: JoinThrottle::default(),
             max_pending_signals: 256,
+            max_held_signal_bytes: 1 << 20,
+            max_held_signals_per_sender: 1024,
+            max_held_signal_bytes_per_sender: 1 << 20,
+            max_held_signal_bytes_total: 256 << 20,
             max_watch: 1024,
             abuse_burst: 30,
             abuse_per_sec: 1,

@@ -76,7 +76,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot, addr
     let now = Instant::now();
     let limits = &shared.config.limits;
     let nonce = encode_b64(&rand::random::<[u8; 24]>());
-    outbox.push(Outbound::Msg(ServerMessage::Challenge { v: PROTOCOL_VERSION, nonce: nonce.clone() }));
+    outbox.push(Outbound::msg(&ServerMessage::Challenge { v: PROTOCOL_VERSION, nonce: nonce.clone() }));
     let mut conn = Conn {
         key,
         frames: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now),
@@ -191,7 +191,7 @@ impl Conn {
         let write = async {
             for item in batch.drain(..) {
                 let frame = match item {
-                    Outbound::Msg(msg) => Message::Text(msg.encode().into()),
+                    Outbound::Text(text) => Message::Text(text.into()),
                     Outbound::Binary(bytes) => Message::Binary(bytes.into()),
                     Outbound::Close(code, reason) => {
                         close_with = Some((code, reason));
@@ -212,7 +212,7 @@ impl Conn {
     }
 
     fn send(&self, msg: ServerMessage) {
-        self.outbox.push(Outbound::Msg(msg));
+        self.outbox.push(Outbound::msg(&msg));
     }
 
     fn refuse(&mut self, re: Option<u64>, refusal: Refusal) {
@@ -396,7 +396,7 @@ impl Conn {
         self.shared.with_hub(|hub| {
             let attached = hub.attach(Instant::now(), key, peer, hello.resume_token.as_deref(), grants);
             // Queued before the hub's outputs, so `welcome` precedes held signals.
-            outbox.push(Outbound::Msg(ServerMessage::Welcome(Box::new(Welcome {
+            outbox.push(Outbound::msg(&ServerMessage::Welcome(Box::new(Welcome {
                 re: hello.id,
                 v: PROTOCOL_VERSION,
                 peer_id: peer,

@@ -55,6 +55,14 @@ pub(crate) struct HubConfig {
     pub(crate) room_ttl: Duration,
     pub(crate) max_rooms: usize,
     pub(crate) max_pending_per_peer: usize,
+    /// Bytes of signals held for one absent peer.
+    pub(crate) max_held_bytes_per_peer: usize,
+    /// Signals one sender may have held, for all recipients.
+    pub(crate) max_held_per_sender: usize,
+    /// Bytes of signals one sender may have held.
+    pub(crate) max_held_bytes_per_sender: usize,
+    /// Bytes of held signals in all.
+    pub(crate) max_held_bytes: usize,
     pub(crate) max_watch: usize,
     /// Characters in the room codes this hub makes.
     pub(crate) room_code_len: usize,
@@ -67,6 +75,10 @@ impl Default for HubConfig {
             room_ttl: Duration::from_secs(3600),
             max_rooms: 100_000,
             max_pending_per_peer: 256,
+            max_held_bytes_per_peer: 1 << 20,
+            max_held_per_sender: 1024,
+            max_held_bytes_per_sender: 1 << 20,
+            max_held_bytes: 256 << 20,
             max_watch: 1024,
             room_code_len: 10,
         }
@@ -152,6 +164,24 @@ struct PendingSignal {
     data: SignalPayload,
 }
 
+impl PendingSignal {
+    fn size(&self) -> usize {
+        held_size(&self.data)
+    }
+}
+
+/// What a held signal counts against the byte caps.
+fn held_size(data: &SignalPayload) -> usize {
+    64 + data.as_json().len()
+}
+
+/// Held signals and their bytes, of one sender or one recipient.
+#[derive(Clone, Copy, Debug, Default)]
+struct Held {
+    signals: usize,
+    bytes: usize,
+}
+
 /// The signaling server's state machine.
 pub(crate) struct Hub {
     config: HubConfig,
@@ -160,6 +190,10 @@ pub(crate) struct Hub {
     conns: HashMap<ConnKey, PeerId>,
     rooms: HashMap<RoomCode, Room>,
     pending: HashMap<PeerId, VecDeque<PendingSignal>>,
+    /// What each recipient and each sender has held, and in all.
+    held_for: HashMap<PeerId, Held>,
+    held_from: HashMap<PeerId, Held>,
+    held_bytes: usize,
     watchers: HashMap<PeerId, HashSet<PeerId>>,
     next_seq: u64,
     signal_deadlines: VecDeque<(Instant, PeerId, u64)>,
@@ -177,6 +211,9 @@ impl Hub {
             conns: HashMap::new(),
             rooms: HashMap::new(),
             pending: HashMap::new(),
+            held_for: HashMap::new(),
+            held_from: HashMap::new(),
+            held_bytes: 0,
             watchers: HashMap::new(),
             next_seq: 0,
             signal_deadlines: VecDeque::new(),
@@ -430,13 +467,27 @@ impl Hub {
             self.outputs.push_back(Output::Send(target, ServerMessage::Signal { from, conn: signal_conn, data }));
             return Ok(());
         }
-        let queue = self.pending.entry(to).or_default();
-        if queue.len() >= self.config.max_pending_per_peer {
+        let size = held_size(&data);
+        let c = &self.config;
+        let for_to = self.held_for.get(&to).copied().unwrap_or_default();
+        if for_to.signals >= c.max_pending_per_peer || for_to.bytes + size > c.max_held_bytes_per_peer {
             return Err(Refusal::new(ErrorCode::LimitExceeded, "too many signals wait for this peer"));
         }
+        let from_me = self.held_from.get(&from).copied().unwrap_or_default();
+        if from_me.signals >= c.max_held_per_sender || from_me.bytes + size > c.max_held_bytes_per_sender {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "too many of your signals wait for absent peers"));
+        }
+        if self.held_bytes + size > c.max_held_bytes {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "the server holds its maximum of signals"));
+        }
+        for held in [self.held_for.entry(to).or_default(), self.held_from.entry(from).or_default()] {
+            held.signals += 1;
+            held.bytes += size;
+        }
+        self.held_bytes += size;
         let seq = self.next_seq;
         self.next_seq += 1;
-        queue.push_back(PendingSignal { seq, from, conn: signal_conn, data });
+        self.pending.entry(to).or_default().push_back(PendingSignal { seq, from, conn: signal_conn, data });
         let ttl = Duration::from_millis(self.config.limits.signal_ttl_ms);
         self.signal_deadlines.push_back((now + ttl, to, seq));
         Ok(())
@@ -516,6 +567,9 @@ impl Hub {
             if queue.is_empty() {
                 self.pending.remove(&to);
             }
+            if let Some(expired) = &expired {
+                self.release_held(to, expired);
+            }
             if let Some(expired) = expired
                 && let Some(sender) = self.live_conn(expired.from)
             {
@@ -562,8 +616,26 @@ impl Hub {
         }
     }
 
+    /// Gives a held signal's share back to its sender, its recipient and the total.
+    fn release_held(&mut self, to: PeerId, signal: &PendingSignal) {
+        let size = signal.size();
+        for (map, key) in [(&mut self.held_for, to), (&mut self.held_from, signal.from)] {
+            if let Some(held) = map.get_mut(&key) {
+                held.signals = held.signals.saturating_sub(1);
+                held.bytes = held.bytes.saturating_sub(size);
+                if held.signals == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+        self.held_bytes = self.held_bytes.saturating_sub(size);
+    }
+
     fn flush_pending(&mut self, peer: PeerId, conn: ConnKey) {
         if let Some(queue) = self.pending.remove(&peer) {
+            for p in &queue {
+                self.release_held(peer, p);
+            }
             for p in queue {
                 self.outputs
                     .push_back(Output::Send(conn, ServerMessage::Signal { from: p.from, conn: p.conn, data: p.data }));

@@ -11,22 +11,30 @@ use tokio::sync::Notify;
 /// One frame to write.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// A JSON message, encoded by the writer.
-    Msg(ServerMessage),
+    /// A JSON message, encoded when queued so that it is counted at its size.
+    Text(String),
     /// A binary relay frame.
     Binary(Vec<u8>),
     /// Close the connection with this reason.
     Close(u16, &'static str),
 }
 
+/// What a queued frame costs beyond its bytes (its place in the queue).
+const FRAME_OVERHEAD: usize = 64;
+
 impl Outbound {
+    /// A message, encoded now.
+    pub(crate) fn msg(msg: &ServerMessage) -> Self {
+        Self::Text(msg.encode())
+    }
+
     fn cost(&self) -> usize {
-        match self {
-            Self::Msg(ServerMessage::Signal { data, .. }) => 128 + data.as_json().len(),
-            Self::Msg(ServerMessage::Mail { body, .. }) => 128 + body.to_string().len(),
-            Self::Msg(_) | Self::Close(..) => 128,
-            Self::Binary(b) => b.len(),
-        }
+        FRAME_OVERHEAD
+            + match self {
+                Self::Text(text) => text.len(),
+                Self::Binary(b) => b.len(),
+                Self::Close(_, reason) => reason.len(),
+            }
     }
 }
 
@@ -101,5 +109,28 @@ impl Outbox {
     /// Resolves when something was queued since the last call.
     pub(crate) async fn notified(&self) {
         self.notify.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_proto::{PeerId, PeerInfo, RoomCode};
+
+    use super::*;
+
+    #[test]
+    fn a_message_costs_its_encoded_size() {
+        // A `peer_joined` with 1000 bytes of meta once cost 128 bytes,
+        // so a queue of 64 KiB held half a megabyte of them.
+        let outbox = Outbox::new(64 * 1024);
+        let room: RoomCode = "ABCDEFGHJK".parse().expect("code");
+        let peer = PeerInfo { peer_id: PeerId::from_bytes([7; 16]), meta: Some(serde_json::json!("m".repeat(1000))) };
+        let joined = ServerMessage::PeerJoined { room, peer };
+        for _ in 0..64 {
+            outbox.push(Outbound::msg(&joined));
+        }
+        let mut out = Vec::new();
+        assert!(outbox.drain(&mut out), "64 messages of over 1 KiB overflow 64 KiB");
+        assert!(out.len() < 64, "what did not fit was dropped ({} kept)", out.len());
     }
 }

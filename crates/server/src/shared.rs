@@ -56,6 +56,10 @@ impl Shared {
             room_ttl: Duration::from_secs(config.room_ttl_secs),
             max_rooms: config.max_rooms,
             max_pending_per_peer: config.max_pending_signals,
+            max_held_bytes_per_peer: config.max_held_signal_bytes,
+            max_held_per_sender: config.max_held_signals_per_sender,
+            max_held_bytes_per_sender: config.max_held_signal_bytes_per_sender,
+            max_held_bytes: config.max_held_signal_bytes_total,
             max_watch: config.max_watch,
             room_code_len: config.room_code_len,
         };
@@ -91,7 +95,7 @@ impl Shared {
         let Core { hub, outboxes } = &mut *core;
         while let Some(out) = hub.poll_output() {
             let (key, item) = match out {
-                Output::Send(key, msg) => (key, Outbound::Msg(msg)),
+                Output::Send(key, msg) => (key, Outbound::msg(&msg)),
                 Output::Relay(key, bytes) => (key, Outbound::Binary(bytes)),
                 Output::Close(key, reason) => (key, Outbound::Close(4000, reason)),
             };

@@ -325,3 +325,54 @@ fn a_room_lost_with_the_server_is_made_again_under_its_code_once() {
     // Unattached connections cannot make rooms.
     assert_eq!(s.hub.recreate_room(now, 99, code, None).map_err(|r| r.code), Err(ErrorCode::Unauthorized));
 }
+
+/// An offer with `n` bytes of SDP.
+fn offer(n: usize) -> SignalPayload {
+    SignalData::Offer { sdp: "x".repeat(n), session: 0 }.into()
+}
+
+#[test]
+fn held_signals_are_bounded_per_sender_and_in_bytes() {
+    // Attack: hold 60 KB signals for ever new absent recipients; each
+    // recipient's own cap never binds.
+    let config = HubConfig { max_held_per_sender: 3, max_held_bytes_per_sender: 150_000, ..HubConfig::default() };
+    let mut s = Sim::with(config);
+    s.attach(1, peer(1));
+    s.attach(2, peer(2));
+    let now = s.now;
+    for n in 0..2 {
+        s.hub.signal(now, 1, peer(100 + n), conn("c"), offer(60_000)).expect("held");
+    }
+    let third = s.hub.signal(now, 1, peer(102), conn("c"), offer(60_000));
+    assert_eq!(third.map_err(|r| r.code), Err(ErrorCode::LimitExceeded), "180 KB is over the sender's 150 KB");
+    s.hub.signal(now, 1, peer(102), conn("c"), SignalData::Accept.into()).expect("a small one fits");
+    let fourth = s.hub.signal(now, 1, peer(103), conn("c"), SignalData::Accept.into());
+    assert_eq!(fourth.map_err(|r| r.code), Err(ErrorCode::LimitExceeded), "three signals held at most");
+    s.hub.signal(now, 2, peer(103), conn("c"), offer(60_000)).expect("another sender has its own budget");
+    // Expiry gives the budget back.
+    s.advance(Duration::from_millis(s.hub.config.limits.signal_ttl_ms + 1));
+    s.hub.signal(s.now, 1, peer(104), conn("c"), offer(60_000)).expect("held again after expiry");
+}
+
+#[test]
+fn held_signals_are_bounded_in_bytes_per_recipient_and_in_all() {
+    let config = HubConfig { max_held_bytes_per_peer: 100_000, max_held_bytes: 250_000, ..HubConfig::default() };
+    let mut s = Sim::with(config);
+    for c in 1..=5 {
+        s.attach(c, peer(c as u8));
+    }
+    let now = s.now;
+    s.hub.signal(now, 1, peer(50), conn("c"), offer(60_000)).expect("held");
+    // A recipient's held signals flush at its `welcome`: more than the
+    // outbound queue holds would close it at every reconnect.
+    let over = s.hub.signal(now, 2, peer(50), conn("c"), offer(60_000));
+    assert_eq!(over.map_err(|r| r.code), Err(ErrorCode::LimitExceeded), "120 KB for one recipient");
+    for c in 2..=4 {
+        s.hub.signal(now, c, peer(50 + c as u8), conn("c"), offer(60_000)).expect("held");
+    }
+    let full = s.hub.signal(now, 5, peer(60), conn("c"), offer(60_000));
+    assert_eq!(full.map_err(|r| r.code), Err(ErrorCode::LimitExceeded), "300 KB in all");
+    s.attach(9, peer(50));
+    assert_eq!(s.sent_to(9).len(), 1, "the held signal flushed at attach");
+    s.hub.signal(now, 5, peer(60), conn("c"), offer(60_000)).expect("a flush gives bytes back");
+}
