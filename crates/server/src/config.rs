@@ -68,6 +68,11 @@ pub struct ServerConfig {
     pub hello_timeout_secs: u64,
     /// Most rooms at once.
     pub max_rooms: usize,
+    /// Most rooms at once whose creators connected from one address.
+    pub max_rooms_per_origin: usize,
+    /// Most sessions waiting in their resume window at once; beyond them
+    /// the one that waited longest ends early.
+    pub max_detached_sessions: usize,
     /// How long an empty room lives, in seconds.
     pub room_ttl_secs: u64,
     /// Characters in the room codes the server makes, 6 to 16, each from
@@ -161,6 +166,8 @@ impl Default for ServerConfig {
             max_connections_per_origin: 256,
             hello_timeout_secs: 10,
             max_rooms: 100_000,
+            max_rooms_per_origin: 1000,
+            max_detached_sessions: 100_000,
             room_ttl_secs: 3600,
             room_code_len: 10,
             join_throttle: JoinThrottle::default(),

@@ -394,7 +394,7 @@ impl Conn {
         let limits = self.shared.config.limits.clone();
         let (key, outbox) = (self.key, self.outbox.clone());
         self.shared.with_hub(|hub| {
-            let attached = hub.attach(Instant::now(), key, peer, hello.resume_token.as_deref(), grants);
+            let attached = hub.attach(Instant::now(), key, peer, hello.resume_token.as_deref(), grants, &self.origin);
             // Queued before the hub's outputs, so `welcome` precedes held signals.
             outbox.push(Outbound::msg(&ServerMessage::Welcome(Box::new(Welcome {
                 re: hello.id,

@@ -5,6 +5,7 @@
 //! hashing, the mailbox) before calling in.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -63,6 +64,11 @@ pub(crate) struct HubConfig {
     pub(crate) max_held_bytes_per_sender: usize,
     /// Bytes of held signals in all.
     pub(crate) max_held_bytes: usize,
+    /// Rooms whose creators connected from one address, existing at once.
+    pub(crate) max_rooms_per_origin: usize,
+    /// Sessions waiting in their resume window at once; beyond them the
+    /// oldest ends early.
+    pub(crate) max_detached_sessions: usize,
     pub(crate) max_watch: usize,
     /// Characters in the room codes this hub makes.
     pub(crate) room_code_len: usize,
@@ -79,6 +85,8 @@ impl Default for HubConfig {
             max_held_per_sender: 1024,
             max_held_bytes_per_sender: 1 << 20,
             max_held_bytes: 256 << 20,
+            max_rooms_per_origin: 1000,
+            max_detached_sessions: 100_000,
             max_watch: 1024,
             room_code_len: 10,
         }
@@ -118,6 +126,8 @@ struct Session {
     /// Watched peers, without duplicates (a short list, bounded by `max_watch`).
     watching: Vec<PeerId>,
     grants: Grants,
+    /// The address of its latest connection.
+    origin: Arc<str>,
 }
 
 impl Session {
@@ -138,6 +148,8 @@ struct Member {
 }
 
 struct Room {
+    /// The address its creator connected from.
+    origin: Arc<str>,
     password_hash: Option<String>,
     max_peers: usize,
     members: Vec<Member>,
@@ -194,6 +206,10 @@ pub(crate) struct Hub {
     held_for: HashMap<PeerId, Held>,
     held_from: HashMap<PeerId, Held>,
     held_bytes: usize,
+    /// Rooms existing per creator's address.
+    rooms_by_origin: HashMap<Arc<str>, usize>,
+    /// Sessions in their resume window.
+    detached: usize,
     watchers: HashMap<PeerId, HashSet<PeerId>>,
     next_seq: u64,
     signal_deadlines: VecDeque<(Instant, PeerId, u64)>,
@@ -214,6 +230,8 @@ impl Hub {
             held_for: HashMap::new(),
             held_from: HashMap::new(),
             held_bytes: 0,
+            rooms_by_origin: HashMap::new(),
+            detached: 0,
             watchers: HashMap::new(),
             next_seq: 0,
             signal_deadlines: VecDeque::new(),
@@ -266,17 +284,22 @@ impl Hub {
         peer: PeerId,
         resume_token: Option<&str>,
         grants: Grants,
+        origin: &str,
     ) -> Attached {
         let mut resumed = false;
+        let origin: Arc<str> = origin.into();
         if let Some(session) = self.sessions.get_mut(&peer) {
             if let Some(old) = session.conn.take() {
                 self.conns.remove(&old);
                 self.outputs.push_back(Output::Close(old, "replaced by a newer connection of the same peer"));
             }
+            if session.detached_at.take().is_some() {
+                self.detached = self.detached.saturating_sub(1);
+            }
             if resume_token.is_some_and(|t| session.token_matches(t)) {
                 session.conn = Some(conn);
-                session.detached_at = None;
                 session.grants = grants.clone();
+                session.origin = origin.clone();
                 resumed = true;
             } else {
                 self.end_session(now, peer);
@@ -293,6 +316,7 @@ impl Hub {
                     rooms: Vec::new(),
                     watching: Vec::new(),
                     grants,
+                    origin,
                 },
             );
             self.announce_presence(peer, true);
@@ -323,9 +347,18 @@ impl Hub {
         }
         if let Some(session) = self.sessions.get_mut(&peer) {
             session.conn = None;
-            session.detached_at = Some(now);
+            if session.detached_at.replace(now).is_none() {
+                self.detached += 1;
+            }
             let window = Duration::from_secs(self.config.limits.resume_window_secs);
             self.resume_deadlines.push_back((now + window, peer));
+        }
+        // Over the cap, the sessions detached longest end now, oldest first.
+        while self.detached > self.config.max_detached_sessions {
+            let Some((_, oldest)) = self.resume_deadlines.pop_front() else { break };
+            if self.sessions.get(&oldest).is_some_and(|s| s.detached_at.is_some()) {
+                self.end_session(now, oldest);
+            }
         }
     }
 
@@ -341,9 +374,7 @@ impl Hub {
         if !self.sessions[&peer].grants.may_create() {
             return Err(Refusal::new(ErrorCode::Forbidden, "the auth token does not allow creating rooms"));
         }
-        if self.rooms.len() >= self.config.max_rooms {
-            return Err(Refusal::new(ErrorCode::LimitExceeded, "the server holds its maximum number of rooms"));
-        }
+        let origin = self.room_origin(peer)?;
         let limit = self.config.limits.max_peers_per_room as usize;
         let max_peers = max_peers.map_or(limit, |m| (m as usize).min(limit));
         for _ in 0..64 {
@@ -353,8 +384,7 @@ impl Hub {
             if self.rooms.contains_key(&code) {
                 continue;
             }
-            self.rooms.insert(code, Room { password_hash, max_peers, members: Vec::new(), empty_since: Some(now) });
-            self.room_deadlines.push_back((now + self.config.room_ttl, code));
+            self.insert_room(now, code, origin, password_hash, max_peers);
             return Ok(code);
         }
         Err(Refusal::new(ErrorCode::Internal, "could not find a free room code"))
@@ -381,12 +411,9 @@ impl Hub {
         if !self.sessions[&peer].grants.may_create() {
             return Err(Refusal::new(ErrorCode::Forbidden, "the auth token does not allow creating rooms"));
         }
-        if self.rooms.len() >= self.config.max_rooms {
-            return Err(Refusal::new(ErrorCode::LimitExceeded, "the server holds its maximum number of rooms"));
-        }
         let max_peers = self.config.limits.max_peers_per_room as usize;
-        self.rooms.insert(code, Room { password_hash, max_peers, members: Vec::new(), empty_since: Some(now) });
-        self.room_deadlines.push_back((now + self.config.room_ttl, code));
+        let origin = self.room_origin(peer)?;
+        self.insert_room(now, code, origin, password_hash, max_peers);
         Ok(true)
     }
 
@@ -586,8 +613,14 @@ impl Hub {
                 .get(&code)
                 .and_then(|r| r.empty_since)
                 .is_some_and(|since| since + self.config.room_ttl <= now);
-            if lapsed {
-                self.rooms.remove(&code);
+            if lapsed
+                && let Some(room) = self.rooms.remove(&code)
+                && let Some(n) = self.rooms_by_origin.get_mut(&room.origin)
+            {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.rooms_by_origin.remove(&room.origin);
+                }
             }
         }
         while let Some(&(at, peer)) = self.resume_deadlines.front() {
@@ -677,8 +710,38 @@ impl Hub {
         }
     }
 
+    /// The address a new room of `peer` counts under, if it may have one more.
+    fn room_origin(&self, peer: PeerId) -> Result<Arc<str>, Refusal> {
+        if self.rooms.len() >= self.config.max_rooms {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "the server holds its maximum number of rooms"));
+        }
+        let origin = self.sessions[&peer].origin.clone();
+        if self.rooms_by_origin.get(&origin).copied().unwrap_or_default() >= self.config.max_rooms_per_origin {
+            let message = "rooms created from your address reached their maximum; wait until some expire";
+            return Err(Refusal::new(ErrorCode::LimitExceeded, message));
+        }
+        Ok(origin)
+    }
+
+    fn insert_room(
+        &mut self,
+        now: Instant,
+        code: RoomCode,
+        origin: Arc<str>,
+        password_hash: Option<String>,
+        max_peers: usize,
+    ) {
+        *self.rooms_by_origin.entry(origin.clone()).or_default() += 1;
+        let room = Room { origin, password_hash, max_peers, members: Vec::new(), empty_since: Some(now) };
+        self.rooms.insert(code, room);
+        self.room_deadlines.push_back((now + self.config.room_ttl, code));
+    }
+
     fn end_session(&mut self, now: Instant, peer: PeerId) {
         let Some(session) = self.sessions.remove(&peer) else { return };
+        if session.detached_at.is_some() {
+            self.detached = self.detached.saturating_sub(1);
+        }
         if let Some(conn) = session.conn {
             self.conns.remove(&conn);
         }

@@ -60,6 +60,8 @@ impl Shared {
             max_held_per_sender: config.max_held_signals_per_sender,
             max_held_bytes_per_sender: config.max_held_signal_bytes_per_sender,
             max_held_bytes: config.max_held_signal_bytes_total,
+            max_rooms_per_origin: config.max_rooms_per_origin,
+            max_detached_sessions: config.max_detached_sessions,
             max_watch: config.max_watch,
             room_code_len: config.room_code_len,
         };

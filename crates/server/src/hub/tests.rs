@@ -27,7 +27,11 @@ impl Sim {
     }
 
     fn attach(&mut self, c: ConnKey, p: PeerId) -> Attached {
-        self.hub.attach(self.now, c, p, None, Grants::default())
+        self.attach_from(c, p, "192.0.2.1")
+    }
+
+    fn attach_from(&mut self, c: ConnKey, p: PeerId, origin: &str) -> Attached {
+        self.hub.attach(self.now, c, p, None, Grants::default(), origin)
     }
 
     fn advance(&mut self, d: Duration) {
@@ -173,7 +177,7 @@ fn a_dropped_peer_that_resumes_in_time_causes_no_flap() {
     let now = s.now;
     s.hub.detach(now, 2, false);
     s.advance(Duration::from_secs(59));
-    let back = s.hub.attach(s.now, 22, peer(2), Some(&token), Grants::default());
+    let back = s.hub.attach(s.now, 22, peer(2), Some(&token), Grants::default(), "192.0.2.1");
     assert!(back.resumed);
     assert_eq!(back.rooms.len(), 1);
     assert_eq!(back.rooms[0].peers[0].peer_id, peer(1));
@@ -194,7 +198,7 @@ fn a_dropped_peer_leaves_its_rooms_when_the_resume_window_lapses() {
     s.hub.detach(now, 2, false);
     s.advance(Duration::from_secs(60));
     assert!(matches!(&s.sent_to(1)[..], [ServerMessage::PeerLeft { peer_id, .. }] if *peer_id == peer(2)));
-    let late = s.hub.attach(s.now, 23, peer(2), Some(&token), Grants::default());
+    let late = s.hub.attach(s.now, 23, peer(2), Some(&token), Grants::default(), "192.0.2.1");
     assert!(!late.resumed && late.rooms.is_empty());
 }
 
@@ -217,7 +221,7 @@ fn a_clean_close_ends_the_session_at_once() {
 fn a_second_connection_of_a_peer_replaces_the_first() {
     let mut s = Sim::new();
     let token = s.attach(1, peer(1)).resume_token;
-    let again = s.hub.attach(s.now, 2, peer(1), Some(&token), Grants::default());
+    let again = s.hub.attach(s.now, 2, peer(1), Some(&token), Grants::default(), "192.0.2.1");
     assert!(again.resumed);
     assert!(matches!(&s.outputs()[..], [Output::Close(1, _)]));
     assert_eq!(s.hub.peer_of(1), None);
@@ -280,7 +284,7 @@ fn auth_grants_limit_rooms() {
     s.attach(1, peer(1));
     let open = s.room(1);
     let grants = Grants { rooms: Some(vec!["AAAAAA".into()]) };
-    s.hub.attach(s.now, 2, peer(2), None, grants);
+    s.hub.attach(s.now, 2, peer(2), None, grants, "192.0.2.1");
     let now = s.now;
     assert_eq!(s.hub.create_room(now, 2, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
     assert_eq!(s.hub.join(2, open, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
@@ -299,7 +303,7 @@ fn a_resumed_session_hears_the_current_presence_of_its_watched_peers() {
     s.hub.detach(now, 1, false);
     s.attach(2, peer(2));
     s.outputs();
-    let back = s.hub.attach(s.now, 11, peer(1), Some(&token), Grants::default());
+    let back = s.hub.attach(s.now, 11, peer(1), Some(&token), Grants::default(), "192.0.2.1");
     assert!(back.resumed);
     let seen = s.sent_to(11);
     assert!(seen.contains(&ServerMessage::Presence { peer_id: peer(2), online: true }), "{seen:?}");
@@ -375,4 +379,40 @@ fn held_signals_are_bounded_in_bytes_per_recipient_and_in_all() {
     s.attach(9, peer(50));
     assert_eq!(s.sent_to(9).len(), 1, "the held signal flushed at attach");
     s.hub.signal(now, 5, peer(60), conn("c"), offer(60_000)).expect("a flush gives bytes back");
+}
+
+#[test]
+fn one_address_cannot_fill_the_room_cap() {
+    // Attack: create rooms in a loop (success costs no error budget) until
+    // the server's cap refuses everyone, for the room TTL.
+    let mut s = Sim::with(HubConfig { max_rooms_per_origin: 3, ..HubConfig::default() });
+    s.attach_from(1, peer(1), "203.0.113.1");
+    s.attach_from(2, peer(2), "203.0.113.1");
+    s.attach_from(3, peer(3), "198.51.100.1");
+    let now = s.now;
+    for c in [1, 2, 1] {
+        s.hub.create_room(now, c, None, None).expect("room");
+    }
+    let fourth = s.hub.create_room(now, 2, None, None);
+    assert_eq!(fourth.map_err(|r| r.code), Err(ErrorCode::LimitExceeded), "three rooms per address");
+    s.hub.create_room(now, 3, None, None).expect("another address creates rooms as usual");
+    s.advance(s.hub.config.room_ttl + Duration::from_secs(1));
+    s.hub.create_room(s.now, 1, None, None).expect("rooms that lapsed count no more");
+}
+
+#[test]
+fn detached_sessions_are_bounded_and_the_oldest_goes_first() {
+    // Attack: say hello with fresh identities and drop the connection, in a
+    // loop: every session lingers for the resume window.
+    let mut s = Sim::with(HubConfig { max_detached_sessions: 2, ..HubConfig::default() });
+    for n in 1..=3 {
+        s.attach(u64::from(n), peer(n));
+        s.advance(Duration::from_millis(10));
+        s.hub.detach(s.now, u64::from(n), false);
+    }
+    assert_eq!(s.hub.session_count(), 2, "the oldest detached session ended early");
+    assert!(!s.hub.sessions.contains_key(&peer(1)));
+    s.attach(9, peer(2));
+    s.hub.detach(s.now, 9, false);
+    assert_eq!(s.hub.session_count(), 2, "a resumed and dropped session counts once");
 }
