@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Most simultaneous connections from one address (IPv6: one /64).
     pub max_connections_per_origin: usize,
+    /// Seconds a client has to send the headers of an HTTP request (the
+    /// WebSocket upgrade included); a slower one is disconnected.
+    pub header_read_timeout_secs: u64,
     /// Seconds a new connection has to complete `hello`; frames before it
     /// (pings included) do not extend it.
     pub hello_timeout_secs: u64,
@@ -165,6 +168,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_connections_per_origin: 256,
             hello_timeout_secs: 10,
+            header_read_timeout_secs: 10,
             max_rooms: 100_000,
             max_rooms_per_origin: 1000,
             max_detached_sessions: 100_000,
@@ -259,6 +263,9 @@ impl ServerConfig {
         }
         if self.max_connections_per_origin == 0 {
             return invalid("max_connections_per_origin", "must be at least 1");
+        }
+        if self.header_read_timeout_secs == 0 {
+            return invalid("header_read_timeout_secs", "must be at least 1");
         }
         if self.hello_timeout_secs == 0 {
             return invalid("hello_timeout_secs", "must be at least 1");

@@ -1,9 +1,12 @@
 //! HTTP routes on the server's one port: `/ws`, `/healthz`, `/metrics`, and
 //! the page: `/`, `/app.js` and the browser library under `/pkg/`.
 
+use std::future::Future;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
@@ -11,10 +14,72 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tower_service::Service as _;
 
 use crate::connection;
 use crate::origin::origin_of;
 use crate::shared::Shared;
+
+/// Accepts connections until `shutdown` resolves, each served over HTTP/1.1
+/// with a deadline for its request headers (no slowloris) and upgrades to
+/// WebSocket; the client's address goes to the handlers as [`ConnectInfo`].
+/// At shutdown, connections still reading a request finish it and close.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let result = loop {
+        let (tcp, addr) = tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted) => continue,
+                // Out of file descriptors, buffers or memory: wait for some to free.
+                Err(e) if matches!(e.raw_os_error(), Some(12 | 23 | 24 | 105)) => {
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => break Err(e),
+            },
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let router = router.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(addr));
+                router.clone().call(req.map(axum::body::Body::new))
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, %addr, "HTTP connection ended");
+                    }
+                    return;
+                }
+                _ = stopped.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            }
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %addr, "HTTP connection ended");
+            }
+        });
+    };
+    let _ = stop.send(true);
+    result
+}
 
 /// Bytes tungstenite reads from the socket at once: small, because an idle
 /// connection keeps this buffer (signaling frames are mostly under 1 KiB).

@@ -45,7 +45,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -109,7 +108,8 @@ pub enum BindError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
-    /// Accepting connections failed.
+    /// Accepting connections failed for good (not for want of file
+    /// descriptors or memory, which are waited out).
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -214,19 +214,13 @@ impl BoundServer {
         tracing::info!(%local_addr, "serving");
         let timers = tokio::spawn(shared.clone().run_timers());
         let purge = tokio::spawn(shared.clone().run_mail_purge());
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
+        let header_timeout = Duration::from_secs(shared.config.header_read_timeout_secs);
         let tx = shutdown_tx.clone();
-        let result =
-            axum::serve(listener, http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    shutdown.await;
-                    let _ = tx.send(true);
-                })
-                .await;
+        let shutdown = async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        };
+        let result = http::serve(listener, http::router(shared.clone()), header_timeout, shutdown).await;
         let _ = shutdown_tx.send(true);
         shared.close_all();
         let drained = async {
