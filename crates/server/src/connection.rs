@@ -484,6 +484,9 @@ impl Conn {
                 }
                 return Err(no_such_room(room));
             }
+            // A password for a room without one: not the room the joiner
+            // means (a stranger may have recreated its code after a restart).
+            (true, None) if password.is_some() => return Err(no_such_room(room)),
             (true, None) => None,
         };
         let mut view = self.shared.with_hub(|hub| hub.join(key, room, verified.as_deref(), meta))?;
