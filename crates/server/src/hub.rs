@@ -43,8 +43,10 @@ pub(crate) fn no_such_room(room: RoomCode) -> Refusal {
 pub(crate) enum Output {
     /// Send a JSON frame.
     Send(ConnKey, ServerMessage),
-    /// Send a binary relay frame (already rewritten to name the sender).
-    Relay(ConnKey, Vec<u8>),
+    /// Forward a signal from the connection `from` to `to`.
+    Signal { to: ConnKey, from: ConnKey, msg: ServerMessage },
+    /// Forward a binary relay frame (already rewritten to name the sender).
+    Relay { to: ConnKey, from: ConnKey, frame: Vec<u8> },
     /// Close the connection with a reason.
     Close(ConnKey, &'static str),
 }
@@ -491,7 +493,8 @@ impl Hub {
             return Err(Refusal::new(ErrorCode::BadRequest, "a peer cannot signal itself"));
         }
         if let Some(target) = self.live_conn(to) {
-            self.outputs.push_back(Output::Send(target, ServerMessage::Signal { from, conn: signal_conn, data }));
+            let msg = ServerMessage::Signal { from, conn: signal_conn, data };
+            self.outputs.push_back(Output::Signal { to: target, from: conn, msg });
             return Ok(());
         }
         let size = held_size(&data);
@@ -536,7 +539,7 @@ impl Hub {
         };
         debug_assert!(frame.len() >= RELAY_HEADER_LEN);
         rewrite_peer(&mut frame, from).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-        self.outputs.push_back(Output::Relay(target, frame));
+        self.outputs.push_back(Output::Relay { to: target, from: conn, frame });
         Ok(())
     }
 

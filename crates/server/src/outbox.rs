@@ -95,6 +95,23 @@ impl Outbox {
         self.notify.notify_one();
     }
 
+    /// Queues a frame another peer sent, if the queue is under half full:
+    /// other peers' traffic can fill a connection's queue only halfway, so
+    /// it can never overflow (and close) the connection. Returns false when
+    /// the frame was dropped.
+    pub(crate) fn push_forwarded(&self, item: Outbound) -> bool {
+        let cost = item.cost();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.overflowed || inner.bytes + cost > self.max_bytes / 2 {
+            return false;
+        }
+        inner.bytes += cost;
+        inner.queue.push_back(item);
+        drop(inner);
+        self.notify.notify_one();
+        true
+    }
+
     /// Moves every queued frame into `out`; returns whether the queue overflowed.
     pub(crate) fn drain(&self, out: &mut Vec<Outbound>) -> bool {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use switchboard_proto::{PeerId, ServerMessage};
+use switchboard_proto::{ErrorCode, PeerId, ServerMessage};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::config::ServerConfig;
@@ -98,8 +98,15 @@ impl Shared {
         while let Some(out) = hub.poll_output() {
             let (key, item) = match out {
                 Output::Send(key, msg) => (key, Outbound::msg(&msg)),
-                Output::Relay(key, bytes) => (key, Outbound::Binary(bytes)),
                 Output::Close(key, reason) => (key, Outbound::Close(4000, reason)),
+                Output::Signal { to, from, msg } => {
+                    forward(outboxes, to, from, Outbound::msg(&msg), "signal");
+                    continue;
+                }
+                Output::Relay { to, from, frame } => {
+                    forward(outboxes, to, from, Outbound::Binary(frame), "relay frame");
+                    continue;
+                }
             };
             if let Some(outbox) = outboxes.get(&key) {
                 outbox.push(item);
@@ -216,6 +223,19 @@ impl Shared {
                 _ => {}
             }
         }
+    }
+}
+
+/// Queues what one peer sent another within the recipient's share for
+/// forwarded frames; what does not fit is dropped and its sender told.
+fn forward(outboxes: &HashMap<ConnKey, Arc<Outbox>>, to: ConnKey, from: ConnKey, item: Outbound, what: &str) {
+    let Some(outbox) = outboxes.get(&to) else { return };
+    if outbox.push_forwarded(item) {
+        return;
+    }
+    if let Some(sender) = outboxes.get(&from) {
+        let message = format!("{what} dropped: the recipient is not reading fast enough");
+        sender.push(Outbound::msg(&ServerMessage::error(None, ErrorCode::RateLimited, message)));
     }
 }
 

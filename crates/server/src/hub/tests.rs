@@ -52,7 +52,7 @@ impl Sim {
         self.outputs()
             .into_iter()
             .filter_map(|o| match o {
-                Output::Send(k, m) if k == c => Some(m),
+                Output::Send(k, m) | Output::Signal { to: k, msg: m, .. } if k == c => Some(m),
                 _ => None,
             })
             .collect()
@@ -272,7 +272,7 @@ fn relay_needs_a_shared_room_and_names_the_sender() {
     s.outputs();
     s.hub.relay(1, frame).expect("relay");
     let out = s.outputs();
-    let [Output::Relay(2, bytes)] = &out[..] else { panic!("expected one relay frame, got {out:?}") };
+    let [Output::Relay { to: 2, frame: bytes, .. }] = &out[..] else { panic!("expected one relay frame, got {out:?}") };
     let decoded = RelayFrame::decode(bytes).expect("frame");
     assert_eq!((decoded.peer, decoded.channel, decoded.payload), (peer(1), 3, &b"x"[..]));
     assert_eq!(s.hub.relay(1, vec![1, 2]).map_err(|r| r.code), Err(ErrorCode::BadRequest));
