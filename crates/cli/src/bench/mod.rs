@@ -1,5 +1,6 @@
 //! `switchboard bench`: benchmarks that print a baseline measured in the same run.
 
+mod abuse;
 mod bare;
 mod p2p;
 mod signaling;
@@ -26,6 +27,8 @@ enum BenchKind {
     Signaling(signaling::SignalingArgs),
     /// Peer links: setup time, round trip and throughput against raw UDP.
     P2p(p2p::P2pArgs),
+    /// Honest peers' latency while one address runs every server-side attack.
+    Abuse(abuse::AbuseArgs),
 }
 
 /// Flags of the hidden echo server.
@@ -41,6 +44,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchKind::Signaling(a) => signaling::run(a).await,
         BenchKind::P2p(a) => p2p::run(a).await,
+        BenchKind::Abuse(a) => abuse::run(a).await,
     }
 }
 

@@ -1,0 +1,459 @@
+//! The abuse benchmark: 100 honest peers keep joining rooms and relaying
+//! signals while one abusive address runs every server-side attack at once;
+//! their latencies are set beside a run without the attacker (the baseline,
+//! measured in the same run) and disconnections are counted. Loopback only:
+//! each honest peer connects from its own 127.0.1.x address, the attacker
+//! from 127.0.0.250, so per-address limits see them apart.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use switchboard::Identity;
+use switchboard::proto::{
+    ClientMessage, ConnId, CreateRoom, Hello, Join, Leave, MailRequest, PROTOCOL_VERSION, PeerId, RoomCode,
+    ServerMessage, SignalData, SignalRequest, Watch,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{ChildServer, pin_self};
+
+/// Flags of `bench abuse`.
+#[derive(Debug, Args)]
+pub(crate) struct AbuseArgs {
+    /// Honest peers (in pairs), each from its own loopback address.
+    #[arg(long, default_value_t = 100)]
+    honest: usize,
+    /// Seconds each run lasts.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Do not pin server and load generator to cores 0 and 1.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+/// The attacker's one address.
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 250);
+/// Each attacking connection sends at the server's default frame rate
+/// (200/s): faster only earns `rate_limited` and a closed connection, and
+/// would load the core the honest peers are measured on.
+const ATTACK_EVERY: Duration = Duration::from_millis(5);
+/// How often each honest pair relays a signal and churns a room.
+const SIGNAL_EVERY: Duration = Duration::from_millis(100);
+const JOIN_EVERY: Duration = Duration::from_millis(500);
+
+pub(crate) async fn run(args: AbuseArgs) -> anyhow::Result<()> {
+    let pinned = !args.no_pin && pin_self(1);
+    let core = pinned.then_some(0);
+    let pairs = (args.honest / 2).max(1);
+    println!(
+        "switchboard bench abuse — {} honest peers, {}s per run, server on core 0, load on core 1: {pinned}",
+        pairs * 2,
+        args.secs
+    );
+    let serve = ["serve", "--bind", "127.0.0.1:0", "--memory", "--no-turn", "--log", "error"];
+    let server = ChildServer::spawn(&serve, core).await?;
+    let base = honest_load(&server.url, pairs, Duration::from_secs(args.secs), None).await?;
+    server.stop().await;
+    let server = ChildServer::spawn(&serve, core).await?;
+    let attacks = Arc::new(AttackCounts::default());
+    let under = honest_load(&server.url, pairs, Duration::from_secs(args.secs), Some(attacks.clone())).await?;
+    let rss = server.rss()?;
+    server.stop().await;
+    base.print("baseline (no attacker)");
+    under.print("under attack          ");
+    println!(
+        "  ratio attack/baseline: signal p99 {:.2}×, join p99 {:.2}× (target ≤ 2×); honest disconnections {} (target 0)",
+        under.signal.p99 / base.signal.p99.max(1e-3),
+        under.join.p99 / base.join.p99.max(1e-3),
+        under.disconnects
+    );
+    println!("  attacker: {}; server RSS at the end {:.1} MiB", attacks.summary(), rss as f64 / (1024.0 * 1024.0));
+    Ok(())
+}
+
+struct Quantiles {
+    p50: f64,
+    p99: f64,
+    count: u64,
+}
+
+impl Quantiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        Self {
+            p50: h.value_at_quantile(0.5) as f64 / 1000.0,
+            p99: h.value_at_quantile(0.99) as f64 / 1000.0,
+            count: h.len(),
+        }
+    }
+}
+
+struct LoadResult {
+    signal: Quantiles,
+    join: Quantiles,
+    disconnects: u64,
+}
+
+impl LoadResult {
+    fn print(&self, label: &str) {
+        println!(
+            "  {label}: signal p50 {:>6.2} ms p99 {:>6.2} ms ({} relayed); create+join+leave p50 {:>6.2} ms p99 {:>6.2} ms ({} rooms)",
+            self.signal.p50, self.signal.p99, self.signal.count, self.join.p50, self.join.p99, self.join.count
+        );
+    }
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// A client from a chosen loopback address that proves a fresh identity.
+struct Peer {
+    ws: Ws,
+    id: PeerId,
+}
+
+impl Peer {
+    async fn connect(url: &str, from: Ipv4Addr) -> anyhow::Result<Self> {
+        let addr: SocketAddr = url
+            .strip_prefix("ws://")
+            .and_then(|r| r.strip_suffix("/ws"))
+            .context("server URL is not ws://ADDR/ws")?
+            .parse()?;
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
+        let tcp = socket.connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let (ws, _) = tokio_tungstenite::client_async(url, tcp).await?;
+        let identity = Identity::generate();
+        let mut peer = Self { ws, id: identity.peer_id() };
+        let ServerMessage::Challenge { nonce, .. } = peer.recv().await? else { bail!("no challenge") };
+        let hello = Hello {
+            id: None,
+            v: PROTOCOL_VERSION,
+            public_key: identity.public_key_b64(),
+            signature: identity.sign_challenge(&nonce),
+            resume_token: None,
+            auth_token: None,
+        };
+        peer.send(&ClientMessage::Hello(hello)).await?;
+        let ServerMessage::Welcome(_) = peer.recv().await? else { bail!("no welcome") };
+        Ok(peer)
+    }
+
+    async fn send(&mut self, msg: &ClientMessage) -> anyhow::Result<()> {
+        Ok(self.ws.send(Message::Text(msg.encode().into())).await?)
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => return Ok(ServerMessage::decode(text.as_str())?),
+                Some(Ok(Message::Close(frame))) => bail!("closed: {frame:?}"),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("connection failed: {e}"),
+                None => bail!("connection ended"),
+            }
+        }
+    }
+
+    /// Sends a request and waits for its answer (events in between are skipped).
+    async fn ask(&mut self, msg: &ClientMessage) -> anyhow::Result<ServerMessage> {
+        self.send(msg).await?;
+        loop {
+            let answer = self.recv().await?;
+            if answer.answers().is_some() || matches!(answer, ServerMessage::Error { re: Some(_), .. }) {
+                return Ok(answer);
+            }
+        }
+    }
+}
+
+/// Honest peer `n`'s address: 127.0.1.x, 127.0.2.x, …
+fn honest_addr(n: usize) -> Ipv4Addr {
+    let n = n + 1;
+    Ipv4Addr::new(127, 0, 1 + (n / 250) as u8, (n % 250) as u8 + 1)
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Runs the honest pairs (and the attacker, when given its counters) for `run_for`.
+async fn honest_load(
+    url: &str,
+    pairs: usize,
+    run_for: Duration,
+    attacker: Option<Arc<AttackCounts>>,
+) -> anyhow::Result<LoadResult> {
+    let disconnects = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let mut victims = Vec::new();
+    for p in 0..pairs {
+        let mut a = Peer::connect(url, honest_addr(2 * p)).await?;
+        let mut b = Peer::connect(url, honest_addr(2 * p + 1)).await?;
+        let ServerMessage::RoomCreated { room, .. } =
+            a.ask(&ClientMessage::CreateRoom(CreateRoom { id: Some(1), password: None, max_peers: Some(2) })).await?
+        else {
+            bail!("no room")
+        };
+        for peer in [&mut a, &mut b] {
+            let join = Join { id: Some(2), room, password: None, meta: None, recreate: false };
+            let ServerMessage::Joined(_) = peer.ask(&ClientMessage::Join(join)).await? else { bail!("not joined") };
+        }
+        victims.push(b.id);
+        tasks.push(tokio::spawn(pair(a, b, run_for, disconnects.clone())));
+    }
+    let attack = attacker.map(|counts| tokio::spawn(attack(url.to_owned(), victims, run_for, counts)));
+    let (mut signal, mut join) = (histogram()?, histogram()?);
+    for t in tasks {
+        let (s, j) = t.await.context("an honest pair failed")??;
+        signal.add(&s)?;
+        join.add(&j)?;
+    }
+    if let Some(attack) = attack {
+        attack.abort();
+    }
+    Ok(LoadResult {
+        signal: Quantiles::of(&signal),
+        join: Quantiles::of(&join),
+        disconnects: disconnects.load(Ordering::Relaxed),
+    })
+}
+
+/// One honest pair: A signals B (B times each), and A creates, joins and
+/// leaves a room of its own now and then.
+async fn pair(
+    mut a: Peer,
+    b: Peer,
+    run_for: Duration,
+    disconnects: Arc<AtomicU64>,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+    let epoch = Instant::now();
+    let mut joins = histogram()?;
+    let mut signals = histogram()?;
+    let to = b.id;
+    let receiver = {
+        let disconnects = disconnects.clone();
+        let mut b = b;
+        let deadline = tokio::time::Instant::now() + run_for + Duration::from_secs(2);
+        tokio::spawn(async move {
+            let mut seen = histogram()?;
+            loop {
+                match tokio::time::timeout_at(deadline, b.recv()).await {
+                    Err(_) => return Ok::<_, anyhow::Error>(seen),
+                    Ok(Ok(ServerMessage::Signal { data, .. })) => {
+                        if let Ok(SignalData::Offer { sdp, .. }) = data.parse()
+                            && let Ok(sent) = sdp.parse::<u64>()
+                        {
+                            let _ = seen.record(micros(epoch.elapsed()).saturating_sub(sent).max(1));
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => {
+                        disconnects.fetch_add(1, Ordering::Relaxed);
+                        return Ok(seen);
+                    }
+                }
+            }
+        })
+    };
+    let mut signal_tick = tokio::time::interval(SIGNAL_EVERY);
+    let mut join_tick = tokio::time::interval(JOIN_EVERY);
+    let conn: ConnId = "bench".parse()?;
+    let end = Instant::now() + run_for;
+    let mut id = 10;
+    while Instant::now() < end {
+        id += 1;
+        let result = tokio::select! {
+            _ = signal_tick.tick() => {
+                let data = SignalData::Offer { sdp: micros(epoch.elapsed()).to_string(), session: 0 };
+                let signal = SignalRequest { id: None, to, conn: conn.clone(), data: data.into() };
+                a.send(&ClientMessage::Signal(signal)).await
+            }
+            _ = join_tick.tick() => churn_room(&mut a, id, &mut joins).await,
+        };
+        if result.is_err() {
+            disconnects.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+    }
+    let seen = receiver.await.context("receiver")??;
+    signals.add(&seen)?;
+    Ok((signals, joins))
+}
+
+/// Creates a room, joins it and leaves it; records the three round trips.
+async fn churn_room(a: &mut Peer, id: u64, joins: &mut Histogram<u64>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let create = CreateRoom { id: Some(id), password: None, max_peers: None };
+    let ServerMessage::RoomCreated { room, .. } = a.ask(&ClientMessage::CreateRoom(create)).await? else {
+        bail!("create refused")
+    };
+    let join = Join { id: Some(id), room, password: None, meta: None, recreate: false };
+    let ServerMessage::Joined(_) = a.ask(&ClientMessage::Join(join)).await? else { bail!("join refused") };
+    let ServerMessage::Ok { .. } = a.ask(&ClientMessage::Leave(Leave { id: Some(id), room })).await? else {
+        bail!("leave refused")
+    };
+    let _ = joins.record(micros(started.elapsed()));
+    Ok(())
+}
+
+/// What the attacker did, by attack.
+#[derive(Default)]
+struct AttackCounts {
+    mails: AtomicU64,
+    guesses: AtomicU64,
+    held: AtomicU64,
+    flood: AtomicU64,
+    rooms: AtomicU64,
+    watches: AtomicU64,
+    idle_sockets: AtomicU64,
+    slow_requests: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+impl AttackCounts {
+    fn summary(&self) -> String {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "{} large mails, {} code guesses, {} held signals to absent ids, {} flood signals, {} room creates, \
+             {} watches of random ids, {} sockets without hello, {} slowloris requests, {} reconnects",
+            n(&self.mails),
+            n(&self.guesses),
+            n(&self.held),
+            n(&self.flood),
+            n(&self.rooms),
+            n(&self.watches),
+            n(&self.idle_sockets),
+            n(&self.slow_requests),
+            n(&self.reconnects)
+        )
+    }
+}
+
+/// Every attack at once from one address, each on connections of its own,
+/// reconnecting whenever the server closes one.
+async fn attack(url: String, victims: Vec<PeerId>, run_for: Duration, counts: Arc<AttackCounts>) {
+    let end = Instant::now() + run_for;
+    let victims = Arc::new(victims);
+    let mut tasks = Vec::new();
+    let Ok(flood) = "flood".parse::<ConnId>() else { return };
+    let big = "x".repeat(31 * 1024);
+    for kind in 0..6 {
+        let (url, victims, counts, flood, big) =
+            (url.clone(), victims.clone(), counts.clone(), flood.clone(), big.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n: u64 = 0;
+            let mut pace = tokio::time::interval(ATTACK_EVERY);
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while Instant::now() < end {
+                let Ok(mut peer) = Peer::connect(&url, ATTACKER).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                while Instant::now() < end {
+                    pace.tick().await;
+                    n += 1;
+                    let victim = victims[(n as usize) % victims.len()];
+                    let random = PeerId::from_bytes(rand::random());
+                    let (msg, counter) = match kind {
+                        0 => {
+                            let to = if n.is_multiple_of(2) { victim } else { random };
+                            let body = serde_json::json!(big);
+                            (ClientMessage::Mail(MailRequest { id: None, to, body }), &counts.mails)
+                        }
+                        1 => {
+                            let indices: Vec<u8> = (0..10).map(|_| rand::random::<u8>()).collect();
+                            let Ok(room) = RoomCode::from_indices(&indices) else { continue };
+                            let join = Join { id: None, room, password: None, meta: None, recreate: false };
+                            (ClientMessage::Join(join), &counts.guesses)
+                        }
+                        2 | 3 => {
+                            let to = if kind == 2 { random } else { victim };
+                            let data = SignalData::Offer { sdp: big.clone(), session: 0 };
+                            let signal = SignalRequest { id: None, to, conn: flood.clone(), data: data.into() };
+                            (ClientMessage::Signal(signal), if kind == 2 { &counts.held } else { &counts.flood })
+                        }
+                        4 => (
+                            ClientMessage::CreateRoom(CreateRoom { id: None, password: None, max_peers: None }),
+                            &counts.rooms,
+                        ),
+                        _ => {
+                            let peers = (0..256).map(|_| PeerId::from_bytes(rand::random())).collect();
+                            (ClientMessage::Watch(Watch { id: None, peers }), &counts.watches)
+                        }
+                    };
+                    if peer.send(&msg).await.is_err() {
+                        break;
+                    }
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    // Read what came back without waiting for it.
+                    while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, peer.ws.next()).await {}
+                }
+                counts.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Sockets that never say hello, and requests whose headers trickle in.
+    let addr = url.strip_prefix("ws://").and_then(|r| r.strip_suffix("/ws")).and_then(|a| a.parse::<SocketAddr>().ok());
+    if let Some(addr) = addr {
+        for slow in [false, true] {
+            let counts = counts.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut held = Vec::new();
+                while Instant::now() < end && held.len() < 300 {
+                    let Ok(socket) = TcpSocket::new_v4() else { break };
+                    if socket.bind(SocketAddr::new(IpAddr::V4(ATTACKER), 0)).is_err() {
+                        break;
+                    }
+                    let Ok(mut tcp) = socket.connect(addr).await else { continue };
+                    let head = if slow { "GET /ws HTTP/1.1\r\nHost: x\r\n" } else { "" };
+                    if !slow {
+                        if let Ok((ws, _)) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), tcp).await {
+                            held.push(Held::Ws(Box::new(ws)));
+                            counts.idle_sockets.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    if tcp.write_all(head.as_bytes()).await.is_ok() {
+                        held.push(Held::Tcp(tcp));
+                        counts.slow_requests.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // Keep them alive: pings on the idle ones, a header byte on the slow ones.
+                while Instant::now() < end {
+                    for h in &mut held {
+                        match h {
+                            Held::Ws(ws) => {
+                                let _ = ws.send(Message::Ping(Vec::new().into())).await;
+                            }
+                            Held::Tcp(tcp) => {
+                                let _ = tcp.write_all(b"X").await;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+enum Held {
+    Ws(Box<Ws>),
+    Tcp(TcpStream),
+}
