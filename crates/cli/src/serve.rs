@@ -60,6 +60,12 @@ pub(crate) struct ServeArgs {
     /// Most TURN allocations per user at once [default: 32].
     #[arg(long)]
     turn_quota: Option<usize>,
+    /// Most TURN allocations per client IP address at once, all users [default: 128].
+    #[arg(long)]
+    turn_address_quota: Option<usize>,
+    /// Let TURN relays reach private (RFC 1918, fc00::/7) peer addresses from a server that is not on one.
+    #[arg(long)]
+    turn_relay_to_private: bool,
     /// Public address announced in relayed candidates and TURN URLs (server behind a 1:1 NAT).
     #[arg(long, env = "SWITCHBOARD_TURN_EXTERNAL_IP")]
     turn_external_ip: Option<IpAddr>,
@@ -162,6 +168,12 @@ impl ServeArgs {
             }
             if let Some(v) = self.turn_relay_ports {
                 t.relay_ports = v;
+            }
+            if let Some(v) = self.turn_address_quota {
+                t.address_quota = v;
+            }
+            if self.turn_relay_to_private {
+                t.relay_to_private = true;
             }
             if let Some(v) = self.turn_quota {
                 t.user_quota = v;

@@ -140,6 +140,15 @@ pub struct TurnConfig {
     pub external_ip: Option<IpAddr>,
     /// Most allocations one user (the part after `:` of the username) holds at once.
     pub user_quota: usize,
+    /// Most allocations held at once from one client IP address, all users
+    /// together (new identities cost nothing, addresses do).
+    pub address_quota: usize,
+    /// Let relays reach private addresses (RFC 1918, fc00::/7) although the
+    /// server's own address is not private. Relays reach public addresses,
+    /// and addresses in the server's own scope (loopback peers for a server
+    /// on loopback, a private network for a server in one); never loopback,
+    /// link-local, multicast or unspecified addresses beyond that.
+    pub relay_to_private: bool,
     /// Second address of this host: answers RFC 5780 NAT-behaviour tests
     /// (`switchboard nat`) from two addresses and two ports.
     pub alt_ip: Option<IpAddr>,
@@ -154,6 +163,8 @@ impl Default for TurnConfig {
             relay_ports: (49152, 65535),
             external_ip: None,
             user_quota: 32,
+            address_quota: 128,
+            relay_to_private: false,
             alt_ip: None,
         }
     }
@@ -286,8 +297,8 @@ impl ServerConfig {
             if t.relay_ports.0 == 0 || t.relay_ports.0 > t.relay_ports.1 {
                 return invalid("turn.relay_ports", "must be a non-empty range of non-zero ports");
             }
-            if t.user_quota == 0 {
-                return invalid("turn.user_quota", "must be at least 1");
+            if t.user_quota == 0 || t.address_quota == 0 {
+                return invalid("turn.user_quota", "user_quota and address_quota must be at least 1");
             }
             if t.realm.is_empty() {
                 return invalid("turn.realm", "must not be empty");

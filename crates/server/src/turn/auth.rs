@@ -6,9 +6,9 @@
 //! request, so clients move to fresh credentials before the old ones expire.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use stun_types::attribute::{ErrorCode, Username};
 use stun_types::message::{Message, MessageClass, MessageWrite, MessageWriteExt, MessageWriteVec};
@@ -16,6 +16,7 @@ use turn::auth::{AuthHandler, generate_auth_key};
 
 use crate::config::Secret;
 use crate::ice::turn_credential;
+use crate::rate::TokenBucket;
 
 /// STUN method of TURN's Allocate request.
 const ALLOCATE: u16 = 0x0003;
@@ -41,36 +42,96 @@ impl AuthHandler for RestAuth {
     }
 }
 
-/// Refuses an Allocate when its user already holds `limit` allocations.
+/// Allocate requests that name a user, per second, from one IP address
+/// and from all: each costs a look at every allocation.
+const ALLOCATES_PER_ADDRESS: u32 = 20;
+const ALLOCATES_PER_SEC: u32 = 500;
+/// Addresses whose Allocate budgets are remembered at once.
+const MAX_ADDRESSES: usize = 65_536;
+
+/// Refuses an Allocate when its user already holds `limit` allocations, or
+/// its source address `address_limit`; and drops Allocates beyond a rate
+/// per address and in all (spoofed sources included) before they cost a
+/// look at every allocation.
 pub(crate) struct Quota {
     pub(crate) limit: usize,
+    pub(crate) address_limit: usize,
     /// Set once the TURN server exists (it is built from the sockets that consult the quota).
     pub(crate) server: OnceLock<Arc<turn::server::Server>>,
+    pub(crate) rate: Mutex<AllocateRate>,
+}
+
+/// Allocate budgets by source address and in all.
+pub(crate) struct AllocateRate {
+    by_address: HashMap<IpAddr, TokenBucket>,
+    all: TokenBucket,
+}
+
+impl Default for AllocateRate {
+    fn default() -> Self {
+        Self { by_address: HashMap::new(), all: TokenBucket::new(ALLOCATES_PER_SEC, ALLOCATES_PER_SEC, Instant::now()) }
+    }
+}
+
+impl AllocateRate {
+    /// Takes one Allocate from `from`'s budget and the server's.
+    fn admit(&mut self, from: IpAddr, now: Instant) -> bool {
+        if self.by_address.len() >= MAX_ADDRESSES {
+            self.by_address.retain(|_, b| !b.is_full(now));
+        }
+        let room = self.by_address.len() < MAX_ADDRESSES;
+        let mine = match self.by_address.entry(from) {
+            std::collections::hash_map::Entry::Occupied(mut b) => b.get_mut().try_take(1.0, now),
+            std::collections::hash_map::Entry::Vacant(v) if room => {
+                v.insert(TokenBucket::new(ALLOCATES_PER_ADDRESS, ALLOCATES_PER_ADDRESS, now)).try_take(1.0, now)
+            }
+            std::collections::hash_map::Entry::Vacant(_) => false,
+        };
+        mine && self.all.try_take(1.0, now)
+    }
+}
+
+/// What the quota does with a packet.
+pub(crate) enum Verdict {
+    /// Hand it to the TURN server.
+    Pass,
+    /// Answer it with this instead.
+    Answer(Vec<u8>),
+    /// Drop it unanswered (over the Allocate rate: no reflection).
+    Drop,
 }
 
 impl Quota {
-    /// If `packet` is an authenticated Allocate over quota, returns the error
-    /// response to send instead of handing it to the TURN server.
-    pub(crate) async fn refuse(&self, packet: &[u8]) -> Option<Vec<u8>> {
-        let msg = Message::from_bytes(packet).ok()?;
+    pub(crate) fn new(limit: usize, address_limit: usize) -> Self {
+        Self { limit, address_limit, server: OnceLock::new(), rate: Mutex::new(AllocateRate::default()) }
+    }
+
+    /// Looks at a packet from `from` before the TURN server does.
+    pub(crate) async fn check(&self, packet: &[u8], from: SocketAddr) -> Verdict {
+        let Ok(msg) = Message::from_bytes(packet) else { return Verdict::Pass };
         if msg.method().value() != ALLOCATE || !msg.has_class(MessageClass::Request) {
-            return None;
+            return Verdict::Pass;
         }
-        let user = user_of(msg.attribute::<Username>().ok()?.username()).to_owned();
-        let server = self.server.get()?;
-        let infos = server.get_allocations_info(None).await.ok()?;
-        let mut per_user: HashMap<&str, usize> = HashMap::new();
-        for info in infos.values() {
-            *per_user.entry(user_of(&info.username)).or_default() += 1;
+        let Ok(user) = msg.attribute::<Username>() else { return Verdict::Pass };
+        let user = user_of(user.username()).to_owned();
+        let admitted = self.rate.lock().is_ok_and(|mut r| r.admit(from.ip(), Instant::now()));
+        if !admitted {
+            return Verdict::Drop;
         }
-        if per_user.get(user.as_str()).copied().unwrap_or(0) < self.limit {
-            return None;
+        let Some(server) = self.server.get() else { return Verdict::Pass };
+        let Ok(infos) = server.get_allocations_info(None).await else { return Verdict::Pass };
+        let mine = infos.values().filter(|i| user_of(&i.username) == user).count();
+        let here = infos.values().filter(|i| i.five_tuple.src_addr.ip() == from.ip()).count();
+        if mine < self.limit && here < self.address_limit {
+            return Verdict::Pass;
         }
-        tracing::info!(%user, limit = self.limit, "TURN allocation quota reached");
+        tracing::info!(%user, %from, mine, here, "TURN allocation quota reached");
         let mut reply = Message::builder_error(&msg, MessageWriteVec::new());
-        let code = ErrorCode::builder(486).reason("Allocation Quota Reached").build().ok()?;
-        reply.add_attribute(&code).ok()?;
-        Some(reply.finish())
+        let Ok(code) = ErrorCode::builder(486).reason("Allocation Quota Reached").build() else { return Verdict::Drop };
+        if reply.add_attribute(&code).is_err() {
+            return Verdict::Drop;
+        }
+        Verdict::Answer(reply.finish())
     }
 }
 
@@ -93,6 +154,24 @@ mod tests {
         let name = format!("{later}:alice");
         let key = auth.auth_handle(&name, "r", addr).expect("fresh credentials pass");
         assert_eq!(key, generate_auth_key(&name, "r", &turn_credential(b"s", &name)));
+    }
+
+    /// Attack: Allocates with a USERNAME (from spoofed sources too) each
+    /// made the quota look at every allocation; now they are budgeted.
+    #[test]
+    fn allocates_are_budgeted_per_address_and_in_all() {
+        let now = Instant::now();
+        let mut rate = AllocateRate::default();
+        let one: IpAddr = [198, 51, 100, 1].into();
+        assert!((0..ALLOCATES_PER_ADDRESS).all(|_| rate.admit(one, now)));
+        assert!(!rate.admit(one, now), "one address has its burst");
+        assert!(rate.admit(one, now + std::time::Duration::from_secs(1)), "and its rate");
+        let mut admitted = 0;
+        for n in 0..2000u32 {
+            let spoofed = IpAddr::from(n.to_be_bytes());
+            admitted += u32::from(rate.admit(spoofed, now + std::time::Duration::from_secs(1)));
+        }
+        assert!(admitted <= ALLOCATES_PER_SEC, "all sources together: {admitted}");
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! with TURN REST credentials and a per-user allocation quota.
 
 mod auth;
+mod guard;
 mod tcp;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use turn::relay::relay_range::RelayAddressGeneratorRanges;
@@ -53,10 +54,11 @@ impl EmbeddedTurn {
             .map_err(|source| TurnStartError::Listen { addr: listen, source })?;
         let udp = stun.primary().local_addr().map_err(|source| TurnStartError::Listen { addr: listen, source })?;
         let alternates = stun.serve_alternates();
-        let quota = Arc::new(auth::Quota { limit: cfg.user_quota, server: OnceLock::new() });
+        let quota = Arc::new(auth::Quota::new(cfg.user_quota, cfg.address_quota));
         let advertised = cfg.external_ip.unwrap_or_else(|| advertised_ip(udp.ip()));
+        let policy = guard::PeerPolicy::new(advertised, cfg.relay_to_private);
         let relay = |address: IpAddr| ConnConfig {
-            conn: Arc::new(udp::UdpFront { stun: stun.clone(), quota: quota.clone() }),
+            conn: Arc::new(udp::UdpFront { stun: stun.clone(), quota: quota.clone(), policy }),
             relay_addr_generator: Box::new(RelayAddressGeneratorRanges {
                 relay_address: advertised,
                 min_port: cfg.relay_ports.0,
@@ -76,7 +78,7 @@ impl EmbeddedTurn {
                     .await
                     .map_err(|source| TurnStartError::Listen { addr: udp, source })?,
             };
-            let front = tcp::TcpFront::start(listener, quota.clone())
+            let front = tcp::TcpFront::start(listener, quota.clone(), policy)
                 .map_err(|source| TurnStartError::Listen { addr: udp, source })?;
             tcp = Some(webrtc_util::Conn::local_addr(&front).map_err(|e| TurnStartError::Turn(e.to_string()))?);
             let mut c = relay(udp.ip());

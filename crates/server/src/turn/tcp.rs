@@ -6,6 +6,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -13,7 +14,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use webrtc_util::Conn;
 
-use super::auth::Quota;
+use super::auth::{Quota, Verdict};
+use super::guard::PeerPolicy;
 
 /// Frames queued towards one client before it counts as not reading.
 const WRITE_QUEUE: usize = 256;
@@ -21,6 +23,13 @@ const WRITE_QUEUE: usize = 256;
 const READ_QUEUE: usize = 1024;
 /// Most simultaneous TURN TCP connections.
 const MAX_CONNECTIONS: usize = 4096;
+/// Most simultaneous TURN TCP connections from one IP address.
+const MAX_PER_ADDRESS: usize = 64;
+/// A new connection must send its first frame within this time.
+const FIRST_FRAME: Duration = Duration::from_secs(10);
+/// A connection that sends nothing for this long is closed: longer than an
+/// allocation's lifetime (600 s), which a client refreshes before it ends.
+const IDLE: Duration = Duration::from_secs(660);
 
 type Writers = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
@@ -34,11 +43,11 @@ pub(crate) struct TcpFront {
 
 impl TcpFront {
     /// Starts accepting on `listener`.
-    pub(crate) fn start(listener: TcpListener, quota: Arc<Quota>) -> std::io::Result<Self> {
+    pub(crate) fn start(listener: TcpListener, quota: Arc<Quota>, policy: PeerPolicy) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(READ_QUEUE);
         let writers: Writers = Arc::default();
-        let accept_task = tokio::spawn(accept_loop(listener, tx, writers.clone(), quota));
+        let accept_task = tokio::spawn(accept_loop(listener, tx, writers.clone(), quota, policy));
         Ok(TcpFront { local, incoming: tokio::sync::Mutex::new(rx), writers, accept_task })
     }
 }
@@ -54,6 +63,7 @@ async fn accept_loop(
     tx: mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: Writers,
     quota: Arc<Quota>,
+    policy: PeerPolicy,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -63,9 +73,11 @@ async fn accept_loop(
                 continue;
             }
         };
-        let count = writers.lock().map_or(usize::MAX, |w| w.len());
-        if count >= MAX_CONNECTIONS {
-            tracing::warn!(%peer, "too many TURN TCP connections; refused");
+        let (count, from_peer) = writers
+            .lock()
+            .map_or((usize::MAX, usize::MAX), |w| (w.len(), w.keys().filter(|a| a.ip() == peer.ip()).count()));
+        if count >= MAX_CONNECTIONS || from_peer >= MAX_PER_ADDRESS {
+            tracing::debug!(%peer, count, from_peer, "too many TURN TCP connections; refused");
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -77,7 +89,7 @@ async fn accept_loop(
         let writer = tokio::spawn(write_loop(write, wrx));
         let (tx, writers, quota) = (tx.clone(), writers.clone(), quota.clone());
         tokio::spawn(async move {
-            if let Err(e) = read_loop(read, peer, &tx, &writers, &quota).await {
+            if let Err(e) = read_loop(read, peer, &tx, &writers, &quota, policy).await {
                 tracing::debug!(%peer, error = %e, "TURN TCP connection ended");
             }
             if let Ok(mut w) = writers.lock() {
@@ -95,16 +107,30 @@ async fn read_loop(
     tx: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: &Writers,
     quota: &Quota,
+    policy: PeerPolicy,
 ) -> std::io::Result<()> {
     let mut head = [0u8; 4];
+    let mut wait = FIRST_FRAME;
     loop {
-        read.read_exact(&mut head).await?;
+        match tokio::time::timeout(wait, read.read_exact(&mut head)).await {
+            Ok(read) => read?,
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TURN TCP connection idle")),
+        };
+        wait = IDLE;
         let (len, padded) = frame_len(head)?;
         let mut frame = vec![0u8; 4 + padded];
         frame[..4].copy_from_slice(&head);
-        read.read_exact(&mut frame[4..]).await?;
+        // The rest of a frame follows its head at once, not a byte at a time.
+        match tokio::time::timeout(FIRST_FRAME, read.read_exact(&mut frame[4..])).await {
+            Ok(read) => read?,
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TURN TCP frame trickled")),
+        };
         frame.truncate(4 + len);
-        if let Some(reply) = quota.refuse(&frame).await {
+        let refusal = match policy.refuse(&frame) {
+            Some(reply) => Verdict::Answer(reply),
+            None => quota.check(&frame, peer).await,
+        };
+        if let Verdict::Answer(reply) = refusal {
             let w = writers.lock().ok().and_then(|w| w.get(&peer).cloned());
             if let Some(w) = w {
                 let _ = w.try_send(reply);
@@ -217,5 +243,28 @@ mod tests {
         assert_eq!(frame_len([0x00, 0x01, 0x00, 0x08]).ok(), Some((24, 24)));
         assert_eq!(frame_len([0x40, 0x00, 0x00, 0x05]).ok(), Some((5, 8)));
         assert!(frame_len([0xC0, 0, 0, 0]).is_err());
+    }
+
+    /// Attack: hold TURN TCP sockets that send nothing, or a frame a byte at
+    /// a time, until every connection slot is taken.
+    #[tokio::test(start_paused = true)]
+    async fn silent_and_trickling_connections_are_closed() {
+        let (tx, _rx) = mpsc::channel(1);
+        let writers = Writers::default();
+        let quota = Quota::new(1, 1);
+        let policy = PeerPolicy::new(std::net::IpAddr::from([127, 0, 0, 1]), false);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let (_client, server) = tokio::io::duplex(64);
+        let started = tokio::time::Instant::now();
+        let silent = read_loop(server, peer, &tx, &writers, &quota, policy).await;
+        assert_eq!(silent.map_err(|e| e.kind()), Err(std::io::ErrorKind::TimedOut));
+        assert_eq!(started.elapsed(), FIRST_FRAME, "no first frame in time");
+        let (mut client, server) = tokio::io::duplex(64);
+        // A STUN head announcing 8 bytes of attributes that never come.
+        client.write_all(&[0x00, 0x01, 0x00, 0x08]).await.expect("write");
+        let started = tokio::time::Instant::now();
+        let trickled = read_loop(server, peer, &tx, &writers, &quota, policy).await;
+        assert_eq!(trickled.map_err(|e| e.kind()), Err(std::io::ErrorKind::TimedOut));
+        assert_eq!(started.elapsed(), FIRST_FRAME, "the rest of a frame in time");
     }
 }

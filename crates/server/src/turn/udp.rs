@@ -9,13 +9,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use webrtc_util::Conn;
 
-use super::auth::Quota;
+use super::auth::{Quota, Verdict};
+use super::guard::PeerPolicy;
 use crate::stun::StunResponder;
 
 /// The primary STUN/TURN UDP socket as a `Conn` for the TURN server.
 pub(crate) struct UdpFront {
     pub(crate) stun: Arc<StunResponder>,
     pub(crate) quota: Arc<Quota>,
+    pub(crate) policy: PeerPolicy,
 }
 
 #[async_trait]
@@ -35,9 +37,17 @@ impl Conn for UdpFront {
             if self.stun.answer_primary(from, &buf[..n]).await {
                 continue;
             }
-            if let Some(reply) = self.quota.refuse(&buf[..n]).await {
+            if let Some(reply) = self.policy.refuse(&buf[..n]) {
                 let _ = socket.send_to(&reply, from).await;
                 continue;
+            }
+            match self.quota.check(&buf[..n], from).await {
+                Verdict::Pass => {}
+                Verdict::Answer(reply) => {
+                    let _ = socket.send_to(&reply, from).await;
+                    continue;
+                }
+                Verdict::Drop => continue,
             }
             return Ok((n, from));
         }
