@@ -42,8 +42,9 @@ impl AuthHandler for RestAuth {
     }
 }
 
-/// Allocate requests that name a user, per second, from one IP address
-/// and from all: each costs a look at every allocation.
+/// Allocate requests per second from one IP address and from all: an
+/// unauthenticated one leaves a nonce in the `turn` crate, one that names a
+/// user costs a look at every allocation.
 const ALLOCATES_PER_ADDRESS: u32 = 20;
 const ALLOCATES_PER_SEC: u32 = 500;
 /// Addresses whose Allocate budgets are remembered at once.
@@ -51,8 +52,8 @@ const MAX_ADDRESSES: usize = 65_536;
 
 /// Refuses an Allocate when its user already holds `limit` allocations, or
 /// its source address `address_limit`; and drops Allocates beyond a rate
-/// per address and in all (spoofed sources included) before they cost a
-/// look at every allocation.
+/// per address and in all (spoofed sources included), so that they neither
+/// fill the `turn` crate's nonces nor cost a look at every allocation.
 pub(crate) struct Quota {
     pub(crate) limit: usize,
     pub(crate) address_limit: usize,
@@ -112,12 +113,14 @@ impl Quota {
         if msg.method().value() != ALLOCATE || !msg.has_class(MessageClass::Request) {
             return Verdict::Pass;
         }
-        let Ok(user) = msg.attribute::<Username>() else { return Verdict::Pass };
-        let user = user_of(user.username()).to_owned();
+        // Every Allocate is budgeted, the unauthenticated first one too: the
+        // `turn` crate answers each with a fresh nonce that it keeps.
         let admitted = self.rate.lock().is_ok_and(|mut r| r.admit(from.ip(), Instant::now()));
         if !admitted {
             return Verdict::Drop;
         }
+        let Ok(user) = msg.attribute::<Username>() else { return Verdict::Pass };
+        let user = user_of(user.username()).to_owned();
         let Some(server) = self.server.get() else { return Verdict::Pass };
         let Ok(infos) = server.get_allocations_info(None).await else { return Verdict::Pass };
         let mine = infos.values().filter(|i| user_of(&i.username) == user).count();
