@@ -45,7 +45,7 @@ impl AuthHandler for RestAuth {
 /// Allocate requests per second from one IP address and from all: an
 /// unauthenticated one leaves a nonce in the `turn` crate, one that names a
 /// user costs a look at every allocation.
-const ALLOCATES_PER_ADDRESS: u32 = 20;
+const ALLOCATES_PER_ADDRESS: u32 = 50;
 const ALLOCATES_PER_SEC: u32 = 500;
 /// Addresses whose Allocate budgets are remembered at once.
 const MAX_ADDRESSES: usize = 65_536;
