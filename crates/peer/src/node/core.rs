@@ -583,7 +583,15 @@ impl<P: Platform> NodeCore<P> {
             LinkEvent::Connected { path, rtt } => self.emit(Event::PeerConnected { peer, path, rtt }),
             LinkEvent::PathChanged(path) => self.emit(Event::PathChanged { peer, path }),
             LinkEvent::Quality(quality) => self.emit(Event::QualityChanged { peer, quality }),
-            LinkEvent::ChannelOpen { label, .. } => self.emit(Event::ChannelOpened { peer, channel: label }),
+            LinkEvent::ChannelOpen { slot, label } => {
+                // A channel the other side opened in band: its messages need its label too.
+                if let Some(entry) = self.links.get_mut(&peer)
+                    && entry.labels.len() == slot
+                {
+                    entry.labels.push(Arc::from(label.as_str()));
+                }
+                self.emit(Event::ChannelOpened { peer, channel: label });
+            }
             LinkEvent::Message(m) => {
                 let Some(channel) = self.channel_label(peer, m.slot) else { return };
                 match m.kind {
