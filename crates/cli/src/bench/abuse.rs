@@ -14,16 +14,16 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use switchboard::Identity;
 use switchboard::proto::{
-    ClientMessage, ConnId, CreateRoom, Hello, Join, Leave, MailRequest, PROTOCOL_VERSION, PeerId, RoomCode,
-    ServerMessage, SignalData, SignalRequest, Watch,
+    ClientMessage, ConnId, CreateRoom, Join, Leave, MailRequest, PeerId, RoomCode, ServerMessage, SignalData,
+    SignalRequest, Watch,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::raw::RawPeer;
 use super::{ChildServer, pin_self};
 
 /// Flags of `bench abuse`.
@@ -111,70 +111,6 @@ impl LoadResult {
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
-/// A client from a chosen loopback address that proves a fresh identity.
-struct Peer {
-    ws: Ws,
-    id: PeerId,
-}
-
-impl Peer {
-    async fn connect(url: &str, from: Ipv4Addr) -> anyhow::Result<Self> {
-        let addr: SocketAddr = url
-            .strip_prefix("ws://")
-            .and_then(|r| r.strip_suffix("/ws"))
-            .context("server URL is not ws://ADDR/ws")?
-            .parse()?;
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
-        let tcp = socket.connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let (ws, _) = tokio_tungstenite::client_async(url, tcp).await?;
-        let identity = Identity::generate();
-        let mut peer = Self { ws, id: identity.peer_id() };
-        let ServerMessage::Challenge { nonce, .. } = peer.recv().await? else { bail!("no challenge") };
-        let hello = Hello {
-            id: None,
-            v: PROTOCOL_VERSION,
-            public_key: identity.public_key_b64(),
-            signature: identity.sign_challenge(&nonce),
-            resume_token: None,
-            auth_token: None,
-        };
-        peer.send(&ClientMessage::Hello(hello)).await?;
-        let ServerMessage::Welcome(_) = peer.recv().await? else { bail!("no welcome") };
-        Ok(peer)
-    }
-
-    async fn send(&mut self, msg: &ClientMessage) -> anyhow::Result<()> {
-        Ok(self.ws.send(Message::Text(msg.encode().into())).await?)
-    }
-
-    async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(text))) => return Ok(ServerMessage::decode(text.as_str())?),
-                Some(Ok(Message::Close(frame))) => bail!("closed: {frame:?}"),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => bail!("connection failed: {e}"),
-                None => bail!("connection ended"),
-            }
-        }
-    }
-
-    /// Sends a request and waits for its answer (events in between are skipped).
-    async fn ask(&mut self, msg: &ClientMessage) -> anyhow::Result<ServerMessage> {
-        self.send(msg).await?;
-        loop {
-            let answer = self.recv().await?;
-            if answer.answers().is_some() || matches!(answer, ServerMessage::Error { re: Some(_), .. }) {
-                return Ok(answer);
-            }
-        }
-    }
-}
-
 /// Honest peer `n`'s address: 127.0.1.x, 127.0.2.x, …
 fn honest_addr(n: usize) -> Ipv4Addr {
     let n = n + 1;
@@ -200,8 +136,8 @@ async fn honest_load(
     let mut tasks = Vec::new();
     let mut victims = Vec::new();
     for p in 0..pairs {
-        let mut a = Peer::connect(url, honest_addr(2 * p)).await?;
-        let mut b = Peer::connect(url, honest_addr(2 * p + 1)).await?;
+        let mut a = RawPeer::connect(url, Some(honest_addr(2 * p).into())).await?;
+        let mut b = RawPeer::connect(url, Some(honest_addr(2 * p + 1).into())).await?;
         let ServerMessage::RoomCreated { room, .. } =
             a.ask(&ClientMessage::CreateRoom(CreateRoom { id: Some(1), password: None, max_peers: Some(2) })).await?
         else {
@@ -234,8 +170,8 @@ async fn honest_load(
 /// One honest pair: A signals B (B times each), and A creates, joins and
 /// leaves a room of its own now and then.
 async fn pair(
-    mut a: Peer,
-    b: Peer,
+    mut a: RawPeer,
+    b: RawPeer,
     run_for: Duration,
     disconnects: Arc<AtomicU64>,
 ) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
@@ -294,7 +230,7 @@ async fn pair(
 }
 
 /// Creates a room, joins it and leaves it; records the three round trips.
-async fn churn_room(a: &mut Peer, id: u64, joins: &mut Histogram<u64>) -> anyhow::Result<()> {
+async fn churn_room(a: &mut RawPeer, id: u64, joins: &mut Histogram<u64>) -> anyhow::Result<()> {
     let started = Instant::now();
     let create = CreateRoom { id: Some(id), password: None, max_peers: None };
     let ServerMessage::RoomCreated { room, .. } = a.ask(&ClientMessage::CreateRoom(create)).await? else {
@@ -358,7 +294,7 @@ async fn attack(url: String, victims: Vec<PeerId>, run_for: Duration, counts: Ar
             let mut pace = tokio::time::interval(ATTACK_EVERY);
             pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while Instant::now() < end {
-                let Ok(mut peer) = Peer::connect(&url, ATTACKER).await else {
+                let Ok(mut peer) = RawPeer::connect(&url, Some(ATTACKER.into())).await else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
@@ -454,6 +390,6 @@ async fn attack(url: String, victims: Vec<PeerId>, run_for: Duration, counts: Ar
 }
 
 enum Held {
-    Ws(Box<Ws>),
+    Ws(Box<WebSocketStream<TcpStream>>),
     Tcp(TcpStream),
 }

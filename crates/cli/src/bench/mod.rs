@@ -3,6 +3,7 @@
 mod abuse;
 mod bare;
 mod p2p;
+mod raw;
 mod signaling;
 
 use std::net::SocketAddr;

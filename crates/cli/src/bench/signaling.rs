@@ -9,12 +9,11 @@ use clap::Args;
 use futures_util::SinkExt;
 use futures_util::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
-use switchboard::proto::{
-    ClientMessage, ConnId, CreateRoom, Hello, Join, PROTOCOL_VERSION, PeerId, ServerMessage, SignalData,
-};
+use switchboard::proto::{ClientMessage, ConnId, CreateRoom, Join, PeerId, ServerMessage, SignalData};
 use switchboard::{ConnectOptions, Identity, SignalingClient};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::raw::{RawPeer, client_config};
 use super::{ChildServer, pin_self};
 
 /// Flags of `bench signaling`.
@@ -257,50 +256,6 @@ async fn echo_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Res
     collect(tasks, secs).await
 }
 
-/// The load generator's WebSocket settings, the same for baseline and relay.
-fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0)
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The load generator's own lean client: it proves an identity like any
-/// peer, then writes pre-encoded frames and reads raw text, so that its cost
-/// per message is close to the echo baseline's.
-struct RawPeer {
-    ws: Ws,
-    peer_id: PeerId,
-}
-
-impl RawPeer {
-    async fn connect(url: &str) -> anyhow::Result<Self> {
-        let identity = Identity::generate();
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true).await?;
-        let mut peer = Self { ws, peer_id: identity.peer_id() };
-        let ServerMessage::Challenge { nonce, .. } = peer.recv().await? else { anyhow::bail!("no challenge") };
-        let hello = Hello {
-            id: None,
-            v: PROTOCOL_VERSION,
-            public_key: identity.public_key_b64(),
-            signature: identity.sign_challenge(&nonce),
-            resume_token: None,
-            auth_token: None,
-        };
-        peer.send(&ClientMessage::Hello(hello)).await?;
-        let ServerMessage::Welcome(_) = peer.recv().await? else { anyhow::bail!("no welcome") };
-        Ok(peer)
-    }
-
-    async fn send(&mut self, msg: &ClientMessage) -> anyhow::Result<()> {
-        Ok(self.ws.send(Message::Text(msg.encode().into())).await?)
-    }
-
-    async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
-        let Some(Ok(Message::Text(text))) = self.ws.next().await else { anyhow::bail!("connection closed") };
-        Ok(ServerMessage::decode(text.as_str())?)
-    }
-}
-
 /// Offers `rate` signals/s from A to B over `pairs` rooms of two.
 async fn relay_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Result<LoadResult> {
     let epoch = Instant::now();
@@ -308,7 +263,7 @@ async fn relay_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Re
     let run_for = Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..pairs {
-        let (mut a, mut b) = (RawPeer::connect(url).await?, RawPeer::connect(url).await?);
+        let (mut a, mut b) = (RawPeer::connect(url, None).await?, RawPeer::connect(url, None).await?);
         a.send(&ClientMessage::CreateRoom(CreateRoom { id: Some(1), password: None, max_peers: Some(2) })).await?;
         let ServerMessage::RoomCreated { room, .. } = a.recv().await? else { anyhow::bail!("no room") };
         for p in [&mut a, &mut b] {
@@ -318,8 +273,7 @@ async fn relay_load(url: &str, pairs: usize, rate: u64, secs: u64) -> anyhow::Re
         }
         let ServerMessage::PeerJoined { .. } = a.recv().await? else { anyhow::bail!("no peer_joined") };
         // The signal frame with the sdp at its end; the timestamp is spliced in per message.
-        let template =
-            format!(r#"{{"type":"signal","to":"{}","conn":"bench","data":{{"kind":"offer","sdp":""#, b.peer_id);
+        let template = format!(r#"{{"type":"signal","to":"{}","conn":"bench","data":{{"kind":"offer","sdp":""#, b.id);
         let (mut tx, mut rx) = (a.ws, b.ws);
         let mut seen = Latencies::new()?;
         tasks.push(tokio::spawn(async move {
