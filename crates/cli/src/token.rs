@@ -22,11 +22,15 @@ pub(crate) struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
+    /// The tenant the peer belongs to: signals, mail and presence reach only
+    /// peers whose tokens name the same tenant.
+    #[arg(long)]
+    tenant: Option<String>,
 }
 
 pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?.as_secs();
-    let claims = Claims { sub: args.peer, rooms: args.rooms, exp: now + args.ttl };
+    let claims = Claims { sub: args.peer, rooms: args.rooms, exp: now + args.ttl, tenant: args.tenant };
     println!("{}", mint_token(args.secret.as_bytes(), &claims));
     Ok(())
 }

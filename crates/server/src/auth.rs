@@ -19,6 +19,11 @@ pub struct Claims {
     pub rooms: Vec<String>,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// The tenant the peer belongs to, if the deployment has several: a peer
+    /// reaches with signals, mail and presence only peers of its own tenant.
+    /// Tokens without one form one tenant of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// Why a token was refused.
@@ -77,7 +82,7 @@ mod tests {
     #[test]
     fn tokens_verify_only_for_their_peer_secret_and_time() {
         let peer = PeerId::from_bytes([1; 16]);
-        let claims = Claims { sub: peer, rooms: vec!["*".into()], exp: 100 };
+        let claims = Claims { sub: peer, rooms: vec!["*".into()], exp: 100, tenant: None };
         let token = mint_token(b"s3cret", &claims);
         assert_eq!(verify_token(b"s3cret", &token, peer, 99), Ok(claims));
         assert_eq!(verify_token(b"other", &token, peer, 99), Err(TokenError::BadSignature));

@@ -97,6 +97,8 @@ pub struct ServerConfig {
     pub max_held_signal_bytes_total: usize,
     /// Peers one session may watch.
     pub max_watch: usize,
+    /// Watches of all sessions together.
+    pub max_watches: usize,
     /// Error answers a connection may earn in a burst before it is closed.
     pub abuse_burst: u32,
     /// Error answers forgiven per second.
@@ -192,6 +194,7 @@ impl Default for ServerConfig {
             max_held_signal_bytes_per_sender: 1 << 20,
             max_held_signal_bytes_total: 256 << 20,
             max_watch: 1024,
+            max_watches: 1_000_000,
             abuse_burst: 30,
             abuse_per_sec: 1,
             max_outbound_bytes: 4 * 1024 * 1024,

@@ -65,6 +65,8 @@ struct Conn {
     origin: String,
     /// When the auth token presented in `hello` expires; the connection closes then.
     token_expiry: Option<tokio::time::Instant>,
+    /// The same expiry in Unix seconds, which bounds minted TURN credentials.
+    token_exp: Option<u64>,
 }
 
 /// Drives one upgraded connection until it ends.
@@ -90,6 +92,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot, addr
         },
         closing: None,
         token_expiry: None,
+        token_exp: None,
         mail_cursor: 0,
         mail_due: false,
         origin: origin_of(addr.ip()),
@@ -349,7 +352,7 @@ impl Conn {
                 Ok(())
             }
             ClientMessage::IceServers(p) => {
-                let ice_servers = ice_servers_for(&self.shared.config, peer, unix_ms() / 1000);
+                let ice_servers = ice_servers_for(&self.shared.config, peer, unix_ms() / 1000, self.token_exp);
                 self.send(ServerMessage::IceServers { re: p.id, ice_servers });
                 Ok(())
             }
@@ -382,7 +385,8 @@ impl Conn {
                     Ok(claims) => {
                         let left = claims.exp.saturating_sub(unix_ms() / 1000);
                         self.token_expiry = Some(tokio::time::Instant::now() + Duration::from_secs(left));
-                        Grants { rooms: Some(claims.rooms) }
+                        self.token_exp = Some(claims.exp);
+                        Grants { rooms: Some(claims.rooms), tenant: claims.tenant.map(Into::into) }
                     }
                     Err(e) => {
                         return self.fatal(hello.id, ErrorCode::Unauthorized, e.to_string(), "auth token refused");
@@ -390,7 +394,7 @@ impl Conn {
                 }
             }
         };
-        let ice_servers = ice_servers_for(&self.shared.config, peer, unix_ms() / 1000);
+        let ice_servers = ice_servers_for(&self.shared.config, peer, unix_ms() / 1000, self.token_exp);
         let limits = self.shared.config.limits.clone();
         let (key, outbox) = (self.key, self.outbox.clone());
         self.shared.with_hub(|hub| {

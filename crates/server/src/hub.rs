@@ -71,7 +71,10 @@ pub(crate) struct HubConfig {
     /// Sessions waiting in their resume window at once; beyond them the
     /// oldest ends early.
     pub(crate) max_detached_sessions: usize,
+    /// Peers one session may watch.
     pub(crate) max_watch: usize,
+    /// Watches of all sessions together.
+    pub(crate) max_watches: usize,
     /// Characters in the room codes this hub makes.
     pub(crate) room_code_len: usize,
 }
@@ -90,6 +93,7 @@ impl Default for HubConfig {
             max_rooms_per_origin: 1000,
             max_detached_sessions: 100_000,
             max_watch: 1024,
+            max_watches: 1_000_000,
             room_code_len: 10,
         }
     }
@@ -99,6 +103,8 @@ impl Default for HubConfig {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Grants {
     pub(crate) rooms: Option<Vec<String>>,
+    /// The token's tenant: signals, mail and presence stay inside it.
+    pub(crate) tenant: Option<Arc<str>>,
 }
 
 impl Grants {
@@ -125,8 +131,8 @@ struct Session {
     resume_secret: [u8; 18],
     detached_at: Option<Instant>,
     rooms: Vec<RoomCode>,
-    /// Watched peers, without duplicates (a short list, bounded by `max_watch`).
-    watching: Vec<PeerId>,
+    /// Watched peers (bounded by `max_watch`).
+    watching: HashSet<PeerId>,
     grants: Grants,
     /// The address of its latest connection.
     origin: Arc<str>,
@@ -174,6 +180,9 @@ impl Room {
 struct PendingSignal {
     seq: u64,
     from: PeerId,
+    /// The sender's tenant: the signal is dropped if its recipient comes
+    /// with another one.
+    tenant: Option<Arc<str>>,
     conn: ConnId,
     data: SignalPayload,
 }
@@ -212,7 +221,8 @@ pub(crate) struct Hub {
     rooms_by_origin: HashMap<Arc<str>, usize>,
     /// Sessions in their resume window.
     detached: usize,
-    watchers: HashMap<PeerId, HashSet<PeerId>>,
+    /// Watches of all sessions together.
+    watches: usize,
     next_seq: u64,
     signal_deadlines: VecDeque<(Instant, PeerId, u64)>,
     room_deadlines: VecDeque<(Instant, RoomCode)>,
@@ -234,7 +244,7 @@ impl Hub {
             held_bytes: 0,
             rooms_by_origin: HashMap::new(),
             detached: 0,
-            watchers: HashMap::new(),
+            watches: 0,
             next_seq: 0,
             signal_deadlines: VecDeque::new(),
             room_deadlines: VecDeque::new(),
@@ -316,20 +326,21 @@ impl Hub {
                     resume_secret,
                     detached_at: None,
                     rooms: Vec::new(),
-                    watching: Vec::new(),
+                    watching: HashSet::new(),
                     grants,
                     origin,
                 },
             );
-            self.announce_presence(peer, true);
+            // A new session watches no one yet, so no one may see it come
+            // online: presence is shown only between peers that watch each other.
         }
         self.conns.insert(conn, peer);
         if resumed {
             // Presence changes while the peer was away were not delivered:
             // tell it the current state of everyone it watches.
-            let watching = self.sessions[&peer].watching.clone();
+            let watching: Vec<PeerId> = self.sessions[&peer].watching.iter().copied().collect();
             for watched in watching {
-                let online = self.sessions.contains_key(&watched);
+                let online = self.seen_online(peer, watched);
                 self.outputs.push_back(Output::Send(conn, ServerMessage::Presence { peer_id: watched, online }));
             }
         }
@@ -492,6 +503,10 @@ impl Hub {
         if to == from {
             return Err(Refusal::new(ErrorCode::BadRequest, "a peer cannot signal itself"));
         }
+        let tenant = self.sessions[&from].grants.tenant.clone();
+        if self.sessions.get(&to).is_some_and(|s| s.grants.tenant != tenant) {
+            return Err(Refusal::new(ErrorCode::Forbidden, "signals reach only peers of your tenant"));
+        }
         if let Some(target) = self.live_conn(to) {
             let msg = ServerMessage::Signal { from, conn: signal_conn, data };
             self.outputs.push_back(Output::Signal { to: target, from: conn, msg });
@@ -517,7 +532,7 @@ impl Hub {
         self.held_bytes += size;
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.pending.entry(to).or_default().push_back(PendingSignal { seq, from, conn: signal_conn, data });
+        self.pending.entry(to).or_default().push_back(PendingSignal { seq, from, tenant, conn: signal_conn, data });
         let ttl = Duration::from_millis(self.config.limits.signal_ttl_ms);
         self.signal_deadlines.push_back((now + ttl, to, seq));
         Ok(())
@@ -544,37 +559,63 @@ impl Hub {
     }
 
     /// Follows the presence of `peers`; answers with their current state.
+    ///
+    /// Presence is shown only between two peers that watch each other (and
+    /// belong to one tenant): to anyone else a peer looks offline, so that a
+    /// stranger who learns a peer id cannot track when its owner is online.
+    /// Watching back a peer that already watches this one tells that peer
+    /// that this one is online.
     pub(crate) fn watch(&mut self, conn: ConnKey, peers: &[PeerId]) -> Result<Vec<(PeerId, bool)>, Refusal> {
         let me = self.require_peer(conn)?;
-        let session = self.sessions.get_mut(&me).ok_or_else(|| Refusal::new(ErrorCode::Internal, "no session"))?;
-        let mut new: Vec<PeerId> = peers.iter().copied().filter(|p| !session.watching.contains(p)).collect();
+        let session = self.sessions.get(&me).ok_or_else(|| Refusal::new(ErrorCode::Internal, "no session"))?;
+        let mut new: Vec<PeerId> =
+            peers.iter().copied().filter(|p| *p != me && !session.watching.contains(p)).collect();
         new.sort_unstable();
         new.dedup();
         if session.watching.len() + new.len() > self.config.max_watch {
-            return Err(Refusal::new(
-                ErrorCode::LimitExceeded,
-                format!("at most {} watched peers", self.config.max_watch),
-            ));
+            let message = format!("at most {} watched peers", self.config.max_watch);
+            return Err(Refusal::new(ErrorCode::LimitExceeded, message));
         }
-        session.watching.extend(new);
-        for p in peers {
-            self.watchers.entry(*p).or_default().insert(me);
+        if self.watches + new.len() > self.config.max_watches {
+            return Err(Refusal::new(ErrorCode::LimitExceeded, "the server follows its maximum of watches"));
         }
-        Ok(peers.iter().map(|p| (*p, self.sessions.contains_key(p))).collect())
-    }
-
-    /// Stops following the presence of `peers`.
-    pub(crate) fn unwatch(&mut self, conn: ConnKey, peers: &[PeerId]) -> Result<(), Refusal> {
-        let me = self.require_peer(conn)?;
+        self.watches += new.len();
         if let Some(session) = self.sessions.get_mut(&me) {
-            for p in peers {
-                session.watching.retain(|w| w != p);
+            session.watching.extend(new.iter().copied());
+        }
+        for p in &new {
+            if self.seen_online(*p, me) {
+                self.send_to_peers(&[*p], &ServerMessage::Presence { peer_id: me, online: true });
             }
         }
+        Ok(peers.iter().map(|p| (*p, self.seen_online(me, *p))).collect())
+    }
+
+    /// Stops following the presence of `peers`. A peer that watches this one
+    /// sees it go offline, as their watching is no longer mutual.
+    pub(crate) fn unwatch(&mut self, conn: ConnKey, peers: &[PeerId]) -> Result<(), Refusal> {
+        let me = self.require_peer(conn)?;
         for p in peers {
-            self.unwatch_one(*p, me);
+            if !self.sessions.get(&me).is_some_and(|s| s.watching.contains(p)) {
+                continue;
+            }
+            let was_seen = self.seen_online(*p, me);
+            if let Some(session) = self.sessions.get_mut(&me) {
+                session.watching.remove(p);
+            }
+            self.watches = self.watches.saturating_sub(1);
+            if was_seen {
+                self.send_to_peers(&[*p], &ServerMessage::Presence { peer_id: me, online: false });
+            }
         }
         Ok(())
+    }
+
+    /// Whether `watcher` is shown `peer` as online: `peer` has a session,
+    /// they watch each other, and they belong to one tenant.
+    fn seen_online(&self, watcher: PeerId, peer: PeerId) -> bool {
+        let (Some(w), Some(p)) = (self.sessions.get(&watcher), self.sessions.get(&peer)) else { return false };
+        w.watching.contains(&peer) && p.watching.contains(&watcher) && w.grants.tenant == p.grants.tenant
     }
 
     /// The live connection of a peer, for mail delivery.
@@ -672,24 +713,10 @@ impl Hub {
             for p in &queue {
                 self.release_held(peer, p);
             }
-            for p in queue {
+            let tenant = self.sessions.get(&peer).and_then(|s| s.grants.tenant.clone());
+            for p in queue.into_iter().filter(|p| p.tenant == tenant) {
                 self.outputs
                     .push_back(Output::Send(conn, ServerMessage::Signal { from: p.from, conn: p.conn, data: p.data }));
-            }
-        }
-    }
-
-    fn announce_presence(&mut self, peer: PeerId, online: bool) {
-        let Some(watchers) = self.watchers.get(&peer) else { return };
-        let watchers: Vec<PeerId> = watchers.iter().copied().collect();
-        self.send_to_peers(&watchers, &ServerMessage::Presence { peer_id: peer, online });
-    }
-
-    fn unwatch_one(&mut self, watched: PeerId, watcher: PeerId) {
-        if let Some(set) = self.watchers.get_mut(&watched) {
-            set.remove(&watcher);
-            if set.is_empty() {
-                self.watchers.remove(&watched);
             }
         }
     }
@@ -741,6 +768,11 @@ impl Hub {
     }
 
     fn end_session(&mut self, now: Instant, peer: PeerId) {
+        // Those shown this peer online are told it went offline.
+        let seen_by: Vec<PeerId> = self
+            .sessions
+            .get(&peer)
+            .map_or_else(Vec::new, |s| s.watching.iter().copied().filter(|w| self.seen_online(*w, peer)).collect());
         let Some(session) = self.sessions.remove(&peer) else { return };
         if session.detached_at.is_some() {
             self.detached = self.detached.saturating_sub(1);
@@ -751,10 +783,8 @@ impl Hub {
         for code in &session.rooms {
             self.remove_member(now, peer, *code);
         }
-        for watched in &session.watching {
-            self.unwatch_one(*watched, peer);
-        }
-        self.announce_presence(peer, false);
+        self.watches = self.watches.saturating_sub(session.watching.len());
+        self.send_to_peers(&seen_by, &ServerMessage::Presence { peer_id: peer, online: false });
     }
 }
 

@@ -18,8 +18,10 @@ pub fn turn_credential(secret: &[u8], username: &str) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
-/// The ICE servers a peer gets at `now` (Unix seconds).
-pub(crate) fn ice_servers_for(config: &ServerConfig, peer: PeerId, now: u64) -> Vec<IceServer> {
+/// The ICE servers a peer gets at `now` (Unix seconds). Minted TURN
+/// credentials expire no later than `until`, the expiry of the peer's auth
+/// token, so relay access never outlives the right to use the server.
+pub(crate) fn ice_servers_for(config: &ServerConfig, peer: PeerId, now: u64, until: Option<u64>) -> Vec<IceServer> {
     let mut servers: Vec<IceServer> = config
         .ice_servers
         .iter()
@@ -31,7 +33,7 @@ pub(crate) fn ice_servers_for(config: &ServerConfig, peer: PeerId, now: u64) -> 
         })
         .collect();
     if let Some(secret) = &config.turn_secret {
-        let expires_at = now + config.turn_credential_ttl_secs;
+        let expires_at = until.map_or(u64::MAX, |t| t.max(now)).min(now + config.turn_credential_ttl_secs);
         let username = format!("{expires_at}:{peer}");
         servers.push(IceServer {
             urls: config.turn_urls.clone(),
@@ -51,5 +53,22 @@ mod tests {
     fn credentials_follow_the_turn_rest_scheme() {
         // Reference value computed independently (Python hmac): HMAC-SHA1("secret", "1700000000:alice"), base64.
         assert_eq!(turn_credential(b"secret", "1700000000:alice"), "d8soP47RbdIKLDUOpnJPVQyq5Ts=");
+    }
+
+    /// Attack: relay credentials that outlive the session's token let a
+    /// peer whose token expired keep taking relay ports for 12 hours.
+    #[test]
+    fn turn_credentials_never_outlive_the_auth_token() {
+        let config = ServerConfig {
+            turn_secret: Some(crate::config::Secret::new("s")),
+            turn_urls: vec!["turn:127.0.0.1:3478".into()],
+            turn_credential_ttl_secs: 12 * 3600,
+            ..ServerConfig::default()
+        };
+        let peer = PeerId::from_bytes([1; 16]);
+        let expiry = |until| ice_servers_for(&config, peer, 1000, until).last().and_then(|s| s.expires_at);
+        assert_eq!(expiry(None), Some(1000 + 12 * 3600));
+        assert_eq!(expiry(Some(1600)), Some(1600));
+        assert_eq!(expiry(Some(999_999)), Some(1000 + 12 * 3600));
     }
 }

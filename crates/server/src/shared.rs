@@ -63,6 +63,7 @@ impl Shared {
             max_rooms_per_origin: config.max_rooms_per_origin,
             max_detached_sessions: config.max_detached_sessions,
             max_watch: config.max_watch,
+            max_watches: config.max_watches,
             room_code_len: config.room_code_len,
         };
         let seed: [u8; 32] = rand::random();

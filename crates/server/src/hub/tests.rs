@@ -244,18 +244,98 @@ fn empty_rooms_expire_after_the_ttl() {
     assert_eq!(s.hub.room_count(), 0);
 }
 
+fn presence(n: u8, online: bool) -> ServerMessage {
+    ServerMessage::Presence { peer_id: peer(n), online }
+}
+
 #[test]
-fn watchers_hear_presence_changes() {
+fn peers_that_watch_each_other_hear_presence_changes() {
     let mut s = Sim::new();
     s.attach(1, peer(1));
     assert_eq!(s.hub.watch(1, &[peer(2)]).expect("watch"), vec![(peer(2), false)]);
     s.attach(2, peer(2));
-    assert!(matches!(&s.sent_to(1)[..], [ServerMessage::Presence { online: true, .. }]));
+    assert!(s.sent_to(1).is_empty(), "2 does not watch 1 yet");
+    assert_eq!(s.hub.watch(2, &[peer(1)]).expect("watch"), vec![(peer(1), true)]);
+    assert_eq!(s.sent_to(1), vec![presence(2, true)]);
     let now = s.now;
     s.hub.detach(now, 2, true);
-    assert!(matches!(&s.sent_to(1)[..], [ServerMessage::Presence { online: false, .. }]));
-    s.hub.unwatch(1, &[peer(2)]).expect("unwatch");
+    assert_eq!(s.sent_to(1), vec![presence(2, false)]);
     s.attach(3, peer(2));
+    s.hub.watch(3, &[peer(1)]).expect("watch");
+    assert_eq!(s.sent_to(1), vec![presence(2, true)]);
+    s.hub.unwatch(1, &[peer(2)]).expect("unwatch");
+    assert_eq!(s.sent_to(3), vec![presence(1, false)], "no longer mutual: 1 looks offline to 2");
+    let now = s.now;
+    s.hub.detach(now, 3, true);
+    assert!(s.sent_to(1).is_empty());
+}
+
+/// Attack: track any peer id's presence. A stranger who learned a peer id
+/// watches it; the peer never watched the stranger, so it looks offline to
+/// the stranger whether it is online or not, and its comings and goings are
+/// not told.
+#[test]
+fn a_stranger_cannot_track_a_peers_presence() {
+    let mut s = Sim::new();
+    s.attach(1, peer(1));
+    s.attach(9, peer(9));
+    s.hub.watch(1, &[peer(3)]).expect("the victim watches a friend");
+    assert_eq!(s.hub.watch(9, &[peer(1)]).expect("watch"), vec![(peer(1), false)]);
+    let now = s.now;
+    s.hub.detach(now, 1, true);
+    s.attach(2, peer(1));
+    assert!(s.sent_to(9).is_empty(), "the stranger hears nothing");
+    let now = s.now;
+    s.hub.detach(now, 9, true);
+    s.attach(10, peer(9));
+    assert_eq!(s.hub.watch(10, &[peer(1)]).expect("watch"), vec![(peer(1), false)]);
+}
+
+#[test]
+fn watches_are_bounded_per_session_and_in_all() {
+    let config = HubConfig { max_watch: 3, max_watches: 5, ..HubConfig::default() };
+    let mut s = Sim::with(config);
+    s.attach(1, peer(1));
+    s.attach(2, peer(2));
+    s.hub.watch(1, &[peer(10), peer(11), peer(12)]).expect("three");
+    assert_eq!(s.hub.watch(1, &[peer(13)]).map_err(|r| r.code), Err(ErrorCode::LimitExceeded));
+    s.hub.watch(1, &[peer(10), peer(11)]).expect("watching again costs nothing");
+    s.hub.watch(2, &[peer(20), peer(21)]).expect("two more: five in all");
+    assert_eq!(s.hub.watch(2, &[peer(22)]).map_err(|r| r.code), Err(ErrorCode::LimitExceeded));
+    s.hub.unwatch(1, &[peer(10), peer(10), peer(99)]).expect("unwatch");
+    s.hub.watch(2, &[peer(22)]).expect("one freed");
+    let now = s.now;
+    s.hub.detach(now, 1, true);
+    s.attach(4, peer(4));
+    s.hub.watch(4, &[peer(4)]).expect("watching oneself is ignored");
+    s.hub.watch(4, &[peer(30), peer(31)]).expect("an ended session frees its watches");
+    assert_eq!(s.hub.watch(4, &[peer(32)]).map_err(|r| r.code), Err(ErrorCode::LimitExceeded));
+}
+
+fn attach_in(s: &mut Sim, c: ConnKey, p: PeerId, tenant: &str) {
+    let grants = Grants { rooms: None, tenant: Some(tenant.into()) };
+    s.hub.attach(s.now, c, p, None, grants, "192.0.2.1");
+}
+
+/// Attack: reach peers of another tenant. Signals to them are refused,
+/// signals held for an absent peer are dropped if it comes back in another
+/// tenant, and peers of two tenants never see each other's presence.
+#[test]
+fn signals_and_presence_stay_inside_a_tenant() {
+    let mut s = Sim::new();
+    attach_in(&mut s, 1, peer(1), "acme");
+    attach_in(&mut s, 2, peer(2), "globex");
+    attach_in(&mut s, 3, peer(3), "acme");
+    let now = s.now;
+    let refused = s.hub.signal(now, 1, peer(2), conn("c1"), offer(10));
+    assert_eq!(refused.map_err(|r| r.code), Err(ErrorCode::Forbidden));
+    s.hub.signal(now, 1, peer(3), conn("c1"), offer(10)).expect("same tenant");
+    assert_eq!(s.sent_to(3).len(), 1);
+    s.hub.signal(now, 1, peer(4), conn("c2"), offer(10)).expect("held for an absent peer");
+    attach_in(&mut s, 4, peer(4), "globex");
+    assert!(s.sent_to(4).is_empty(), "the held signal was dropped");
+    s.hub.watch(1, &[peer(2)]).expect("watch");
+    assert_eq!(s.hub.watch(2, &[peer(1)]).expect("watch"), vec![(peer(1), false)]);
     assert!(s.sent_to(1).is_empty());
 }
 
@@ -283,15 +363,16 @@ fn auth_grants_limit_rooms() {
     let mut s = Sim::new();
     s.attach(1, peer(1));
     let open = s.room(1);
-    let grants = Grants { rooms: Some(vec!["AAAAAA".into()]) };
+    let grants = Grants { rooms: Some(vec!["AAAAAA".into()]), tenant: None };
     s.hub.attach(s.now, 2, peer(2), None, grants, "192.0.2.1");
     let now = s.now;
     assert_eq!(s.hub.create_room(now, 2, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
     assert_eq!(s.hub.join(2, open, None, None).map_err(|r| r.code), Err(ErrorCode::Forbidden));
     // Codes in tokens match whatever their case.
     let code: RoomCode = "AAAAAA".parse().expect("code");
-    assert!(Grants { rooms: Some(vec!["aaaaaa".into()]) }.may_join(code));
-    assert!(!Grants { rooms: Some(vec!["aaaaab".into()]) }.may_join(code));
+    let only = |room: &str| Grants { rooms: Some(vec![room.into()]), tenant: None };
+    assert!(only("aaaaaa").may_join(code));
+    assert!(!only("aaaaab").may_join(code));
 }
 
 #[test]
@@ -302,6 +383,8 @@ fn a_resumed_session_hears_the_current_presence_of_its_watched_peers() {
     let now = s.now;
     s.hub.detach(now, 1, false);
     s.attach(2, peer(2));
+    s.hub.watch(2, &[peer(1)]).expect("watch back");
+    s.attach(3, peer(3));
     s.outputs();
     let back = s.hub.attach(s.now, 11, peer(1), Some(&token), Grants::default(), "192.0.2.1");
     assert!(back.resumed);

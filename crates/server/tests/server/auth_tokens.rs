@@ -18,8 +18,9 @@ async fn tokens_gate_sessions_and_rooms() {
     let config = ServerConfig { auth_secret: Some(Secret::new("hunter2")), ..ServerConfig::default() };
     let server = TestServer::start(config).await;
     let (host, guest) = (Identity::generate(), Identity::generate());
-    let token =
-        |id: &Identity, rooms: Vec<String>, exp: u64| mint_token(b"hunter2", &Claims { sub: id.peer_id(), rooms, exp });
+    let token = |id: &Identity, rooms: Vec<String>, exp: u64| {
+        mint_token(b"hunter2", &Claims { sub: id.peer_id(), rooms, exp, tenant: None })
+    };
     let connect = |id: Identity, t: String| {
         let url = server.url.clone();
         async move { SignalingClient::connect(&url, &id, ConnectOptions::default().auth(t)).await }
@@ -36,7 +37,8 @@ async fn tokens_gate_sessions_and_rooms() {
     };
     assert_eq!(refused(connect(guest.clone(), token(&guest, vec![], now() - 1)).await), ErrorCode::Unauthorized);
     assert_eq!(refused(connect(guest.clone(), token(&host, vec![], now() + 60)).await), ErrorCode::Unauthorized);
-    let forged = mint_token(b"wrong", &Claims { sub: guest.peer_id(), rooms: vec!["*".into()], exp: now() + 60 });
+    let forged =
+        mint_token(b"wrong", &Claims { sub: guest.peer_id(), rooms: vec!["*".into()], exp: now() + 60, tenant: None });
     assert_eq!(refused(connect(guest.clone(), forged).await), ErrorCode::Unauthorized);
 
     let mut g =
@@ -54,7 +56,8 @@ async fn a_session_ends_when_its_token_expires() {
     let config = ServerConfig { auth_secret: Some(Secret::new("hunter2")), ..ServerConfig::default() };
     let server = TestServer::start(config).await;
     let id = Identity::generate();
-    let token = mint_token(b"hunter2", &Claims { sub: id.peer_id(), rooms: vec!["*".into()], exp: now() + 2 });
+    let token =
+        mint_token(b"hunter2", &Claims { sub: id.peer_id(), rooms: vec!["*".into()], exp: now() + 2, tenant: None });
     let mut client =
         SignalingClient::connect(&server.url, &id, ConnectOptions::default().auth(token)).await.expect("admitted");
     match common::next(&mut client).await {
