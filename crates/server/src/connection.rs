@@ -67,6 +67,9 @@ struct Conn {
     token_expiry: Option<tokio::time::Instant>,
     /// The same expiry in Unix seconds, which bounds minted TURN credentials.
     token_exp: Option<u64>,
+    /// The tenant of the auth token (`""` without one): its mailbox is read,
+    /// and the mail it sends is stored in its recipients' mailboxes of it.
+    tenant: Arc<str>,
 }
 
 /// Drives one upgraded connection until it ends.
@@ -93,6 +96,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot, addr
         closing: None,
         token_expiry: None,
         token_exp: None,
+        tenant: "".into(),
         mail_cursor: 0,
         mail_due: false,
         origin: origin_of(addr.ip()),
@@ -322,9 +326,10 @@ impl Conn {
                 let body = m.body.to_string();
                 let ttl_ms = self.shared.config.limits.mail_ttl_secs.saturating_mul(1000);
                 let (store, shared, origin) = (self.shared.store.clone(), self.shared.clone(), self.origin.clone());
-                let (to, now_ms) = (m.to, unix_ms());
+                let (to, now_ms, tenant) = (m.to, unix_ms(), self.tenant.clone());
                 let id = blocking(move || {
-                    let mail = NewMail { from: peer, to, origin: &origin, body: &body, now_ms, ttl_ms };
+                    let mail =
+                        NewMail { from: peer, to, origin: &origin, tenant: &tenant, body: &body, now_ms, ttl_ms };
                     store.put(mail, &shared.config.mail_quota)
                 })
                 .await?;
@@ -333,8 +338,8 @@ impl Conn {
                 Ok(())
             }
             ClientMessage::AckMail(a) => {
-                let store = self.shared.store.clone();
-                blocking(move || store.ack(peer, &a.mail_ids)).await?;
+                let (store, tenant) = (self.shared.store.clone(), self.tenant.clone());
+                blocking(move || store.ack(peer, &tenant, &a.mail_ids)).await?;
                 self.send(ServerMessage::Ok { re: a.id });
                 Ok(())
             }
@@ -386,6 +391,7 @@ impl Conn {
                         let left = claims.exp.saturating_sub(unix_ms() / 1000);
                         self.token_expiry = Some(tokio::time::Instant::now() + Duration::from_secs(left));
                         self.token_exp = Some(claims.exp);
+                        self.tenant = claims.tenant.as_deref().unwrap_or_default().into();
                         Grants { rooms: Some(claims.rooms), tenant: claims.tenant.map(Into::into) }
                     }
                     Err(e) => {
@@ -412,7 +418,7 @@ impl Conn {
             }))));
         });
         self.phase = Phase::Ready { peer };
-        self.mail_due = self.shared.store.may_have_mail(peer);
+        self.mail_due = self.shared.store.may_have_mail(peer, &self.tenant);
     }
 
     /// Queues the next batch of stored mail this connection has not fetched
@@ -422,9 +428,9 @@ impl Conn {
     async fn deliver_stored_mail(&mut self) {
         self.mail_due = false;
         let Some(peer) = self.peer() else { return };
-        let (store, after) = (self.shared.store.clone(), self.mail_cursor);
+        let (store, after, tenant) = (self.shared.store.clone(), self.mail_cursor, self.tenant.clone());
         let max_bytes = self.shared.config.max_outbound_bytes / 4;
-        match blocking(move || store.pending(peer, unix_ms(), after, MAIL_BATCH, max_bytes)).await {
+        match blocking(move || store.pending(peer, &tenant, unix_ms(), after, MAIL_BATCH, max_bytes)).await {
             Ok(mail) => {
                 // Until a fetch comes back empty, more may wait.
                 self.mail_due = !mail.is_empty();

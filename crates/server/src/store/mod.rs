@@ -30,6 +30,10 @@ pub struct NewMail<'a> {
     /// Where the sender connected from (its IP address, an IPv6 address cut
     /// to its /64), so that one address cannot take the whole store.
     pub origin: &'a str,
+    /// The sender's tenant (`""` without one): the message lands in the
+    /// recipient's mailbox of that tenant, which the recipient reads only
+    /// when it connects in the same tenant.
+    pub tenant: &'a str,
     /// The body, serialized JSON.
     pub body: &'a str,
     /// Now, Unix milliseconds.
@@ -116,24 +120,27 @@ pub trait MailStore: Send + Sync + 'static {
     /// Returns only once the message is durable.
     fn put(&self, mail: NewMail<'_>, quota: &MailQuota) -> Result<u64, StoreError>;
     /// A cheap, non-blocking check: false only if `to` certainly has no mail
-    /// waiting, so a session can open without a storage round trip.
-    fn may_have_mail(&self, to: PeerId) -> bool {
-        let _ = to;
+    /// waiting in its mailbox of `tenant`, so a session can open without a
+    /// storage round trip.
+    fn may_have_mail(&self, to: PeerId, tenant: &str) -> bool {
+        let _ = (to, tenant);
         true
     }
-    /// Unexpired messages for `to` with ids above `after`, oldest first: at
-    /// most `limit` of them, and no more than `max_bytes` of bodies (but at
-    /// least one message when one is waiting).
+    /// Unexpired messages for `to` in its mailbox of `tenant` with ids above
+    /// `after`, oldest first: at most `limit` of them, and no more than
+    /// `max_bytes` of bodies (but at least one message when one is waiting).
     fn pending(
         &self,
         to: PeerId,
+        tenant: &str,
         now_ms: u64,
         after: u64,
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<StoredMail>, StoreError>;
-    /// Deletes acknowledged messages addressed to `to`; returns how many were deleted.
-    fn ack(&self, to: PeerId, ids: &[u64]) -> Result<usize, StoreError>;
+    /// Deletes acknowledged messages in `to`'s mailbox of `tenant`; returns
+    /// how many were deleted.
+    fn ack(&self, to: PeerId, tenant: &str, ids: &[u64]) -> Result<usize, StoreError>;
     /// Deletes expired messages; returns how many.
     fn purge_expired(&self, now_ms: u64) -> Result<usize, StoreError>;
     /// Messages waiting, all recipients. Cheap: `/metrics` calls it on a

@@ -1,7 +1,10 @@
 //! The mailbox in SQLite, in WAL mode: a message acknowledged to its sender
 //! has been committed, so it survives a crash of the server process.
 //!
-//! What is stored is also tallied in memory (by recipient, sender and
+//! Each recipient has a mailbox per tenant: mail from a peer of one tenant
+//! is read only by its recipient connected in that tenant.
+//!
+//! What is stored is also tallied in memory (by mailbox, sender and
 //! origin), so that quotas are checked and `/metrics` reads the depth
 //! without a query. The tallies are rebuilt from the file when it is opened
 //! and after expired mail is purged.
@@ -29,10 +32,13 @@ impl Tally {
     }
 }
 
-/// Stored mail by recipient, sender and origin, and in all.
+/// A recipient's mailbox: its peer id and a tenant.
+type Mailbox = (PeerId, String);
+
+/// Stored mail by mailbox, sender and origin, and in all.
 #[derive(Debug, Default)]
 struct Usage {
-    recipients: HashMap<PeerId, Tally>,
+    recipients: HashMap<Mailbox, Tally>,
     senders: HashMap<PeerId, Tally>,
     origins: HashMap<String, Tally>,
     total: Tally,
@@ -61,7 +67,11 @@ impl Usage {
 
     /// The first quota a message of `bytes` would break.
     fn check(&self, mail: &NewMail<'_>, bytes: u64, q: &MailQuota) -> Result<(), QuotaKind> {
-        if !Self::of(&self.recipients, &mail.to).fits(bytes, q.recipient_mails, q.recipient_bytes) {
+        if !Self::of(&self.recipients, &(mail.to, mail.tenant.to_owned())).fits(
+            bytes,
+            q.recipient_mails,
+            q.recipient_bytes,
+        ) {
             return Err(QuotaKind::Recipient);
         }
         if !Self::of(&self.senders, &mail.from).fits(bytes, q.sender_mails, q.sender_bytes) {
@@ -77,7 +87,7 @@ impl Usage {
         Ok(())
     }
 
-    fn add(&mut self, to: PeerId, from: PeerId, origin: &str, bytes: u64) {
+    fn add(&mut self, to: Mailbox, from: PeerId, origin: &str, bytes: u64) {
         add(&mut self.recipients, to, bytes);
         add(&mut self.senders, from, bytes);
         add(&mut self.origins, origin.to_owned(), bytes);
@@ -85,8 +95,8 @@ impl Usage {
         self.total.bytes += bytes;
     }
 
-    fn remove(&mut self, to: PeerId, from: PeerId, origin: &str, bytes: u64) {
-        remove(&mut self.recipients, &to, bytes);
+    fn remove(&mut self, to: &Mailbox, from: PeerId, origin: &str, bytes: u64) {
+        remove(&mut self.recipients, to, bytes);
         remove(&mut self.senders, &from, bytes);
         remove(&mut self.origins, &origin.to_owned(), bytes);
         self.total.mails = self.total.mails.saturating_sub(1);
@@ -146,12 +156,15 @@ impl SqliteStore {
             CREATE INDEX IF NOT EXISTS mail_by_expiry ON mail (expires_at);",
         )
         .map_err(backend)?;
-        // Files written before quotas by origin lack the column.
-        let has_origin: bool = db
-            .query_row("SELECT COUNT(*) FROM pragma_table_info('mail') WHERE name = 'origin'", [], |r| r.get(0))
-            .map_err(backend)?;
-        if !has_origin {
-            db.execute_batch("ALTER TABLE mail ADD COLUMN origin TEXT NOT NULL DEFAULT ''").map_err(backend)?;
+        // Files written before quotas by origin, or before tenants, lack the columns.
+        for column in ["origin", "tenant"] {
+            let has: bool = db
+                .query_row("SELECT COUNT(*) FROM pragma_table_info('mail') WHERE name = ?1", [column], |r| r.get(0))
+                .map_err(backend)?;
+            if !has {
+                db.execute_batch(&format!("ALTER TABLE mail ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"))
+                    .map_err(backend)?;
+            }
         }
         let usage = tally(&db)?;
         Ok(Self { db: Mutex::new(db), usage: Mutex::new(usage) })
@@ -169,7 +182,10 @@ impl SqliteStore {
 /// Reads every stored message's size into fresh tallies.
 fn tally(db: &Connection) -> Result<Usage, StoreError> {
     let mut stmt = db
-        .prepare("SELECT recipient, sender, origin, COUNT(*), SUM(LENGTH(CAST(body AS BLOB))) FROM mail GROUP BY recipient, sender, origin")
+        .prepare(
+            "SELECT recipient, sender, origin, tenant, COUNT(*), SUM(LENGTH(CAST(body AS BLOB))) FROM mail
+             GROUP BY recipient, sender, origin, tenant",
+        )
         .map_err(backend)?;
     let rows = stmt
         .query_map([], |r| {
@@ -177,24 +193,25 @@ fn tally(db: &Connection) -> Result<Usage, StoreError> {
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, Vec<u8>>(1)?,
                 r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
+                r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })
         .map_err(backend)?;
     let mut usage = Usage::default();
     for row in rows {
-        let (to, from, origin, mails, bytes) = row.map_err(backend)?;
+        let (to, from, origin, tenant, mails, bytes) = row.map_err(backend)?;
         let t =
             Tally { mails: u64::try_from(mails).unwrap_or_default(), bytes: u64::try_from(bytes).unwrap_or_default() };
-        for (map, key) in [(&mut usage.recipients, peer(to)?), (&mut usage.senders, peer(from)?)] {
-            let e = map.entry(key).or_default();
+        for e in [
+            usage.recipients.entry((peer(to)?, tenant)).or_default(),
+            usage.senders.entry(peer(from)?).or_default(),
+            usage.origins.entry(origin).or_default(),
+        ] {
             e.mails += t.mails;
             e.bytes += t.bytes;
         }
-        let e = usage.origins.entry(origin).or_default();
-        e.mails += t.mails;
-        e.bytes += t.bytes;
         usage.total.mails += t.mails;
         usage.total.bytes += t.bytes;
     }
@@ -214,7 +231,8 @@ impl MailStore for SqliteStore {
         self.usage().check(&mail, bytes, quota).map_err(StoreError::Quota)?;
         let tx = db.transaction().map_err(backend)?;
         tx.execute(
-            "INSERT INTO mail (recipient, sender, body, sent_at, expires_at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO mail (recipient, sender, body, sent_at, expires_at, origin, tenant)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 &mail.to.as_bytes()[..],
                 &mail.from.as_bytes()[..],
@@ -222,22 +240,24 @@ impl MailStore for SqliteStore {
                 to_i64(mail.now_ms),
                 to_i64(mail.now_ms.saturating_add(mail.ttl_ms)),
                 mail.origin,
+                mail.tenant,
             ],
         )
         .map_err(backend)?;
         let id = tx.last_insert_rowid();
         tx.commit().map_err(backend)?;
-        self.usage().add(mail.to, mail.from, mail.origin, bytes);
+        self.usage().add((mail.to, mail.tenant.to_owned()), mail.from, mail.origin, bytes);
         Ok(u64::try_from(id).unwrap_or_default())
     }
 
-    fn may_have_mail(&self, to: PeerId) -> bool {
-        self.usage().recipients.contains_key(&to)
+    fn may_have_mail(&self, to: PeerId, tenant: &str) -> bool {
+        self.usage().recipients.contains_key(&(to, tenant.to_owned()))
     }
 
     fn pending(
         &self,
         to: PeerId,
+        tenant: &str,
         now_ms: u64,
         after: u64,
         limit: usize,
@@ -247,11 +267,11 @@ impl MailStore for SqliteStore {
         let mut stmt = db
             .prepare_cached(
                 "SELECT id, sender, body, sent_at FROM mail
-                 WHERE recipient = ?1 AND expires_at > ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                 WHERE recipient = ?1 AND tenant = ?5 AND expires_at > ?2 AND id > ?3 ORDER BY id LIMIT ?4",
             )
             .map_err(backend)?;
         let mut rows = stmt
-            .query(params![&to.as_bytes()[..], to_i64(now_ms), to_i64(after), to_i64(limit as u64)])
+            .query(params![&to.as_bytes()[..], to_i64(now_ms), to_i64(after), to_i64(limit as u64), tenant])
             .map_err(backend)?;
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -272,20 +292,21 @@ impl MailStore for SqliteStore {
         Ok(out)
     }
 
-    fn ack(&self, to: PeerId, ids: &[u64]) -> Result<usize, StoreError> {
+    fn ack(&self, to: PeerId, tenant: &str, ids: &[u64]) -> Result<usize, StoreError> {
         let mut db = self.lock()?;
         let tx = db.transaction().map_err(backend)?;
         let mut deleted = Vec::new();
         {
             let mut find = tx
                 .prepare_cached(
-                    "SELECT sender, origin, LENGTH(CAST(body AS BLOB)) FROM mail WHERE id = ?1 AND recipient = ?2",
+                    "SELECT sender, origin, LENGTH(CAST(body AS BLOB)) FROM mail
+                     WHERE id = ?1 AND recipient = ?2 AND tenant = ?3",
                 )
                 .map_err(backend)?;
             let mut delete = tx.prepare_cached("DELETE FROM mail WHERE id = ?1").map_err(backend)?;
             for id in ids {
                 let found = find
-                    .query_row(params![to_i64(*id), &to.as_bytes()[..]], |r| {
+                    .query_row(params![to_i64(*id), &to.as_bytes()[..], tenant], |r| {
                         Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
                     })
                     .map(Some)
@@ -299,8 +320,9 @@ impl MailStore for SqliteStore {
         }
         tx.commit().map_err(backend)?;
         let mut usage = self.usage();
+        let mailbox = (to, tenant.to_owned());
         for (from, origin, bytes) in &deleted {
-            usage.remove(to, peer(from.clone())?, origin, u64::try_from(*bytes).unwrap_or_default());
+            usage.remove(&mailbox, peer(from.clone())?, origin, u64::try_from(*bytes).unwrap_or_default());
         }
         Ok(deleted.len())
     }
@@ -327,7 +349,7 @@ mod tests {
     const C: PeerId = PeerId::from_bytes([3; 16]);
 
     fn mail<'a>(from: PeerId, to: PeerId, body: &'a str, now_ms: u64) -> NewMail<'a> {
-        NewMail { from, to, origin: "192.0.2.1", body, now_ms, ttl_ms: 10_000 }
+        NewMail { from, to, origin: "192.0.2.1", tenant: "", body, now_ms, ttl_ms: 10_000 }
     }
 
     fn quota(f: impl FnOnce(&mut MailQuota)) -> MailQuota {
@@ -344,19 +366,19 @@ mod tests {
         let second = store.put(mail(A, B, "\"two\"", 2_000), &q)?;
         let third = store.put(mail(A, B, "\"three\"", 3_000), &q);
         assert!(matches!(third, Err(StoreError::Quota(QuotaKind::Recipient))), "{third:?}");
-        let waiting = store.pending(B, 3_000, 0, 10, usize::MAX)?;
-        assert_eq!(store.pending(B, 3_000, first, 10, usize::MAX)?.len(), 1, "only mail after the cursor");
+        let waiting = store.pending(B, "", 3_000, 0, 10, usize::MAX)?;
+        assert_eq!(store.pending(B, "", 3_000, first, 10, usize::MAX)?.len(), 1, "only mail after the cursor");
         assert_eq!(waiting.iter().map(|m| m.id).collect::<Vec<_>>(), vec![first, second]);
         assert_eq!(waiting[0].from, A);
-        assert_eq!(store.ack(A, &[first])?, 0, "only the recipient can acknowledge");
-        assert!(store.may_have_mail(B) && !store.may_have_mail(A));
-        assert_eq!(store.ack(B, &[first])?, 1);
+        assert_eq!(store.ack(A, "", &[first])?, 0, "only the recipient can acknowledge");
+        assert!(store.may_have_mail(B, "") && !store.may_have_mail(A, ""));
+        assert_eq!(store.ack(B, "", &[first])?, 1);
         assert_eq!(store.depth()?, 1);
-        assert_eq!(store.pending(B, 11_000, 0, 10, usize::MAX)?.len(), 1);
-        assert_eq!(store.pending(B, 12_000, 0, 10, usize::MAX)?.len(), 0, "expired mail is not delivered");
+        assert_eq!(store.pending(B, "", 11_000, 0, 10, usize::MAX)?.len(), 1);
+        assert_eq!(store.pending(B, "", 12_000, 0, 10, usize::MAX)?.len(), 0, "expired mail is not delivered");
         assert_eq!(store.purge_expired(12_001)?, 1);
         assert_eq!(store.depth()?, 0);
-        assert!(!store.may_have_mail(B), "the tallies follow acks and purges");
+        assert!(!store.may_have_mail(B, ""), "the tallies follow acks and purges");
         Ok(())
     }
 
@@ -367,9 +389,9 @@ mod tests {
         for _ in 0..5 {
             store.put(mail(A, B, &body, 0), &MailQuota::default())?;
         }
-        assert_eq!(store.pending(B, 1, 0, 10, 250)?.len(), 2, "two 100-byte bodies fit in 250 bytes");
-        assert_eq!(store.pending(B, 1, 0, 10, 10)?.len(), 1, "one message even when it alone is larger");
-        assert_eq!(store.pending(B, 1, 0, 3, usize::MAX)?.len(), 3, "and no more than the count");
+        assert_eq!(store.pending(B, "", 1, 0, 10, 250)?.len(), 2, "two 100-byte bodies fit in 250 bytes");
+        assert_eq!(store.pending(B, "", 1, 0, 10, 10)?.len(), 1, "one message even when it alone is larger");
+        assert_eq!(store.pending(B, "", 1, 0, 3, usize::MAX)?.len(), 3, "and no more than the count");
         Ok(())
     }
 
@@ -396,8 +418,24 @@ mod tests {
         assert_eq!(refused(&q, other), None, "another address has its own quota");
         let q = quota(|q| q.total_bytes = 45);
         assert_eq!(refused(&q, mail(B, A, ten, 0)), Some(QuotaKind::Total), "four messages of 10 bytes stored");
-        assert_eq!(store.ack(B, &[id])?, 1);
+        assert_eq!(store.ack(B, "", &[id])?, 1);
         assert_eq!(refused(&q, mail(B, A, ten, 0)), None, "an acknowledged message frees its bytes");
+        Ok(())
+    }
+
+    /// Attack: reach, or fill the mailbox of, a peer of another tenant.
+    #[test]
+    fn mail_lands_in_the_mailbox_of_the_senders_tenant() -> Result<(), StoreError> {
+        let store = SqliteStore::in_memory()?;
+        let q = quota(|q| q.recipient_mails = 1);
+        let foreign = NewMail { tenant: "globex", ..mail(C, B, "\"spam\"", 0) };
+        let spam = store.put(foreign, &q)?;
+        let id = store.put(NewMail { tenant: "acme", ..mail(A, B, "\"hi\"", 0) }, &q)?;
+        assert_eq!(store.pending(B, "acme", 1, 0, 10, usize::MAX)?.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+        assert!(store.pending(B, "", 1, 0, 10, usize::MAX)?.is_empty(), "no tenant, no mail of tenants");
+        assert!(store.may_have_mail(B, "acme") && !store.may_have_mail(B, ""));
+        assert_eq!(store.ack(B, "acme", &[spam])?, 0, "another tenant's message is not this mailbox's");
+        assert_eq!(store.ack(B, "acme", &[id])?, 1);
         Ok(())
     }
 
@@ -421,9 +459,9 @@ mod tests {
         }
         let id = SqliteStore::open(&path)?.put(mail(A, B, "[]", 0), &MailQuota::default())?;
         let reopened = SqliteStore::open(&path)?;
-        assert!(reopened.may_have_mail(B), "the tallies are rebuilt from the file");
+        assert!(reopened.may_have_mail(B, ""), "the tallies are rebuilt from the file");
         assert_eq!(reopened.depth()?, 2);
-        let waiting = reopened.pending(B, 1, 0, 10, usize::MAX)?;
+        let waiting = reopened.pending(B, "", 1, 0, 10, usize::MAX)?;
         assert_eq!(waiting.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["{}", "[]"]);
         assert_eq!(waiting.last().map(|m| m.id), Some(id));
         Ok(())

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use stun_types::attribute::{ErrorCode, Username};
+use stun_types::attribute::{AttributeStaticType, ErrorCode, MessageIntegrity, Username};
 use stun_types::message::{Message, MessageClass, MessageWrite, MessageWriteExt, MessageWriteVec};
 use turn::auth::{AuthHandler, generate_auth_key};
 
@@ -18,8 +18,11 @@ use crate::config::Secret;
 use crate::ice::turn_credential;
 use crate::rate::TokenBucket;
 
-/// STUN method of TURN's Allocate request.
+/// STUN methods of TURN's requests (RFC 8656, section 18).
 const ALLOCATE: u16 = 0x0003;
+const REFRESH: u16 = 0x0004;
+const CREATE_PERMISSION: u16 = 0x0008;
+const CHANNEL_BIND: u16 = 0x0009;
 
 /// Checks TURN REST usernames against the shared secret.
 pub(crate) struct RestAuth {
@@ -108,16 +111,32 @@ impl Quota {
     }
 
     /// Looks at a packet from `from` before the TURN server does.
+    ///
+    /// Every request the `turn` crate authenticates is budgeted, the
+    /// unauthenticated first Allocate too: the crate answers each one that
+    /// lacks a known nonce with a fresh nonce that it keeps. Refresh,
+    /// CreatePermission and ChannelBind without MESSAGE-INTEGRITY come only
+    /// from clients without an allocation, which no real client sends: they
+    /// are dropped unanswered.
     pub(crate) async fn check(&self, packet: &[u8], from: SocketAddr) -> Verdict {
         let Ok(msg) = Message::from_bytes(packet) else { return Verdict::Pass };
-        if msg.method().value() != ALLOCATE || !msg.has_class(MessageClass::Request) {
+        if !msg.has_class(MessageClass::Request) {
             return Verdict::Pass;
         }
-        // Every Allocate is budgeted, the unauthenticated first one too: the
-        // `turn` crate answers each with a fresh nonce that it keeps.
+        let method = msg.method().value();
+        let authenticated = msg.has_attribute(MessageIntegrity::TYPE);
+        match method {
+            ALLOCATE => {}
+            REFRESH | CREATE_PERMISSION | CHANNEL_BIND if !authenticated => return Verdict::Drop,
+            REFRESH | CREATE_PERMISSION | CHANNEL_BIND => {}
+            _ => return Verdict::Pass,
+        }
         let admitted = self.rate.lock().is_ok_and(|mut r| r.admit(from.ip(), Instant::now()));
         if !admitted {
             return Verdict::Drop;
+        }
+        if method != ALLOCATE {
+            return Verdict::Pass;
         }
         let Ok(user) = msg.attribute::<Username>() else { return Verdict::Pass };
         let user = user_of(user.username()).to_owned();
@@ -175,6 +194,36 @@ mod tests {
             admitted += u32::from(rate.admit(spoofed, now + std::time::Duration::from_secs(1)));
         }
         assert!(admitted <= ALLOCATES_PER_SEC, "all sources together: {admitted}");
+    }
+
+    fn request(method: u16, authenticated: bool) -> Vec<u8> {
+        use stun_types::message::{IntegrityAlgorithm, MessageIntegrityCredentials, ShortTermCredentials};
+        let mut msg = Message::builder_request(stun_types::message::Method::new(method), MessageWriteVec::new());
+        if authenticated {
+            let credentials = MessageIntegrityCredentials::ShortTerm(ShortTermCredentials::new("pw".into()));
+            msg.add_message_integrity(&credentials, IntegrityAlgorithm::Sha1).expect("integrity");
+        }
+        msg.finish()
+    }
+
+    /// Attack: spoofed unauthenticated Refresh, CreatePermission and
+    /// ChannelBind requests each left a nonce in the `turn` crate, without
+    /// any budget. They are dropped; authenticated ones share the Allocate
+    /// budget; Binding requests (STUN) pass untouched.
+    #[tokio::test]
+    async fn requests_that_would_leave_a_nonce_are_dropped_or_budgeted() {
+        let quota = Quota::new(1, 1);
+        let from = SocketAddr::from(([198, 51, 100, 1], 1));
+        for method in [REFRESH, CREATE_PERMISSION, CHANNEL_BIND] {
+            assert!(matches!(quota.check(&request(method, false), from).await, Verdict::Drop), "{method:#x}");
+            assert!(matches!(quota.check(&request(method, true), from).await, Verdict::Pass), "{method:#x}");
+        }
+        let budget = ALLOCATES_PER_ADDRESS - 3;
+        for _ in 0..budget {
+            assert!(matches!(quota.check(&request(REFRESH, true), from).await, Verdict::Pass));
+        }
+        assert!(matches!(quota.check(&request(REFRESH, true), from).await, Verdict::Drop), "over the budget");
+        assert!(matches!(quota.check(&request(0x0001, false), from).await, Verdict::Pass), "Binding");
     }
 
     #[test]

@@ -25,3 +25,4 @@ mod signal_flood;
 mod signal_relay;
 mod slow_reader;
 mod slowloris;
+mod tenant_isolation;
