@@ -263,6 +263,11 @@ impl Hub {
         self.sessions.len()
     }
 
+    /// Whether `peer` has a session, live or waiting for resume.
+    pub(crate) fn has_session(&self, peer: PeerId) -> bool {
+        self.sessions.contains_key(&peer)
+    }
+
     /// The peer a connection speaks for, once it said `hello`.
     #[cfg(test)]
     pub(crate) fn peer_of(&self, conn: ConnKey) -> Option<PeerId> {

@@ -161,6 +161,12 @@ impl ServerBuilder {
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::new(config, store, shutdown_rx));
+        if let Some(turn) = &turn {
+            let state = Arc::downgrade(&shared);
+            turn.tie_to_sessions(Box::new(move |peer| {
+                state.upgrade().is_some_and(|s| s.with_hub(|hub| hub.has_session(peer)))
+            }));
+        }
         Ok(BoundServer { listener, local_addr, shared, shutdown_tx, turn })
     }
 }

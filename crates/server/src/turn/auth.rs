@@ -4,6 +4,8 @@
 //! `base64(HMAC-SHA1(secret, username))`, checked the way coturn's
 //! `use-auth-secret` mode checks them: an expired username is refused on every
 //! request, so clients move to fresh credentials before the old ones expire.
+//! The embedded server also refuses a peer's credentials once its signaling
+//! session has ended, so relay ports are held only by peers with a session.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +15,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use stun_types::attribute::{AttributeStaticType, ErrorCode, MessageIntegrity, Username};
 use stun_types::message::{Message, MessageClass, MessageWrite, MessageWriteExt, MessageWriteVec};
 use turn::auth::{AuthHandler, generate_auth_key};
+
+use switchboard_proto::PeerId;
 
 use crate::config::Secret;
 use crate::ice::turn_credential;
@@ -24,9 +28,14 @@ const REFRESH: u16 = 0x0004;
 const CREATE_PERMISSION: u16 = 0x0008;
 const CHANNEL_BIND: u16 = 0x0009;
 
+/// Whether a peer has a session on the signaling server.
+pub(crate) type SessionCheck = Box<dyn Fn(PeerId) -> bool + Send + Sync>;
+
 /// Checks TURN REST usernames against the shared secret.
 pub(crate) struct RestAuth {
     pub(crate) secret: Secret,
+    /// Set once the signaling server's state exists (after the TURN server).
+    pub(crate) sessions: Arc<OnceLock<SessionCheck>>,
 }
 
 impl AuthHandler for RestAuth {
@@ -39,6 +48,13 @@ impl AuthHandler for RestAuth {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if expiry < now {
             return Err(turn::Error::Other(format!("credentials of {username:?} expired")));
+        }
+        // Usernames that name no peer id were not minted for a session (an
+        // operator's own use of the secret) and are not tied to one.
+        if let (Some(live), Ok(peer)) = (self.sessions.get(), user_of(username).parse::<PeerId>()) {
+            if !live(peer) {
+                return Err(turn::Error::Other(format!("the session of {peer} has ended")));
+            }
         }
         let password = turn_credential(self.secret.expose(), username);
         Ok(generate_auth_key(username, realm, &password))
@@ -168,7 +184,7 @@ mod tests {
 
     #[test]
     fn expired_and_malformed_usernames_are_refused() {
-        let auth = RestAuth { secret: Secret::new("s") };
+        let auth = RestAuth { secret: Secret::new("s"), sessions: Arc::default() };
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         assert!(auth.auth_handle("1:alice", "r", addr).is_err());
         assert!(auth.auth_handle("alice", "r", addr).is_err());
@@ -176,6 +192,22 @@ mod tests {
         let name = format!("{later}:alice");
         let key = auth.auth_handle(&name, "r", addr).expect("fresh credentials pass");
         assert_eq!(key, generate_auth_key(&name, "r", &turn_credential(b"s", &name)));
+    }
+
+    /// Attack: take relay ports with credentials of identities whose
+    /// sessions have ended (credentials were valid 12 hours whatever the
+    /// session did).
+    #[test]
+    fn credentials_of_an_ended_session_are_refused() {
+        let live = PeerId::from_bytes([1; 16]);
+        let auth = RestAuth { secret: Secret::new("s"), sessions: Arc::default() };
+        let _ = auth.sessions.set(Box::new(move |p| p == live));
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let later = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 60;
+        assert!(auth.auth_handle(&format!("{later}:{live}"), "r", addr).is_ok());
+        let ended = PeerId::from_bytes([2; 16]);
+        assert!(auth.auth_handle(&format!("{later}:{ended}"), "r", addr).is_err());
+        assert!(auth.auth_handle(&format!("{later}:operator"), "r", addr).is_ok(), "not a peer id: not tied");
     }
 
     /// Attack: Allocates with a USERNAME (from spoofed sources too) each

@@ -22,6 +22,8 @@ pub(crate) use auth::RestAuth;
 /// A running embedded STUN/TURN server.
 pub(crate) struct EmbeddedTurn {
     server: Arc<turn::server::Server>,
+    /// How the TURN server asks whether a peer still has a session.
+    sessions: Arc<std::sync::OnceLock<auth::SessionCheck>>,
     udp: SocketAddr,
     tcp: Option<SocketAddr>,
     advertised: IpAddr,
@@ -55,6 +57,7 @@ impl EmbeddedTurn {
         let udp = stun.primary().local_addr().map_err(|source| TurnStartError::Listen { addr: listen, source })?;
         let alternates = stun.serve_alternates();
         let quota = Arc::new(auth::Quota::new(cfg.user_quota, cfg.address_quota));
+        let sessions = Arc::new(std::sync::OnceLock::new());
         let advertised = cfg.external_ip.unwrap_or_else(|| advertised_ip(udp.ip()));
         let policy = guard::PeerPolicy::new(advertised, cfg.relay_to_private);
         let relay = |address: IpAddr| ConnConfig {
@@ -88,7 +91,7 @@ impl EmbeddedTurn {
         let server = turn::server::Server::new(TurnServerConfig {
             conn_configs,
             realm: cfg.realm.clone(),
-            auth_handler: Arc::new(RestAuth { secret }),
+            auth_handler: Arc::new(RestAuth { secret, sessions: sessions.clone() }),
             channel_bind_timeout: Duration::ZERO,
             alloc_close_notify: None,
         })
@@ -97,7 +100,13 @@ impl EmbeddedTurn {
         let server = Arc::new(server);
         let _ = quota.server.set(server.clone());
         tracing::info!(%udp, ?tcp, %advertised, "STUN/TURN listening");
-        Ok(EmbeddedTurn { server, udp, tcp, advertised, _alternates: alternates })
+        Ok(EmbeddedTurn { server, sessions, udp, tcp, advertised, _alternates: alternates })
+    }
+
+    /// Ties minted credentials to signaling sessions: from now on a peer's
+    /// credentials are refused once `live` says its session has ended.
+    pub(crate) fn tie_to_sessions(&self, live: auth::SessionCheck) {
+        let _ = self.sessions.set(live);
     }
 
     /// The UDP address (STUN and TURN).
