@@ -51,10 +51,10 @@ impl AuthHandler for RestAuth {
         }
         // Usernames that name no peer id were not minted for a session (an
         // operator's own use of the secret) and are not tied to one.
-        if let (Some(live), Ok(peer)) = (self.sessions.get(), user_of(username).parse::<PeerId>()) {
-            if !live(peer) {
-                return Err(turn::Error::Other(format!("the session of {peer} has ended")));
-            }
+        if let (Some(live), Ok(peer)) = (self.sessions.get(), user_of(username).parse::<PeerId>())
+            && !live(peer)
+        {
+            return Err(turn::Error::Other(format!("the session of {peer} has ended")));
         }
         let password = turn_credential(self.secret.expose(), username);
         Ok(generate_auth_key(username, realm, &password))
