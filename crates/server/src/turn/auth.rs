@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use stun_types::attribute::{AttributeStaticType, ErrorCode, MessageIntegrity, Username};
+use stun_types::attribute::{AttributeStaticType, ErrorCode, MessageIntegrity, Nonce, Realm, Username};
 use stun_types::message::{Message, MessageClass, MessageWrite, MessageWriteExt, MessageWriteVec};
 use turn::auth::{AuthHandler, generate_auth_key};
 
@@ -21,6 +21,7 @@ use switchboard_proto::PeerId;
 use crate::config::Secret;
 use crate::ice::turn_credential;
 use crate::rate::TokenBucket;
+use crate::turn::nonce::{NonceCheck, NoncePool};
 
 /// STUN methods of TURN's requests (RFC 8656, section 18).
 const ALLOCATE: u16 = 0x0003;
@@ -79,6 +80,11 @@ pub(crate) struct Quota {
     /// Set once the TURN server exists (it is built from the sockets that consult the quota).
     pub(crate) server: OnceLock<Arc<turn::server::Server>>,
     pub(crate) rate: Mutex<AllocateRate>,
+    /// The crate's recent nonces, so that only requests it would accept, and
+    /// about one per rotation, reach its nonce check.
+    nonces: Mutex<NoncePool>,
+    /// The realm the front names in the 401 and 438 answers it gives itself.
+    realm: String,
 }
 
 /// Allocate budgets by source address and in all.
@@ -122,8 +128,45 @@ pub(crate) enum Verdict {
 }
 
 impl Quota {
-    pub(crate) fn new(limit: usize, address_limit: usize) -> Self {
-        Self { limit, address_limit, server: OnceLock::new(), rate: Mutex::new(AllocateRate::default()) }
+    pub(crate) fn new(limit: usize, address_limit: usize, realm: &str) -> Self {
+        Self {
+            limit,
+            address_limit,
+            server: OnceLock::new(),
+            rate: Mutex::new(AllocateRate::default()),
+            nonces: Mutex::new(NoncePool::default()),
+            realm: realm.to_owned(),
+        }
+    }
+
+    /// Looks at a packet the TURN server sends: the nonces it hands out are
+    /// learned, to be handed out again by the front.
+    pub(crate) fn learn(&self, packet: &[u8]) {
+        let Ok(msg) = Message::from_bytes(packet) else { return };
+        if !msg.has_class(MessageClass::Error) {
+            return;
+        }
+        if let (Ok(nonce), Ok(mut pool)) = (msg.attribute::<Nonce>(), self.nonces.lock()) {
+            pool.learn(nonce.nonce(), Instant::now());
+        }
+    }
+
+    /// An error answer to `msg` with `code`, a nonce and the realm.
+    fn nonce_answer(&self, msg: &Message<'_>, code: u16, nonce: &str) -> Verdict {
+        let reason = if code == 401 { "Unauthorized" } else { "Stale Nonce" };
+        let mut reply = Message::builder_error(msg, MessageWriteVec::new());
+        let (Ok(code), Ok(nonce), Ok(realm)) =
+            (ErrorCode::builder(code).reason(reason).build(), Nonce::new(nonce), Realm::new(&self.realm))
+        else {
+            return Verdict::Drop;
+        };
+        if reply.add_attribute(&code).is_err()
+            || reply.add_attribute(&realm).is_err()
+            || reply.add_attribute(&nonce).is_err()
+        {
+            return Verdict::Drop;
+        }
+        Verdict::Answer(reply.finish())
     }
 
     /// Looks at a packet from `from` before the TURN server does.
@@ -147,11 +190,23 @@ impl Quota {
             REFRESH | CREATE_PERMISSION | CHANNEL_BIND => {}
             _ => return Verdict::Pass,
         }
-        let admitted = self.rate.lock().is_ok_and(|mut r| r.admit(from.ip(), Instant::now()));
+        let now = Instant::now();
+        let admitted = self.rate.lock().is_ok_and(|mut r| r.admit(from.ip(), now));
         if !admitted {
             return Verdict::Drop;
         }
-        if method != ALLOCATE {
+        let nonce = msg.attribute::<Nonce>().ok();
+        let check = match self.nonces.lock() {
+            Ok(mut pool) if authenticated => pool.authenticated(nonce.as_ref().map(Nonce::nonce), now),
+            Ok(mut pool) => pool.unauthenticated(now),
+            Err(_) => NonceCheck::Drop,
+        };
+        match check {
+            NonceCheck::Pass => {}
+            NonceCheck::Answer(nonce) => return self.nonce_answer(&msg, if authenticated { 438 } else { 401 }, &nonce),
+            NonceCheck::Drop => return Verdict::Drop,
+        }
+        if method != ALLOCATE || !authenticated {
             return Verdict::Pass;
         }
         let Ok(user) = msg.attribute::<Username>() else { return Verdict::Pass };
@@ -229,8 +284,15 @@ mod tests {
     }
 
     fn request(method: u16, authenticated: bool) -> Vec<u8> {
+        request_with(method, authenticated, Some("n1"))
+    }
+
+    fn request_with(method: u16, authenticated: bool, nonce: Option<&str>) -> Vec<u8> {
         use stun_types::message::{IntegrityAlgorithm, MessageIntegrityCredentials, ShortTermCredentials};
         let mut msg = Message::builder_request(stun_types::message::Method::new(method), MessageWriteVec::new());
+        if let Some(nonce) = nonce {
+            msg.add_attribute(&Nonce::new(nonce).expect("nonce")).expect("add");
+        }
         if authenticated {
             let credentials = MessageIntegrityCredentials::ShortTerm(ShortTermCredentials::new("pw".into()));
             msg.add_message_integrity(&credentials, IntegrityAlgorithm::Sha1).expect("integrity");
@@ -244,7 +306,8 @@ mod tests {
     /// budget; Binding requests (STUN) pass untouched.
     #[tokio::test]
     async fn requests_that_would_leave_a_nonce_are_dropped_or_budgeted() {
-        let quota = Quota::new(1, 1);
+        let quota = Quota::new(1, 1, "test");
+        quota.learn(&crate_answer("n1"));
         let from = SocketAddr::from(([198, 51, 100, 1], 1));
         for method in [REFRESH, CREATE_PERMISSION, CHANNEL_BIND] {
             assert!(matches!(quota.check(&request(method, false), from).await, Verdict::Drop), "{method:#x}");
@@ -256,6 +319,45 @@ mod tests {
         }
         assert!(matches!(quota.check(&request(REFRESH, true), from).await, Verdict::Drop), "over the budget");
         assert!(matches!(quota.check(&request(0x0001, false), from).await, Verdict::Pass), "Binding");
+    }
+
+    /// An error answer of the crate's with `nonce`.
+    fn crate_answer(nonce: &str) -> Vec<u8> {
+        let request = request_with(ALLOCATE, false, None);
+        let request = Message::from_bytes(&request).expect("request");
+        let mut reply = Message::builder_error(&request, MessageWriteVec::new());
+        reply.add_attribute(&ErrorCode::builder(401).build().expect("code")).expect("add");
+        reply.add_attribute(&Nonce::new(nonce).expect("nonce")).expect("add");
+        reply.finish()
+    }
+
+    /// Attack: spoofed Allocates without credentials, or with a made-up
+    /// nonce, each left a nonce in the `turn` crate for ever. The front
+    /// answers them with the crate's current nonce (401 or 438, with the
+    /// realm); only a nonce the crate knows reaches it.
+    #[tokio::test]
+    async fn the_front_answers_with_the_crates_nonce() {
+        let quota = Quota::new(1, 1, "lab");
+        let from = SocketAddr::from(([198, 51, 100, 2], 1));
+        let first = quota.check(&request_with(ALLOCATE, false, None), from).await;
+        assert!(matches!(first, Verdict::Pass), "no nonce yet: the crate mints one");
+        quota.learn(&crate_answer("crate-1"));
+        let answer = |v: Verdict| match v {
+            Verdict::Answer(bytes) => {
+                let msg = Message::from_bytes(&bytes).expect("an answer");
+                let code = msg.attribute::<ErrorCode>().expect("code").code();
+                let nonce = msg.attribute::<Nonce>().expect("nonce").nonce().to_owned();
+                let realm = msg.attribute::<Realm>().expect("realm").realm().to_owned();
+                (code, nonce, realm)
+            }
+            Verdict::Pass | Verdict::Drop => panic!("expected an answer"),
+        };
+        let unauthenticated = quota.check(&request_with(ALLOCATE, false, None), from).await;
+        assert_eq!(answer(unauthenticated), (401, "crate-1".into(), "lab".into()));
+        let made_up = quota.check(&request_with(REFRESH, true, Some("made-up")), from).await;
+        assert_eq!(answer(made_up), (438, "crate-1".into(), "lab".into()));
+        let known = quota.check(&request_with(REFRESH, true, Some("crate-1")), from).await;
+        assert!(matches!(known, Verdict::Pass));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod auth;
 mod guard;
+mod nonce;
 mod tcp;
 mod udp;
 
@@ -56,7 +57,7 @@ impl EmbeddedTurn {
             .map_err(|source| TurnStartError::Listen { addr: listen, source })?;
         let udp = stun.primary().local_addr().map_err(|source| TurnStartError::Listen { addr: listen, source })?;
         let alternates = stun.serve_alternates();
-        let quota = Arc::new(auth::Quota::new(cfg.user_quota, cfg.address_quota));
+        let quota = Arc::new(auth::Quota::new(cfg.user_quota, cfg.address_quota, &cfg.realm));
         let sessions = Arc::new(std::sync::OnceLock::new());
         let advertised = cfg.external_ip.unwrap_or_else(|| advertised_ip(udp.ip()));
         let policy = guard::PeerPolicy::new(advertised, cfg.relay_to_private);

@@ -38,6 +38,8 @@ pub(crate) struct TcpFront {
     local: SocketAddr,
     incoming: tokio::sync::Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
     writers: Writers,
+    /// Learns the nonces the TURN server sends.
+    quota: Arc<Quota>,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,8 +49,8 @@ impl TcpFront {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(READ_QUEUE);
         let writers: Writers = Arc::default();
-        let accept_task = tokio::spawn(accept_loop(listener, tx, writers.clone(), quota, policy));
-        Ok(TcpFront { local, incoming: tokio::sync::Mutex::new(rx), writers, accept_task })
+        let accept_task = tokio::spawn(accept_loop(listener, tx, writers.clone(), quota.clone(), policy));
+        Ok(TcpFront { local, incoming: tokio::sync::Mutex::new(rx), writers, quota, accept_task })
     }
 }
 
@@ -194,6 +196,7 @@ impl Conn for TcpFront {
     }
 
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
+        self.quota.learn(buf);
         let writer = self.writers.lock().ok().and_then(|w| w.get(&target).cloned());
         let Some(writer) = writer else {
             // The client's connection closed; its allocation lingers until it
@@ -251,7 +254,7 @@ mod tests {
     async fn silent_and_trickling_connections_are_closed() {
         let (tx, _rx) = mpsc::channel(1);
         let writers = Writers::default();
-        let quota = Quota::new(1, 1);
+        let quota = Quota::new(1, 1, "test");
         let policy = PeerPolicy::new(std::net::IpAddr::from([127, 0, 0, 1]), false);
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         let (_client, server) = tokio::io::duplex(64);

@@ -58,6 +58,7 @@ impl Conn for UdpFront {
     }
 
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
+        self.quota.learn(buf);
         Ok(self.stun.primary().send_to(buf, target).await?)
     }
 
