@@ -59,13 +59,18 @@ pub(crate) async fn run(args: AbuseArgs) -> anyhow::Result<()> {
         pairs * 2,
         args.secs
     );
-    let serve = ["serve", "--bind", "127.0.0.1:0", "--memory", "--no-turn", "--log", "error"];
+    // The embedded STUN/TURN server runs too, on a port free a moment ago.
+    let turn = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+    let turn_listen = turn.to_string();
+    let serve = ["serve", "--bind", "127.0.0.1:0", "--memory", "--turn-listen", &turn_listen, "--log", "error"];
     let server = ChildServer::spawn(&serve, core).await?;
-    let base = honest_load(&server.url, pairs, Duration::from_secs(args.secs), None).await?;
+    let base =
+        honest_load(&Target { url: server.url.clone(), turn }, pairs, Duration::from_secs(args.secs), None).await?;
     server.stop().await;
     let server = ChildServer::spawn(&serve, core).await?;
     let attacks = Arc::new(AttackCounts::default());
-    let under = honest_load(&server.url, pairs, Duration::from_secs(args.secs), Some(attacks.clone())).await?;
+    let target = Target { url: server.url.clone(), turn };
+    let under = honest_load(&target, pairs, Duration::from_secs(args.secs), Some(attacks.clone())).await?;
     let rss = server.rss()?;
     server.stop().await;
     base.print("baseline (no attacker)");
@@ -126,12 +131,19 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// Runs the honest pairs (and the attacker, when given its counters) for `run_for`.
+/// The server under test: its WebSocket URL and its STUN/TURN UDP address.
+struct Target {
+    url: String,
+    turn: SocketAddr,
+}
+
 async fn honest_load(
-    url: &str,
+    target: &Target,
     pairs: usize,
     run_for: Duration,
     attacker: Option<Arc<AttackCounts>>,
 ) -> anyhow::Result<LoadResult> {
+    let url = target.url.as_str();
     let disconnects = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let mut victims = Vec::new();
@@ -150,15 +162,19 @@ async fn honest_load(
         victims.push(b.id);
         tasks.push(tokio::spawn(pair(a, b, run_for, disconnects.clone())));
     }
-    let attack = attacker.map(|counts| tokio::spawn(attack(url.to_owned(), victims, run_for, counts)));
+    let attack = attacker.map(|counts| {
+        let turn = tokio::spawn(turn_flood(target.turn, run_for, counts.clone()));
+        (tokio::spawn(attack(url.to_owned(), victims, run_for, counts)), turn)
+    });
     let (mut signal, mut join) = (histogram()?, histogram()?);
     for t in tasks {
         let (s, j) = t.await.context("an honest pair failed")??;
         signal.add(&s)?;
         join.add(&j)?;
     }
-    if let Some(attack) = attack {
+    if let Some((attack, turn)) = attack {
         attack.abort();
+        turn.abort();
     }
     Ok(LoadResult {
         signal: Quantiles::of(&signal),
@@ -257,6 +273,8 @@ struct AttackCounts {
     idle_sockets: AtomicU64,
     slow_requests: AtomicU64,
     reconnects: AtomicU64,
+    turn_requests: AtomicU64,
+    turn_answers: AtomicU64,
 }
 
 impl AttackCounts {
@@ -264,7 +282,8 @@ impl AttackCounts {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
             "{} large mails, {} code guesses, {} held signals to absent ids, {} flood signals, {} room creates, \
-             {} watches of random ids, {} sockets without hello, {} slowloris requests, {} reconnects",
+             {} watches of random ids, {} sockets without hello, {} slowloris requests, {} reconnects, \
+             {} TURN requests without credentials or with made-up nonces ({} answered)",
             n(&self.mails),
             n(&self.guesses),
             n(&self.held),
@@ -273,7 +292,9 @@ impl AttackCounts {
             n(&self.watches),
             n(&self.idle_sockets),
             n(&self.slow_requests),
-            n(&self.reconnects)
+            n(&self.reconnects),
+            n(&self.turn_requests),
+            n(&self.turn_answers)
         )
     }
 }
@@ -387,6 +408,63 @@ async fn attack(url: String, victims: Vec<PeerId>, run_for: Duration, counts: Ar
     for t in tasks {
         let _ = t.await;
     }
+}
+
+/// Spoofable TURN requests at 1,000/s: Allocates without credentials,
+/// Refreshes without MESSAGE-INTEGRITY, and Allocates with credentials and a
+/// made-up nonce (each once left a nonce in the `turn` crate).
+async fn turn_flood(turn: SocketAddr, run_for: Duration, counts: Arc<AttackCounts>) {
+    let Ok(socket) = tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(ATTACKER), 0)).await else { return };
+    let end = Instant::now() + run_for;
+    let mut pace = tokio::time::interval(Duration::from_millis(1));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = [0u8; 1500];
+    for n in 0u64.. {
+        if Instant::now() >= end {
+            break;
+        }
+        pace.tick().await;
+        let request = match n % 3 {
+            0 => stun_request(0x0003, &[(0x0019, &[17, 0, 0, 0])]),
+            1 => stun_request(0x0004, &[(0x000D, &[0, 0, 0, 0])]),
+            _ => {
+                let nonce = format!("made-up-{n}");
+                let integrity = [0u8; 20];
+                let attributes: [(u16, &[u8]); 5] = [
+                    (0x0019, &[17, 0, 0, 0]),
+                    (0x0006, b"1:attacker"),
+                    (0x0014, b"switchboard"),
+                    (0x0015, nonce.as_bytes()),
+                    (0x0008, &integrity),
+                ];
+                stun_request(0x0003, &attributes)
+            }
+        };
+        if socket.send_to(&request, turn).await.is_ok() {
+            counts.turn_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::ZERO, socket.recv_from(&mut buf)).await {
+            counts.turn_answers.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A STUN request of `method` with these attributes (each padded to four bytes).
+fn stun_request(method: u16, attributes: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (kind, value) in attributes {
+        body.extend_from_slice(&kind.to_be_bytes());
+        body.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        body.extend_from_slice(value);
+        body.resize(body.len().next_multiple_of(4), 0);
+    }
+    let mut msg = Vec::with_capacity(20 + body.len());
+    msg.extend_from_slice(&method.to_be_bytes());
+    msg.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    msg.extend_from_slice(&0x2112_A442u32.to_be_bytes());
+    msg.extend_from_slice(&rand::random::<[u8; 12]>());
+    msg.extend_from_slice(&body);
+    msg
 }
 
 enum Held {
