@@ -142,6 +142,14 @@ impl Quota {
     /// Looks at a packet the TURN server sends: the nonces it hands out are
     /// learned, to be handed out again by the front.
     pub(crate) fn learn(&self, packet: &[u8]) {
+        // Only error responses carry nonces; relayed data (ChannelData, Data
+        // indications) is passed over without parsing.
+        let error_class = packet.len() >= 20
+            && packet[0] & 0xC0 == 0
+            && u16::from_be_bytes([packet[0], packet[1]]) & 0x0110 == 0x0110;
+        if !error_class {
+            return;
+        }
         let Ok(msg) = Message::from_bytes(packet) else { return };
         if !msg.has_class(MessageClass::Error) {
             return;
