@@ -410,13 +410,14 @@ async fn attack(url: String, victims: Vec<PeerId>, run_for: Duration, counts: Ar
     }
 }
 
-/// Spoofable TURN requests at 1,000/s: Allocates without credentials,
+/// Spoofable TURN requests at the pace of every other attack (200/s, four
+/// times the TURN budget of one address): Allocates without credentials,
 /// Refreshes without MESSAGE-INTEGRITY, and Allocates with credentials and a
 /// made-up nonce (each once left a nonce in the `turn` crate).
 async fn turn_flood(turn: SocketAddr, run_for: Duration, counts: Arc<AttackCounts>) {
     let Ok(socket) = tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(ATTACKER), 0)).await else { return };
     let end = Instant::now() + run_for;
-    let mut pace = tokio::time::interval(Duration::from_millis(1));
+    let mut pace = tokio::time::interval(ATTACK_EVERY);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = [0u8; 1500];
     for n in 0u64.. {
