@@ -508,8 +508,8 @@ impl Hub {
         if to == from {
             return Err(Refusal::new(ErrorCode::BadRequest, "a peer cannot signal itself"));
         }
-        let tenant = self.sessions[&from].grants.tenant.clone();
-        if self.sessions.get(&to).is_some_and(|s| s.grants.tenant != tenant) {
+        let tenant = &self.sessions[&from].grants.tenant;
+        if self.sessions.get(&to).is_some_and(|s| s.grants.tenant != *tenant) {
             return Err(Refusal::new(ErrorCode::Forbidden, "signals reach only peers of your tenant"));
         }
         if let Some(target) = self.live_conn(to) {
@@ -530,6 +530,8 @@ impl Hub {
         if self.held_bytes + size > c.max_held_bytes {
             return Err(Refusal::new(ErrorCode::LimitExceeded, "the server holds its maximum of signals"));
         }
+        // Kept with the signal: it is dropped if its recipient comes back in another tenant.
+        let tenant = self.sessions[&from].grants.tenant.clone();
         for held in [self.held_for.entry(to).or_default(), self.held_from.entry(from).or_default()] {
             held.signals += 1;
             held.bytes += size;

@@ -4,14 +4,9 @@
 
 use crate::common;
 
-use common::{TestServer, next_msg};
-use switchboard::proto::{ClientMessage, PeerId, ServerMessage, Watch};
-use switchboard::{Identity, SignalingClient};
-
-async fn watch(client: &mut SignalingClient, peer: PeerId) {
-    let answer = client.request(ClientMessage::Watch(Watch { id: None, peers: vec![peer] })).await;
-    assert!(matches!(answer, Ok(ServerMessage::Ok { .. })), "{answer:?}");
-}
+use common::{TestServer, next_msg, watch};
+use switchboard::Identity;
+use switchboard::proto::ServerMessage;
 
 #[tokio::test]
 async fn peers_that_watch_each_other_see_each_other_come_and_go() {

@@ -7,9 +7,7 @@ use crate::common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{TestServer, next_msg};
-use switchboard::proto::{
-    ClientMessage, ConnId, ErrorCode, MailRequest, ServerMessage, SignalData, SignalRequest, Watch,
-};
+use switchboard::proto::{ClientMessage, ConnId, ErrorCode, MailRequest, ServerMessage, SignalData, SignalRequest};
 use switchboard::{ConnectOptions, Identity, RequestError, SignalingClient};
 use switchboard_server::{Claims, Secret, ServerConfig, mint_token};
 
@@ -56,8 +54,7 @@ async fn signals_mail_and_presence_stay_inside_a_tenant() {
 
     // Both watch each other across tenants: each still looks offline.
     for (watcher, watched) in [(&mut victim, &intruder_id), (&mut intruder, &victim_id)] {
-        let answer = watcher.request(ClientMessage::Watch(Watch { id: None, peers: vec![watched.peer_id()] })).await;
-        assert!(matches!(answer, Ok(ServerMessage::Ok { .. })), "{answer:?}");
+        common::watch(watcher, watched.peer_id()).await;
         let seen = next_msg(watcher).await;
         assert_eq!(seen, ServerMessage::Presence { peer_id: watched.peer_id(), online: false });
     }

@@ -73,6 +73,13 @@ pub async fn next_msg(client: &mut SignalingClient) -> ServerMessage {
     }
 }
 
+/// Watches `peer` and checks the `ok`; the `presence` answer follows.
+pub async fn watch(client: &mut SignalingClient, peer: switchboard::proto::PeerId) {
+    let watch = switchboard::proto::Watch { id: None, peers: vec![peer] };
+    let answer = client.request(switchboard::proto::ClientMessage::Watch(watch)).await;
+    assert!(matches!(answer, Ok(ServerMessage::Ok { .. })), "{answer:?}");
+}
+
 /// A ping round trip: proves every frame the server queued before it has been read.
 pub async fn sync(client: &mut SignalingClient) -> Vec<Incoming> {
     client.send(&switchboard::proto::ClientMessage::Ping(Default::default())).await.expect("ping");
