@@ -214,7 +214,7 @@ mod tests {
         let all = chunks(20);
         let mut tx = Retained::default();
         let mut rx = InOrder::default();
-        let mut inbox = Inbox::new(1 << 20, false);
+        let mut inbox = Inbox::new(1 << 20, 4 * (1 << 20), false);
         inbox.add_channel(0, true);
         let mut got = Vec::new();
         let mut deliver = |rx: &mut InOrder, c: &[u8], got: &mut Vec<u8>| {

@@ -37,17 +37,28 @@ struct Queue {
 }
 
 /// Messages waiting to be chunked, one FIFO per channel.
+///
+/// A message cut in several chunks starts only while the messages already
+/// in progress and it fit in the start budget together (or nothing else is
+/// in progress), so the other side's partial messages stay within its
+/// reassembly budget; a message that fits in one chunk always goes.
 pub(crate) struct Outbox {
     queues: Vec<Queue>,
     cursor: usize,
     queued: usize,
     raw: bool,
+    start_budget: usize,
 }
 
 impl Outbox {
     /// An outbox for `raw` or framed channels.
     pub(crate) fn new(raw: bool) -> Self {
-        Outbox { queues: Vec::new(), cursor: 0, queued: 0, raw }
+        Outbox { queues: Vec::new(), cursor: 0, queued: 0, raw, start_budget: usize::MAX }
+    }
+
+    /// Sets the bytes of messages cut in chunks that may be in progress at once.
+    pub(crate) fn set_start_budget(&mut self, bytes: usize) {
+        self.start_budget = bytes;
     }
 
     /// Declares channel `slot` (slots are dense, starting at 0).
@@ -126,9 +137,18 @@ impl Outbox {
     /// `slot` now.
     pub(crate) fn next_chunk(&self, max: usize, mut admit: impl FnMut(usize, usize) -> bool) -> Option<Chunk> {
         let n = self.queues.len();
+        let started = |p: &Pending| p.index > 0;
+        let in_progress: usize =
+            self.queues.iter().filter_map(|q| q.msgs.front()).filter(|p| started(p)).map(|p| p.data.len()).sum();
         for step in 0..n {
             let slot = (self.cursor + step) % n;
             let Some(len) = self.next_len(slot, max) else { continue };
+            let Some(pending) = self.queues[slot].msgs.front() else { continue };
+            let cut =
+                !self.raw && !started(pending) && BASE_HEADER + pending.first_header.len() + pending.data.len() > len;
+            if cut && in_progress > 0 && in_progress + pending.data.len() > self.start_budget {
+                continue;
+            }
             if !admit(slot, len) {
                 continue;
             }
@@ -235,5 +255,25 @@ pub(crate) mod tests {
         out.push(0, msg(b"hello"));
         let chunk = take(&mut out, 2, |_, _| true).expect("a chunk");
         assert_eq!(chunk.bytes, b"hello");
+    }
+
+    #[test]
+    fn a_cut_message_waits_while_those_in_progress_fill_the_start_budget() {
+        let mut out = Outbox::new(false);
+        out.set_start_budget(1500);
+        for slot in 0..3 {
+            out.add_channel(slot, false);
+        }
+        out.push(0, msg(&[0; 1000]));
+        out.push(1, msg(&[1; 1000]));
+        out.push(2, msg(&[2; 10]));
+        let slots: Vec<usize> = std::iter::from_fn(|| take(&mut out, 300, |_, _| true).map(|c| c.slot)).collect();
+        // Channel 1's message starts only once channel 0's is out; the
+        // one-chunk message on channel 2 is never held.
+        let last_of_0 = slots.iter().rposition(|&s| s == 0).expect("channel 0");
+        let first_of_1 = slots.iter().position(|&s| s == 1).expect("channel 1");
+        assert!(first_of_1 > last_of_0, "{slots:?}");
+        assert_eq!(slots[1], 2, "{slots:?}");
+        assert!(out.is_empty());
     }
 }

@@ -34,11 +34,15 @@ use super::state::StateMachine;
 use super::transfer::{Counters, Lane, Transfer, Wire};
 use super::{DisconnectReason, LinkState, LinkStats, PathKind, Quality};
 use crate::channel::ChannelConfig;
-use crate::framing::{Delivered, OutMessage};
+use crate::framing::{Delivered, FrameError, OutMessage};
 
 /// A session this young is the answer to the `restart` requests sent before
 /// it arrived: they do not make another one.
 const SESSION_GRACE: Duration = Duration::from_secs(2);
+/// Most channels a link carries, declared or opened by the other side.
+pub(crate) const MAX_CHANNELS: usize = 1000;
+/// Longest channel label, in bytes.
+pub(crate) const MAX_LABEL: usize = 1024;
 
 /// Which side writes the offer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -575,10 +579,13 @@ impl<R: Rtc> LinkCore<R> {
     /// may go out again.
     pub(crate) fn consumed(&mut self, now: Instant, len: usize) {
         self.advance(now);
-        let was_full = self.app_full();
+        let was_full = self.app_full() || self.transfer.has_ready();
         self.consumed = (self.consumed + len as u64).min(self.delivered);
         if was_full && !self.app_full() {
-            self.transfer.grant(true, false);
+            self.deliver_ready();
+            if !self.app_full() {
+                self.transfer.grant(true, false);
+            }
             self.process();
         }
     }
@@ -754,6 +761,13 @@ impl<R: Rtc> LinkCore<R> {
             RtcEvent::Internal { lane: Lane::Control, data } => self.transfer.receive_control(&data),
             RtcEvent::Internal { lane: Lane::Probe, data } => self.transfer.receive_probe(self.now, &data),
             RtcEvent::Opened { slot, config } => {
+                if slot >= MAX_CHANNELS || config.label.len() > MAX_LABEL {
+                    let why = format!(
+                        "channel {slot} ({} byte label) over the limit of {MAX_CHANNELS} channels and {MAX_LABEL} byte labels",
+                        config.label.len()
+                    );
+                    return self.end(DisconnectReason::Protocol(why), true);
+                }
                 if slot == self.cfg.channels.len() {
                     let label = config.label.clone();
                     self.transfer.add_channel(slot, &config);
@@ -898,16 +912,26 @@ impl<R: Rtc> LinkCore<R> {
     fn on_chunk(&mut self, slot: usize, chunk: &[u8]) {
         let app_full = self.app_full();
         match self.transfer.receive_chunk(self.now, slot, chunk, app_full) {
-            Ok(Some(msg)) => {
-                self.delivered += msg.data.len() as u64;
-                if self.path.is_some() {
-                    self.out.push_back(LinkOutput::Event(LinkEvent::Message(msg)));
-                } else {
-                    self.early.push(msg);
-                }
-            }
-            Ok(None) => {}
+            Ok(()) => self.deliver_ready(),
+            Err(FrameError::Unread(n)) => self.end(DisconnectReason::Overrun(n), true),
             Err(e) => self.end(DisconnectReason::Protocol(format!("framing: {e}")), true),
+        }
+    }
+
+    /// Hands complete messages to the application while it has room.
+    fn deliver_ready(&mut self) {
+        while let Some(next) = self.transfer.next_message(self.app_full()) {
+            match next {
+                Ok(msg) => {
+                    self.delivered += msg.data.len() as u64;
+                    if self.path.is_some() {
+                        self.out.push_back(LinkOutput::Event(LinkEvent::Message(msg)));
+                    } else {
+                        self.early.push(msg);
+                    }
+                }
+                Err(e) => return self.end(DisconnectReason::Protocol(format!("framing: {e}")), true),
+            }
         }
     }
 

@@ -23,7 +23,9 @@ pub(crate) mod transfer;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub(crate) use self::core::{LinkConfig, LinkCore, LinkEvent, LinkOutput, Role, Rtc, RtcError, RtcEvent, RtcStats};
+pub(crate) use self::core::{
+    LinkConfig, LinkCore, LinkEvent, LinkOutput, MAX_CHANNELS, MAX_LABEL, Role, Rtc, RtcError, RtcEvent, RtcStats,
+};
 pub use quality::Quality;
 pub use state::{InvalidTransition, LinkState};
 
@@ -65,8 +67,12 @@ pub enum DisconnectReason {
     ConnectTimeout,
     /// The path was lost and did not come back in time.
     PathLost,
-    /// The other side broke the protocol (bad SDP, bad framing).
+    /// The other side broke the protocol (bad SDP, bad framing, more data
+    /// than its credit, more channels than allowed).
     Protocol(String),
+    /// The other side's messages (raw mode, which has no credit) waited
+    /// unread past the limit, this many bytes: the application fell behind.
+    Overrun(usize),
 }
 
 impl std::fmt::Display for DisconnectReason {
@@ -78,6 +84,7 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::ConnectTimeout => f.write_str("no path within the connect timeout"),
             DisconnectReason::PathLost => f.write_str("path lost"),
             DisconnectReason::Protocol(e) => write!(f, "protocol error: {e}"),
+            DisconnectReason::Overrun(n) => write!(f, "{n} bytes of the peer's messages waited unread"),
         }
     }
 }

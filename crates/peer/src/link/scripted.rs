@@ -71,6 +71,12 @@ impl Net {
         }
     }
 
+    /// Hands `event` to side `side` (sides count from 1 in the order
+    /// [`Net::rtc`] made them), as a hostile other side would cause it.
+    pub(crate) fn inject(&self, side: usize, event: RtcEvent) {
+        self.0.borrow_mut().to.entry(side).or_default().push_back(event);
+    }
+
     fn take(&self, me: usize) -> Option<RtcEvent> {
         self.0.borrow_mut().to.get_mut(&me)?.pop_front()
     }

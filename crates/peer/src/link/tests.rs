@@ -8,7 +8,7 @@ use bytes::Bytes;
 use switchboard_proto::SignalData;
 use web_time::Instant;
 
-use super::core::{LinkConfig, LinkCore, LinkEvent, LinkOutput, Role, RtcError};
+use super::core::{LinkConfig, LinkCore, LinkEvent, LinkOutput, MAX_CHANNELS, Role, RtcError, RtcEvent};
 use super::scripted::{Net, Scripted};
 use super::server_relay::ServerRelaySetup;
 use super::{DisconnectReason, LinkState, PathKind};
@@ -319,4 +319,23 @@ fn a_reader_that_falls_behind_stops_its_sender_per_link() {
     p.consume[1] = true;
     p.sides[1].consumed(now, unread);
     assert!(p.run(Duration::from_secs(10), |p| p.received(1).len() == 200));
+}
+
+#[test]
+fn a_peer_that_opens_channels_without_end_is_cut_off() {
+    let mut p = Pair::new(config(), None);
+    assert!(p.run(Duration::from_secs(1), |p| p.connected(0) && p.connected(1)));
+    let first = p.sides[1].channels().len();
+    for slot in first..first + MAX_CHANNELS + 10 {
+        let config = crate::ChannelConfig::reliable(format!("c{slot}"));
+        p.net.inject(2, RtcEvent::Opened { slot, config });
+    }
+    assert!(p.run(Duration::from_secs(1), |p| p.sides[1].state() == LinkState::Failed));
+    let opened = p.events[1].iter().filter(|e| matches!(e, LinkEvent::ChannelOpen { .. })).count();
+    assert_eq!(opened, MAX_CHANNELS - first, "channels up to the limit, not one more");
+    let ended = p.events[1].iter().find_map(|e| match e {
+        LinkEvent::Ended(DisconnectReason::Protocol(why)) => Some(why.clone()),
+        _ => None,
+    });
+    assert!(ended.is_some_and(|why| why.contains("limit of 1000 channels")));
 }

@@ -75,7 +75,16 @@ pub(crate) struct Transfer {
     meter: QualityMeter,
     counters: Counters,
     out: VecDeque<(Lane, Vec<u8>)>,
+    /// Complete messages the application has no room for yet, as they came
+    /// (compressed ones stay compressed), and their bytes.
+    ready: VecDeque<Delivered>,
+    ready_bytes: usize,
+    max_message: usize,
 }
+
+/// Raw mode has no credit: once this many windows of messages wait unread,
+/// the link ends rather than hold more.
+const RAW_UNREAD_WINDOWS: usize = 2;
 
 impl Transfer {
     /// A transfer over `channels` (slot `n` is the `n`-th), accepting
@@ -92,7 +101,7 @@ impl Transfer {
             raw,
             reliable: Vec::new(),
             outbox: Outbox::new(raw),
-            inbox: Inbox::new(max_message, raw),
+            inbox: Inbox::new(max_message, max_message.saturating_add(window.saturating_mul(2)), raw),
             retained: Retained::default(),
             in_order: InOrder::default(),
             window: window as u64,
@@ -106,7 +115,11 @@ impl Transfer {
             meter: QualityMeter::default(),
             counters: Counters::default(),
             out: VecDeque::new(),
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            max_message,
         };
+        transfer.outbox.set_start_budget(window);
         for (slot, c) in channels.iter().enumerate() {
             transfer.add_channel(slot, c);
         }
@@ -195,48 +208,82 @@ impl Transfer {
         }
     }
 
-    /// A chunk arrived on `slot`. `app_full`: the application has more
-    /// than half a window unread, so no credit is granted. A chunk that
-    /// breaks the framing rules is an error (on reliable channels the link
-    /// must end; unreliable ones drop it).
+    /// A chunk arrived on `slot`; a message it completes waits in
+    /// [`Self::next_message`]. `app_full`: the application has more than
+    /// half a window unread, so no credit is granted and unreliable chunks
+    /// are dropped. A chunk that breaks the framing rules or the credit is
+    /// an error (the link must end); on unreliable channels a bad chunk is
+    /// dropped instead.
     pub(crate) fn receive_chunk(
         &mut self,
         now: Instant,
         slot: usize,
         chunk: &[u8],
         app_full: bool,
-    ) -> Result<Option<Delivered>, FrameError> {
+    ) -> Result<(), FrameError> {
         let reliable = self.reliable.get(slot).copied().unwrap_or(false);
+        if !reliable && app_full {
+            return Ok(());
+        }
         if self.raw {
-            let delivered = self.inbox.push(slot, chunk)?;
-            if let Some(msg) = &delivered {
-                self.counters.messages_received += 1;
-                self.counters.bytes_received += msg.data.len() as u64;
+            if let Some(msg) = self.inbox.push(slot, chunk)? {
+                self.hold(msg);
             }
-            return Ok(delivered);
+            let limit = self.window as usize * RAW_UNREAD_WINDOWS;
+            if self.ready_bytes > limit {
+                return Err(FrameError::Unread(self.ready_bytes));
+            }
+            return Ok(());
         }
         if reliable {
             self.ack_at.get_or_insert(now + ACK_DELAY);
             if self.in_order.check(slot, chunk) == Verdict::Drop {
-                return Ok(None);
+                return Ok(());
             }
             self.recv_reliable += chunk.len() as u64;
-        } else if app_full {
-            return Ok(None);
+            let allowed = self.granted + self.window;
+            if self.recv_reliable > allowed {
+                return Err(FrameError::OverCredit { received: self.recv_reliable, allowed });
+            }
         }
         let delivered = match self.inbox.push(slot, chunk) {
             Ok(d) => d,
             Err(e) if reliable => return Err(e),
-            Err(_) => return Ok(None),
+            Err(_) => return Ok(()),
         };
-        if let Some(msg) = &delivered {
-            self.counters.messages_received += 1;
-            self.counters.bytes_received += msg.data.len() as u64;
+        if let Some(msg) = delivered {
+            self.hold(msg);
         }
         if reliable {
             self.grant(false, app_full);
         }
-        Ok(delivered)
+        Ok(())
+    }
+
+    fn hold(&mut self, msg: Delivered) {
+        self.ready_bytes += msg.data.len();
+        self.ready.push_back(msg);
+    }
+
+    /// The next complete message, decompressed, unless the application is
+    /// behind (`app_full`); an error when a compressed one does not decode.
+    pub(crate) fn next_message(&mut self, app_full: bool) -> Option<Result<Delivered, FrameError>> {
+        if app_full {
+            return None;
+        }
+        let msg = self.ready.pop_front()?;
+        self.ready_bytes -= msg.data.len();
+        let msg = msg.unpack(self.max_message);
+        if let Ok(msg) = &msg {
+            self.counters.messages_received += 1;
+            self.counters.bytes_received += msg.data.len() as u64;
+        }
+        Some(msg)
+    }
+
+    /// Whether complete messages wait for room.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     /// Grants credit for what arrived, unless the application is behind
@@ -352,6 +399,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::channel::Compression;
 
     /// A wire that holds at most `room` chunks until the test drains it.
     struct Pipe {
@@ -376,6 +424,12 @@ mod tests {
     fn pair(window: usize) -> (Transfer, Transfer) {
         let channels = [ChannelConfig::reliable("r"), ChannelConfig::unreliable("u")];
         (Transfer::new(&channels, false, 1 << 20, window, 1000), Transfer::new(&channels, false, 1 << 20, window, 1000))
+    }
+
+    /// Takes a chunk and the message it completes, with the application keeping up.
+    fn receive(t: &mut Transfer, now: Instant, slot: usize, chunk: &[u8]) -> Result<Option<Delivered>, FrameError> {
+        t.receive_chunk(now, slot, chunk, false)?;
+        t.next_message(false).transpose()
     }
 
     /// Carries control messages from `from` to `to`.
@@ -404,7 +458,7 @@ mod tests {
                 "a round never exceeds the window"
             );
             for (slot, chunk) in wire.chunks {
-                if let Some(d) = b.receive_chunk(now, slot, &chunk, false).expect("valid chunk") {
+                if let Some(d) = receive(&mut b, now, slot, &chunk).expect("valid chunk") {
                     got = Some(d);
                 }
             }
@@ -445,7 +499,7 @@ mod tests {
         let mut lost = Pipe { room: usize::MAX, chunks: Vec::new() };
         a.pump(&mut lost);
         // Only the first chunk arrives; the carrier dies with the rest.
-        b.receive_chunk(t0, 0, &lost.chunks[0].1, false).expect("valid");
+        receive(&mut b, t0, 0, &lost.chunks[0].1).expect("valid");
         b.handle_timeout(t0 + ACK_DELAY);
         deliver_control(t0, &mut b, &mut a);
         a.carrier_up(t0, true);
@@ -455,7 +509,7 @@ mod tests {
         let got: Vec<u8> = again
             .chunks
             .iter()
-            .filter_map(|(s, c)| b.receive_chunk(t0, *s, c, false).expect("valid"))
+            .filter_map(|(s, c)| receive(&mut b, t0, *s, c).expect("valid"))
             .map(|d| d.data[0])
             .collect();
         assert_eq!(got, vec![1, 2]);
@@ -506,7 +560,7 @@ mod tests {
         let (_, mut b) = pair(1 << 20);
         let now = Instant::now();
         assert!(b.receive_chunk(now, 0, &[1, 2], false).is_err());
-        assert_eq!(b.receive_chunk(now, 1, &[1, 2], false), Ok(None));
+        assert_eq!(receive(&mut b, now, 1, &[1, 2]), Ok(None));
         assert_eq!(b.dropped_partials(), 1, "the unreliable channel counts what it dropped");
     }
 
@@ -526,5 +580,77 @@ mod tests {
         let (lane, msg) = b.poll_control().expect("credit once it caught up");
         assert_eq!(lane, Lane::Control);
         assert!(matches!(Control::decode(&msg), Some(Control::Credit(n)) if n > 3000));
+    }
+
+    /// Sends everything `a` has for `b` in one go, as a sender that ignores credit would.
+    fn flood(a: &mut Transfer) -> Vec<(usize, Vec<u8>)> {
+        let mut wire = Pipe { room: usize::MAX, chunks: Vec::new() };
+        a.pump(&mut wire);
+        wire.chunks
+    }
+
+    #[test]
+    fn a_peer_that_sends_beyond_its_credit_is_cut_off() {
+        let channels = [ChannelConfig::reliable("r")];
+        // The sender believes in a window 100 times larger than the receiver's.
+        let mut a = Transfer::new(&channels, false, 1 << 20, 400_000, 1000);
+        let mut b = Transfer::new(&channels, false, 1 << 20, 4000, 1000);
+        for _ in 0..50 {
+            a.send(0, OutMessage::data(Bytes::from(vec![9u8; 900])));
+        }
+        let now = Instant::now();
+        let mut result = Ok(());
+        let mut received = 0;
+        for (slot, chunk) in flood(&mut a) {
+            result = b.receive_chunk(now, slot, &chunk, true);
+            if result.is_err() {
+                break;
+            }
+            received += chunk.len();
+        }
+        assert!(received <= 4000, "no more than the window is taken: {received}");
+        assert!(matches!(result, Err(FrameError::OverCredit { allowed: 4000, .. })), "{result:?}");
+    }
+
+    #[test]
+    fn compressed_messages_wait_compressed_until_the_application_reads() {
+        let channels = [ChannelConfig::reliable("r").compression(Compression::Lz4)];
+        let mut a = Transfer::new(&channels, false, 64 << 20, 1 << 20, 16 << 10);
+        let mut b = Transfer::new(&channels, false, 64 << 20, 1 << 20, 16 << 10);
+        // Bombs: 8 MiB of zeros each, some 32 KiB on the wire.
+        for _ in 0..16 {
+            a.send(0, OutMessage::data(Bytes::from(vec![0u8; 8 << 20])));
+        }
+        let now = Instant::now();
+        let chunks = flood(&mut a);
+        let wire: usize = chunks.iter().map(|(_, c)| c.len()).sum();
+        assert!(wire < 1 << 20, "within the window: {wire} bytes");
+        for (slot, chunk) in &chunks {
+            b.receive_chunk(now, *slot, chunk, true).expect("within credit");
+        }
+        assert!(b.has_ready());
+        assert!(b.ready_bytes <= wire, "held as they came: {} bytes", b.ready_bytes);
+        assert!(b.next_message(true).is_none(), "nothing is unpacked while the application is behind");
+        let first = b.next_message(false).expect("a message").expect("decodes");
+        assert_eq!(first.data.len(), 8 << 20);
+        assert!(first.data.iter().all(|&x| x == 0));
+        assert_eq!(b.counters().messages_received, 1, "counted once read");
+    }
+
+    #[test]
+    fn raw_messages_that_wait_unread_past_two_windows_end_the_link() {
+        let channels = [ChannelConfig::reliable("r"), ChannelConfig::unreliable("u")];
+        let mut b = Transfer::new(&channels, true, 64 << 10, 100_000, 1000);
+        let now = Instant::now();
+        let chunk = vec![1u8; 10_000];
+        for _ in 0..100 {
+            b.receive_chunk(now, 1, &chunk, true).expect("unreliable messages are dropped while behind");
+        }
+        assert!(!b.has_ready());
+        let mut result = Ok(());
+        for _ in 0..21 {
+            result = b.receive_chunk(now, 0, &chunk, true);
+        }
+        assert_eq!(result, Err(FrameError::Unread(210_000)));
     }
 }

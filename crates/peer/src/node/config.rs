@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::channel::ChannelConfig;
 use crate::ice::{IcePolicy, IceServer};
 use crate::link::LinkConfig;
+use crate::link::{MAX_CHANNELS, MAX_LABEL};
 
 /// Which links a node opens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,8 +56,6 @@ pub(crate) struct NodeConfig {
 
 /// Default delay before relayed candidates join direct checks.
 pub(crate) const RELAY_DELAY: Duration = Duration::from_millis(250);
-/// Most channels a node declares.
-const MAX_CHANNELS: usize = 1000;
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -116,6 +115,9 @@ impl NodeConfig {
         for c in &link.channels {
             if !names.insert(c.label.as_str()) {
                 return Err(format!("channel {:?} declared twice", c.label));
+            }
+            if c.label.len() > MAX_LABEL {
+                return Err(format!("channel label of {} bytes: at most {MAX_LABEL}", c.label.len()));
             }
             if c.label.starts_with("switchboard-") {
                 return Err(format!("channel {:?}: names starting with switchboard- are the link's own", c.label));
