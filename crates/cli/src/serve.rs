@@ -24,6 +24,11 @@ pub(crate) struct ServeArgs {
     /// Keep the mailbox in memory only (lost on exit).
     #[arg(long, conflicts_with = "mailbox")]
     memory: bool,
+    /// A name clients dial this server by (`host` or `host:port`; repeat, or
+    /// separate with commas): `hello` proofs signed for other names are
+    /// refused. Without one: localhost and IP addresses only.
+    #[arg(long = "server-name", env = "SWITCHBOARD_SERVER_NAMES", value_delimiter = ',')]
+    server_names: Vec<String>,
     /// Most simultaneous connections.
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
@@ -127,6 +132,9 @@ impl ServeArgs {
             c.web_pkg = Some(dir.clone());
         } else if c.web_pkg.is_none() && Path::new("target/web/pkg/switchboard_bg.wasm").is_file() {
             c.web_pkg = Some(PathBuf::from("target/web/pkg"));
+        }
+        if !self.server_names.is_empty() {
+            c.server_names = self.server_names.iter().map(|n| n.to_ascii_lowercase()).collect();
         }
         if let Some(v) = self.max_connections_per_address {
             c.max_connections_per_origin = v;

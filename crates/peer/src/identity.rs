@@ -92,9 +92,11 @@ impl Identity {
         encode_b64(self.key.verifying_key().as_bytes())
     }
 
-    /// Signs the server's challenge nonce, base64url, as `hello` carries it.
-    pub fn sign_challenge(&self, nonce: &str) -> String {
-        encode_b64(&self.key.sign(&hello_payload(nonce)).to_bytes())
+    /// Signs the server's challenge nonce for the server named `server`
+    /// ([`server_name`](switchboard_proto::server_name) of the URL dialed),
+    /// base64url, as `hello` carries it.
+    pub fn sign_challenge(&self, nonce: &str, server: &str) -> String {
+        encode_b64(&self.key.sign(&hello_payload(nonce, server)).to_bytes())
     }
 
     /// The raw public key.
@@ -115,7 +117,12 @@ mod tests {
     #[test]
     fn a_signed_challenge_verifies_for_the_derived_id() {
         let id = Identity::generate();
-        let proven = switchboard_proto::verify_hello(&id.public_key_b64(), &id.sign_challenge("abc"), "abc");
+        let proven = switchboard_proto::verify_hello(
+            &id.public_key_b64(),
+            &id.sign_challenge("abc", "h.test:80"),
+            "abc",
+            "h.test:80",
+        );
         assert_eq!(proven.ok(), Some(id.peer_id()));
     }
 

@@ -79,11 +79,13 @@ impl SignalingClient {
             Incoming::Message(ServerMessage::Challenge { nonce, .. }) => nonce,
             other => return Err(ConnectError::Protocol(format!("expected challenge, got {other:?}"))),
         };
+        let server = switchboard_proto::server_name(url).unwrap_or_default();
         let hello = ClientMessage::Hello(Hello {
             id: None,
             v: PROTOCOL_VERSION,
             public_key: identity.public_key_b64(),
-            signature: identity.sign_challenge(&nonce),
+            signature: identity.sign_challenge(&nonce, &server),
+            server,
             resume_token: options.resume_token,
             auth_token: options.auth_token,
         });

@@ -28,7 +28,8 @@ mod relay;
 
 pub use error::{DecodeError, ErrorCode, ValidationError};
 pub use identity::{
-    HELLO_CONTEXT, IdentityError, decode_public_key, encode_b64, hello_payload, verify_hello, verify_signed,
+    HELLO_CONTEXT, IdentityError, decode_public_key, encode_b64, hello_payload, server_name, split_host_port,
+    verify_hello, verify_signed,
 };
 pub use ids::{ConnId, PeerId, RoomCode};
 pub use limits::{DEFAULT_MAX_FRAME_BYTES, Limits};

@@ -122,9 +122,14 @@ pub struct Hello {
     pub v: u32,
     /// Ed25519 public key, base64url without padding (32 bytes).
     pub public_key: String,
-    /// Ed25519 signature over [`crate::hello_payload`] of the challenge nonce,
-    /// base64url without padding (64 bytes).
+    /// Ed25519 signature over [`crate::hello_payload`] of the challenge nonce
+    /// and `server`, base64url without padding (64 bytes).
     pub signature: String,
+    /// The server the client dialed, as [`crate::server_name`] gives it
+    /// (`host:port`): the server refuses a proof signed for a name that is
+    /// not its own.
+    #[serde(default)]
+    pub server: String,
     /// Token from an earlier `welcome`, to resume that session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_token: Option<String>,
@@ -621,6 +626,7 @@ impl ClientMessage {
             Self::Hello(h) => {
                 check_len("public_key", &h.public_key, 64)?;
                 check_len("signature", &h.signature, 128)?;
+                check_len("server", &h.server, 300)?;
                 check_opt_len("resume_token", h.resume_token.as_deref(), MAX_TOKEN_LEN)?;
                 check_opt_len("auth_token", h.auth_token.as_deref(), MAX_TOKEN_LEN)?;
             }

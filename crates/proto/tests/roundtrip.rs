@@ -68,9 +68,16 @@ fn signal_data() -> impl Strategy<Value = SignalData> {
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
-        (id(), small_text(), small_text(), proptest::option::of(small_text()), proptest::option::of(small_text()))
-            .prop_map(|(id, public_key, signature, resume_token, auth_token)| {
-                ClientMessage::Hello(Hello { id, v: 1, public_key, signature, resume_token, auth_token })
+        (
+            id(),
+            small_text(),
+            small_text(),
+            small_text(),
+            proptest::option::of(small_text()),
+            proptest::option::of(small_text())
+        )
+            .prop_map(|(id, public_key, signature, server, resume_token, auth_token)| {
+                ClientMessage::Hello(Hello { id, v: 1, public_key, signature, server, resume_token, auth_token })
             }),
         (id(), proptest::option::of(small_text()), proptest::option::of(1u32..100))
             .prop_map(|(id, password, max_peers)| ClientMessage::CreateRoom(CreateRoom { id, password, max_peers })),

@@ -59,6 +59,12 @@ pub struct ServerConfig {
     /// (`switchboard.js`, `switchboard_bg.wasm`, made by `scripts/web-build`),
     /// served under `/pkg/` for the page at `/`.
     pub web_pkg: Option<PathBuf>,
+    /// The names clients dial this server by, `host` (any port) or
+    /// `host:port`, lower case: a `hello` proof signed for another name is
+    /// refused, so a rogue server cannot pass this server's nonce to a
+    /// victim and use the answer. Empty: `localhost` and IP address literals
+    /// only (a server reached by a DNS name must list it).
+    pub server_names: Vec<String>,
     /// Most simultaneous WebSocket connections.
     pub max_connections: usize,
     /// Most simultaneous connections from one address (IPv6: one /64).
@@ -178,6 +184,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 7600)),
             mailbox_path: None,
             web_pkg: None,
+            server_names: Vec::new(),
             max_connections: 10_000,
             max_connections_per_origin: 256,
             hello_timeout_secs: 10,
@@ -271,6 +278,15 @@ impl ServerConfig {
         let t = &self.join_throttle;
         if t.failures_per_origin == 0 || t.failures_burst == 0 || t.hashes_per_origin == 0 || t.max_origins == 0 {
             return invalid("join_throttle", "bursts and max_origins must be at least 1");
+        }
+        for name in &self.server_names {
+            let ok = name.len() <= 255
+                && name.to_ascii_lowercase() == *name
+                && switchboard_proto::split_host_port(name)
+                    .is_some_and(|(_, port)| port.is_none_or(|p| p.parse::<u16>().is_ok()));
+            if !ok {
+                return invalid("server_names", "each is host or host:port, in lower case");
+            }
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");

@@ -375,7 +375,19 @@ impl Conn {
             let message = format!("this server speaks protocol v{PROTOCOL_VERSION}, not v{}", hello.v);
             return self.fatal(hello.id, ErrorCode::UnsupportedVersion, message, "unsupported protocol version");
         }
-        let peer = match verify_hello(&hello.public_key, &hello.signature, nonce) {
+        if !answers_as(&self.shared.config.server_names, &hello.server) {
+            let message = format!(
+                "the identity proof is signed for server {:?}, which is not this server's name{}",
+                hello.server,
+                if self.shared.config.server_names.is_empty() {
+                    " (without server_names it answers as localhost and IP addresses only)"
+                } else {
+                    ""
+                }
+            );
+            return self.fatal(hello.id, ErrorCode::Unauthorized, message, "proof signed for another server");
+        }
+        let peer = match verify_hello(&hello.public_key, &hello.signature, nonce, &hello.server) {
             Ok(peer) => peer,
             Err(e) => return self.fatal(hello.id, ErrorCode::Unauthorized, e.to_string(), "identity proof failed"),
         };
@@ -621,4 +633,16 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> bool 
         }
     }
     false
+}
+
+/// Whether `server` (`host:port`, as a client signed it) names this server:
+/// one of `names` (`host` for any port, or `host:port`), or without names
+/// `localhost` or an IP address literal.
+fn answers_as(names: &[String], server: &str) -> bool {
+    let Some((host, Some(_))) = switchboard_proto::split_host_port(server) else { return false };
+    if names.is_empty() {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        return host == "localhost" || bare.parse::<std::net::IpAddr>().is_ok();
+    }
+    names.iter().any(|n| n == server || n == host)
 }

@@ -42,11 +42,13 @@ impl RawPeer {
         let identity = Identity::generate();
         let mut peer = Self { ws, id: identity.peer_id() };
         let ServerMessage::Challenge { nonce, .. } = peer.recv().await? else { bail!("no challenge") };
+        let server = switchboard::proto::server_name(url).context("server URL has no host")?;
         let hello = Hello {
             id: None,
             v: PROTOCOL_VERSION,
             public_key: identity.public_key_b64(),
-            signature: identity.sign_challenge(&nonce),
+            signature: identity.sign_challenge(&nonce, &server),
+            server,
             resume_token: None,
             auth_token: None,
         };

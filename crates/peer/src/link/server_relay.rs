@@ -13,7 +13,10 @@
 //!
 //! **Frames.** `counter u64 BE | ciphertext | tag`, the counter is the
 //! nonce (per direction, so never reused) and must grow: a frame the server
-//! plays again is refused.
+//! plays again is refused. When the other side makes a new link it sends a
+//! new key; a link never takes a key it took before (the server could play
+//! an old one again to bring back used nonces), takes at most 64, and its
+//! own counter goes on across keys.
 
 use std::time::Duration;
 
@@ -118,7 +121,18 @@ pub(crate) enum RelayKeyError {
     /// The key agreement gave the all-zero secret (a low-order point).
     #[error("relay key is a low-order point")]
     Weak,
+    /// A key this link took before and left: played again by the server,
+    /// it would bring back a key whose nonces were used.
+    #[error("relay key was used before on this link")]
+    Replayed,
+    /// The other side changed keys more often than a link ever needs.
+    #[error("more than {MAX_KEYS} relay keys on one link")]
+    TooMany,
 }
+
+/// Keys of the other side one link takes at most (each new link on the
+/// other side brings one).
+const MAX_KEYS: usize = 64;
 
 /// This side's half of the key agreement.
 pub(crate) struct Handshake {
@@ -266,6 +280,8 @@ pub(crate) struct ServerRelay {
     pacer: Pacer,
     /// The other side's key last completed, to answer a new one once.
     their_key: Option<String>,
+    /// Every key of the other side this link took, never taken again.
+    seen: Vec<String>,
     key_sent: bool,
 }
 
@@ -278,6 +294,7 @@ impl ServerRelay {
             setup,
             sealer: None,
             their_key: None,
+            seen: Vec::new(),
             key_sent: false,
         }
     }
@@ -298,6 +315,10 @@ impl ServerRelay {
 
     /// Takes the other side's key. Returns this side's key again when the
     /// other side made a new link (a second, different key), which needs it.
+    /// A key taken before and replaced is refused (this side's ephemeral key
+    /// lasts as long as the link, so taking it again would bring back frame
+    /// keys whose counters already ran), and this side's counter goes on
+    /// from where it was under the old keys.
     pub(crate) fn accept_key(
         &mut self,
         key: &str,
@@ -307,7 +328,17 @@ impl ServerRelay {
         if self.their_key.as_deref() == Some(key) {
             return Ok(None);
         }
-        let sealer = self.handshake.complete(key, public_key, signature)?;
+        if self.seen.iter().any(|k| k == key) {
+            return Err(RelayKeyError::Replayed);
+        }
+        if self.seen.len() >= MAX_KEYS {
+            return Err(RelayKeyError::TooMany);
+        }
+        let mut sealer = self.handshake.complete(key, public_key, signature)?;
+        if let Some(old) = &self.sealer {
+            sealer.sent = old.sent;
+        }
+        self.seen.push(key.to_owned());
         let again = self.their_key.is_some();
         self.sealer = Some(sealer);
         self.their_key = Some(key.to_owned());
@@ -469,5 +500,63 @@ mod tests {
         let later = t0 + Duration::from_millis(400);
         assert!(p.admit(later, 1000), "two frames' worth refilled");
         assert!(!p.admit(later, 9000), "bytes run out before frames");
+    }
+
+    fn relay(me: &Identity, other: &Identity, random: u8) -> ServerRelay {
+        let setup = ServerRelaySetup {
+            identity: me.clone(),
+            local: me.peer_id(),
+            remote: other.peer_id(),
+            after: Duration::ZERO,
+            bytes_per_sec: 1 << 20,
+            frames_per_sec: 1000,
+            max_payload: 64 << 10,
+        };
+        ServerRelay::new(Instant::now(), setup, [random; 32])
+    }
+
+    fn counter(frame: &[u8]) -> u64 {
+        u64::from_be_bytes(frame[..8].try_into().expect("a counter"))
+    }
+
+    #[test]
+    fn an_old_relay_key_played_again_is_refused_and_counters_never_restart() {
+        let (a, b) = pair();
+        let now = Instant::now();
+        let mut ra = relay(&a, &b, 7);
+        // b's first link, then a new link of b's with a new key.
+        let mut rb1 = relay(&b, &a, 8);
+        let old = rb1.first_key().expect("b's first key");
+        let mut rb2 = relay(&b, &a, 9);
+        let new = rb2.first_key().expect("b's second key");
+        let (k, p, s) = keys(&old);
+        assert_eq!(ra.accept_key(k, p, s), Ok(None));
+        let sent: Vec<u64> = (0..3).map(|_| counter(&ra.seal_small(now, RELAY_PROBE, b"x").expect("sealed"))).collect();
+        assert_eq!(sent, [0, 1, 2]);
+        let (k, p, s) = keys(&new);
+        assert!(ra.accept_key(k, p, s).expect("a new link's key").is_some(), "b's new link needs a's key again");
+        assert_eq!(counter(&ra.seal_small(now, RELAY_PROBE, b"x").expect("sealed")), 3, "the counter goes on");
+        // The server plays b's old key again: refused, the keys stay.
+        let (k, p, s) = keys(&old);
+        assert_eq!(ra.accept_key(k, p, s), Err(RelayKeyError::Replayed));
+        let frame = ra.seal_small(now, RELAY_PROBE, b"still new").expect("sealed");
+        let a_key = ra.handshake.signal(&a);
+        let (k, p, s) = keys(&a_key);
+        rb2.accept_key(k, p, s).expect("a's key verifies");
+        assert_eq!(rb2.open(&frame), Some(Ok([&[RELAY_PROBE][..], b"still new"].concat())));
+    }
+
+    #[test]
+    fn a_link_takes_a_bounded_number_of_keys() {
+        let (a, b) = pair();
+        let mut ra = relay(&a, &b, 7);
+        for n in 0..MAX_KEYS {
+            let key = relay(&b, &a, n as u8 + 10).first_key().expect("a key");
+            let (k, p, s) = keys(&key);
+            assert!(ra.accept_key(k, p, s).is_ok());
+        }
+        let key = relay(&b, &a, 200).first_key().expect("a key");
+        let (k, p, s) = keys(&key);
+        assert_eq!(ra.accept_key(k, p, s), Err(RelayKeyError::TooMany));
     }
 }

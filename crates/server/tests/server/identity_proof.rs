@@ -20,6 +20,11 @@ async fn a_valid_proof_gets_the_derived_peer_id() {
     server.stop().await;
 }
 
+/// The name a client dialing `url` signs for.
+fn name(url: &str) -> String {
+    switchboard::proto::server_name(url).expect("a ws URL")
+}
+
 async fn raw_hello(url: &str, make: impl FnOnce(String) -> Hello) -> (ServerMessage, Option<u16>) {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
     let Some(Ok(Message::Text(challenge))) = ws.next().await else { panic!("no challenge") };
@@ -28,11 +33,16 @@ async fn raw_hello(url: &str, make: impl FnOnce(String) -> Hello) -> (ServerMess
     };
     ws.send(Message::Text(ClientMessage::Hello(make(nonce)).encode().into())).await.expect("send");
     let Some(Ok(Message::Text(answer))) = ws.next().await else { panic!("no answer") };
-    let close = match ws.next().await {
-        Some(Ok(Message::Close(Some(frame)))) => Some(u16::from(frame.code)),
+    let answer = ServerMessage::decode(answer.as_str()).expect("answer");
+    // A refusal closes the connection; a welcome leaves it open.
+    let close = match answer {
+        ServerMessage::Error { .. } => match ws.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => Some(u16::from(frame.code)),
+            _ => None,
+        },
         _ => None,
     };
-    (ServerMessage::decode(answer.as_str()).expect("answer"), close)
+    (answer, close)
 }
 
 #[tokio::test]
@@ -43,7 +53,8 @@ async fn a_wrong_signature_is_unauthorized_and_closed() {
         id: Some(1),
         v: 1,
         public_key: alice.public_key_b64(),
-        signature: mallory.sign_challenge(&nonce),
+        signature: mallory.sign_challenge(&nonce, &name(&server.url)),
+        server: name(&server.url),
         resume_token: None,
         auth_token: None,
     })
@@ -61,7 +72,8 @@ async fn a_signature_over_another_nonce_is_refused() {
         id: None,
         v: 1,
         public_key: id.public_key_b64(),
-        signature: id.sign_challenge("a nonce from another connection"),
+        signature: id.sign_challenge("a nonce from another connection", &name(&server.url)),
+        server: name(&server.url),
         resume_token: None,
         auth_token: None,
     })
@@ -78,7 +90,8 @@ async fn an_unknown_major_version_is_unsupported() {
         id: Some(5),
         v: 2,
         public_key: id.public_key_b64(),
-        signature: id.sign_challenge(&nonce),
+        signature: id.sign_challenge(&nonce, &name(&server.url)),
+        server: name(&server.url),
         resume_token: None,
         auth_token: None,
     })
@@ -109,5 +122,66 @@ async fn the_client_library_reports_a_refusal() {
     let server = TestServer::start(config).await;
     let err = SignalingClient::connect(&server.url, &Identity::generate(), ConnectOptions::default()).await;
     assert!(matches!(err, Err(ConnectError::Refused { code: ErrorCode::Unauthorized, .. })));
+    server.stop().await;
+}
+
+/// A rogue server passes this server's nonce to a victim that dialed the
+/// rogue: the victim's answer is signed for the rogue's name, and this
+/// server refuses it whether the rogue names itself or this server.
+#[tokio::test]
+async fn a_proof_a_rogue_server_forwards_is_refused() {
+    let server = TestServer::default().await;
+    let victim = Identity::generate();
+    for claimed in ["rogue.example:443", "localhost:1"] {
+        let (answer, close) = raw_hello(&server.url, |nonce| Hello {
+            id: Some(7),
+            v: 1,
+            public_key: victim.public_key_b64(),
+            signature: victim.sign_challenge(&nonce, "rogue.example:443"),
+            server: claimed.into(),
+            resume_token: None,
+            auth_token: None,
+        })
+        .await;
+        assert!(
+            matches!(&answer, ServerMessage::Error { code: ErrorCode::Unauthorized, re: Some(7), .. }),
+            "{answer:?}"
+        );
+        assert_eq!(close, Some(1008));
+    }
+    server.stop().await;
+}
+
+/// With `server_names` the server answers only as those names.
+#[tokio::test]
+async fn a_named_server_answers_only_as_its_names() {
+    let config = switchboard_server::ServerConfig { server_names: vec!["signal.test".into()], ..Default::default() };
+    let server = TestServer::start(config).await;
+    let id = Identity::generate();
+    let port = server.url.rsplit(':').next().and_then(|p| p.strip_suffix("/ws")).expect("a port").to_owned();
+    let (answer, _) = raw_hello(&server.url, |nonce| Hello {
+        id: Some(1),
+        v: 1,
+        public_key: id.public_key_b64(),
+        signature: id.sign_challenge(&nonce, &name(&server.url)),
+        server: name(&server.url),
+        resume_token: None,
+        auth_token: None,
+    })
+    .await;
+    let ServerMessage::Error { code: ErrorCode::Unauthorized, message, .. } = &answer else { panic!("{answer:?}") };
+    assert!(message.contains("not this server's name"), "{message}");
+    let named = format!("signal.test:{port}");
+    let (answer, _) = raw_hello(&server.url, |nonce| Hello {
+        id: Some(2),
+        v: 1,
+        public_key: id.public_key_b64(),
+        signature: id.sign_challenge(&nonce, &named),
+        server: named.clone(),
+        resume_token: None,
+        auth_token: None,
+    })
+    .await;
+    assert!(matches!(&answer, ServerMessage::Welcome(w) if w.peer_id == id.peer_id()), "{answer:?}");
     server.stop().await;
 }

@@ -340,11 +340,13 @@ impl<P: Platform> NodeCore<P> {
         match msg {
             ServerMessage::Challenge { nonce, .. } => {
                 let resume_token = self.server.welcome.as_ref().map(|w| w.resume_token.clone());
+                let server = self.server.url.as_deref().and_then(switchboard_proto::server_name).unwrap_or_default();
                 let hello = ClientMessage::Hello(Hello {
                     id: None,
                     v: PROTOCOL_VERSION,
                     public_key: self.identity.public_key_b64(),
-                    signature: self.identity.sign_challenge(&nonce),
+                    signature: self.identity.sign_challenge(&nonce, &server),
+                    server,
                     resume_token,
                     auth_token: self.server.auth_token.clone(),
                 });
