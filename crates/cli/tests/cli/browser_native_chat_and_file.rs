@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::browser::{Driver, isolated, page_url, random_file, wait_for, web_pkg};
+use common::browser::{Driver, isolated, page_joins_by_link, random_file, wait_for, web_pkg};
 use common::{Serve, peer, peer_with_stderr, room_code, wait};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -42,14 +42,7 @@ fn a_page_chats_with_a_native_peer_and_receives_a_ten_mib_file() {
 
         let driver = Driver::start();
         let page = driver.browser().await;
-        page.goto(&page_url(&serve.url, &format!("?room={room}&log=debug"))).await.expect("page loads");
-        let me = wait_for(
-            &page,
-            "its own peer id",
-            "return document.getElementById('status').dataset.peer ?? null;",
-            PATIENCE,
-        )
-        .await;
+        let me = page_joins_by_link(&page, &serve.url, &room, "&log=debug", PATIENCE).await;
         let connected = wait_for(
         &page,
         "the native peer connected",
@@ -59,9 +52,9 @@ fn a_page_chats_with_a_native_peer_and_receives_a_ten_mib_file() {
     )
     .await;
         let native = connected["peer"].as_str().expect("peer id").to_owned();
-        assert_ne!(Some(native.as_str()), me.as_str());
+        assert_ne!(native, me);
         assert_eq!(connected["path"], "host", "loopback peers connect directly");
-        let me_short = me.as_str().expect("id")[..8].to_owned();
+        let me_short = &me[..16];
         let seen = loop {
             let line = notes.recv_timeout(PATIENCE).expect("the native chat reports the page connected");
             if line.starts_with(&format!("* {me_short} connected")) {
@@ -102,7 +95,7 @@ fn a_page_chats_with_a_native_peer_and_receives_a_ten_mib_file() {
                 break line;
             }
         };
-        assert!(line.starts_with(&me.as_str().expect("id")[..8]), "{line}");
+        assert!(line.starts_with(&format!("{me_short}: ")), "{line}");
         drop(chat.stdin.take());
         let (status, _) = wait(chat);
         assert!(status.success(), "chat exits cleanly once the page confirmed its lines: {status}");

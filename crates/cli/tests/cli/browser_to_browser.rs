@@ -6,7 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::Serve;
-use common::browser::{Driver, isolated, page_url, row_state, wait_for, web_pkg};
+use common::browser::{Driver, isolated, page_joins_by_link, page_url, row_state, wait_for, web_pkg};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -27,11 +27,9 @@ fn two_pages_connect_and_chat() {
         let room = room.as_str().expect("code").to_owned();
 
         let b = driver.browser().await;
-        b.goto(&page_url(&serve.url, &format!("?room={room}"))).await.expect("page loads");
-        let b_id =
-            wait_for(&b, "its id", "return document.getElementById('status').dataset.peer ?? null;", PATIENCE).await;
+        let b_id = page_joins_by_link(&b, &serve.url, &room, "", PATIENCE).await;
+        let b_id = b_id.as_str();
         let a_id = a_id.as_str().expect("id");
-        let b_id = b_id.as_str().expect("id");
         let on_a = wait_for(&a, "page B connected", &row_state(b_id), PATIENCE).await;
         let on_b = wait_for(&b, "page A connected", &row_state(a_id), PATIENCE).await;
         assert_eq!(on_a["path"], "host");
@@ -50,7 +48,7 @@ fn two_pages_connect_and_chat() {
             PATIENCE,
         )
         .await;
-        assert!(shown.as_str().is_some_and(|t| t.contains(&format!("{}: hello from B", &b_id[..8]))), "{shown}");
+        assert!(shown.as_str().is_some_and(|t| t.contains(&format!("{}: hello from B", &b_id[..16]))), "{shown}");
         a.close().await.expect("session ends");
         b.close().await.expect("session ends");
     });

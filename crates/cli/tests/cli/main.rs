@@ -6,6 +6,8 @@ mod common;
 
 mod browser_firefox_page;
 mod browser_native_chat_and_file;
+mod browser_page_hostile_link;
+mod browser_page_hostile_peer;
 mod browser_relay_only;
 mod browser_relay_then_webrtc;
 mod browser_to_browser;

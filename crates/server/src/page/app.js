@@ -4,24 +4,59 @@
 // `recv` commands: chat lines on "control"; on "data" a JSON header
 // {name, size, sha256}, the bytes in 1 MiB messages, then a request
 // "done" that the receiver answers once size and hash match.
+// Peers are not trusted: a message that breaks these rules is logged as an
+// error naming its peer and dropped, and the page goes on.
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const CHUNK = 1 << 20;
+const MAX_FILE = 4 * 1024 ** 3; // the largest file the page receives: 4 GiB
 const text = new TextDecoder();
 let lib, node, room;
 const peers = new Map(); // id -> { row, connected }
-const incoming = new Map(); // peer -> { header, parts, received, hash, item }
+// peer -> { header, parts, received, hash, item, failed }; `failed`: the
+// transfer ended early, and what else comes is dropped until its "done".
+const incoming = new Map();
 
-function log(line, cls) {
+// A peer is shown by the first 16 hex digits of its id (64 bits: a look-alike
+// id takes about 2^64 tries to make, against 2^32 for 8 digits); the full id
+// is in the element's title.
+const short = (id) => id.slice(0, 16);
+
+function log(line, cls, peer) {
   const div = document.createElement("div");
   div.textContent = line;
   if (cls) div.className = cls;
+  if (peer) {
+    div.title = peer;
+    div.dataset.peer = peer;
+  }
   $("log").append(div);
   $("log").scrollTop = $("log").scrollHeight;
 }
 
-const short = (id) => id.slice(0, 8);
+// A list item for a transfer: "<what> <from|to> <peer>", progress, status.
+function transferItem(list, what, dir, peer, size) {
+  const item = document.createElement("li");
+  item.innerHTML =
+    '<span class="name"></span> <span class="peer"></span> <progress max="1" value="0"></progress> <span class="status"></span>';
+  item.querySelector(".name").textContent = `${what} ${dir}`;
+  item.querySelector(".peer").textContent = short(peer);
+  item.querySelector(".peer").title = peer;
+  item.querySelector("progress").max = size || 1;
+  list.append(item);
+  return item;
+}
+
+// Shows how a transfer goes; `done` ("verified", "mismatch" or "failed")
+// marks it finished, in its `data-status` too.
+function setStatus(item, line, done) {
+  const s = item.querySelector(".status");
+  s.textContent = line;
+  if (!done) return;
+  item.dataset.status = done;
+  if (done !== "verified") s.className = "status error";
+}
 
 function peerRow(id) {
   let p = peers.get(id);
@@ -30,6 +65,7 @@ function peerRow(id) {
     row.dataset.peer = id;
     row.innerHTML = '<td class="id"></td><td class="state">new</td><td class="path"></td><td class="rtt"></td>';
     row.querySelector(".id").textContent = short(id);
+    row.querySelector(".id").title = id;
     $("peers").append(row);
     p = { row, connected: false };
     peers.set(id, p);
@@ -62,21 +98,43 @@ async function joinRoom(code) {
   $("send-file").disabled = false;
 }
 
-async function receive(e) {
+// The file header in `data`; throws saying why when it is not one.
+function fileHeader(data) {
+  let h;
+  try {
+    h = JSON.parse(text.decode(data));
+  } catch {
+    throw new Error("not a file header: not JSON");
+  }
+  if (typeof h !== "object" || h === null || Array.isArray(h)) throw new Error("not a file header: not a JSON object");
+  if (typeof h.name !== "string" || h.name.length > 255) throw new Error("file name: not a string of at most 255 characters");
+  if (!Number.isSafeInteger(h.size) || h.size < 0 || h.size > MAX_FILE) throw new Error("file size: not a whole number of bytes up to 4 GiB");
+  if (typeof h.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(h.sha256)) throw new Error("sha256: not 64 lowercase hex digits");
+  return { name: h.name, size: h.size, sha256: h.sha256 };
+}
+
+function receive(e) {
   if (e.channel === "control") {
-    log(`${short(e.peer)}: ${text.decode(e.data)}`);
+    log(`${short(e.peer)}: ${text.decode(e.data)}`, null, e.peer);
     return;
   }
-  let t = incoming.get(e.peer);
+  if (e.channel !== "data") throw new Error(`unknown channel ${e.channel}`);
+  const t = incoming.get(e.peer);
   if (!t) {
-    const header = JSON.parse(text.decode(e.data));
-    const item = document.createElement("li");
-    item.innerHTML = '<span class="name"></span> <progress max="1" value="0"></progress> <span class="status">receiving</span>';
-    item.querySelector(".name").textContent = `${header.name} (${header.size} bytes) from ${short(e.peer)}`;
-    item.querySelector("progress").max = header.size || 1;
-    $("received").append(item);
-    incoming.set(e.peer, { header, parts: [], received: 0, hash: new lib.Sha256(), item });
+    const header = fileHeader(e.data);
+    const item = transferItem($("received"), `${header.name} (${header.size} bytes)`, "from", e.peer, header.size);
+    setStatus(item, "receiving");
+    incoming.set(e.peer, { header, parts: [], received: 0, hash: new lib.Sha256(), item, failed: false });
     return;
+  }
+  if (t.failed) return;
+  if (t.received + e.data.length > t.header.size) {
+    // More than announced: end the transfer now rather than keep the bytes.
+    t.failed = true;
+    t.parts = [];
+    const why = `more than the ${t.header.size} bytes announced`;
+    setStatus(t.item, `failed after ${t.received} bytes: ${why}`, "failed");
+    throw new Error(`file ${t.header.name}: ${why}; transfer ended`);
   }
   t.parts.push(e.data);
   t.hash.update(e.data);
@@ -84,85 +142,96 @@ async function receive(e) {
   t.item.querySelector("progress").value = t.received;
 }
 
+// Requests: on "control" a chat peer checking its lines arrived; on "data"
+// the sender's "done", answered with the verdict on the file.
 async function answer(e) {
-  const t = incoming.get(e.peer);
-  if (e.channel !== "data" || !t) {
-    await node.respond(e.peer, e.channel, e.id, new Uint8Array(0));
+  const none = new Uint8Array(0);
+  if (e.channel !== "data") {
+    await node.respond(e.peer, e.channel, e.id, none);
     return;
   }
+  const t = incoming.get(e.peer);
   incoming.delete(e.peer);
+  if (!t) {
+    await node.respond(e.peer, e.channel, e.id, none, "no file announced");
+    return;
+  }
+  if (t.failed) {
+    await node.respond(e.peer, e.channel, e.id, none, `more than the ${t.header.size} bytes announced; transfer ended`);
+    return;
+  }
   const digest = t.hash.hex();
-  const ok = digest === t.header.sha256 && t.received === t.header.size;
   t.item.dataset.sha256 = digest;
-  t.item.dataset.status = ok ? "verified" : "mismatch";
-  const status = t.item.querySelector(".status");
-  status.textContent = ok ? `sha256 ${digest} verified` : `sha256 ${digest} does not match ${t.header.sha256}`;
-  if (ok) {
+  if (digest === t.header.sha256 && t.received === t.header.size) {
+    setStatus(t.item, `sha256 ${digest} verified`, "verified");
     const a = document.createElement("a");
     a.href = URL.createObjectURL(new Blob(t.parts));
     a.download = t.header.name;
     a.textContent = " save";
     t.item.append(a);
-    await node.respond(e.peer, e.channel, e.id, new Uint8Array(0));
+    await node.respond(e.peer, e.channel, e.id, none);
   } else {
-    status.className = "status error";
-    await node.respond(e.peer, e.channel, e.id, new Uint8Array(0), `got ${t.received} bytes with sha256 ${digest}`);
+    setStatus(t.item, `got ${t.received} bytes with sha256 ${digest}, not ${t.header.size} with ${t.header.sha256}`, "mismatch");
+    await node.respond(e.peer, e.channel, e.id, none, `got ${t.received} bytes with sha256 ${digest}`);
   }
 }
 
 async function sendFile(file, peer) {
-  const item = document.createElement("li");
-  item.innerHTML = '<span class="name"></span> <progress max="1" value="0"></progress> <span class="status">hashing</span>';
-  item.querySelector(".name").textContent = `${file.name} to ${short(peer)}`;
-  item.querySelector("progress").max = file.size || 1;
-  $("transfers").append(item);
-  const status = item.querySelector(".status");
+  const item = transferItem($("transfers"), file.name, "to", peer, file.size);
+  setStatus(item, "hashing");
   try {
     const hash = new lib.Sha256();
     for (let off = 0; off < file.size; off += CHUNK) hash.update(new Uint8Array(await file.slice(off, off + CHUNK).arrayBuffer()));
     const header = { name: file.name, size: file.size, sha256: hash.hex() };
-    status.textContent = "sending";
+    setStatus(item, "sending");
     await node.send(peer, "data", JSON.stringify(header));
     for (let off = 0; off < file.size; off += CHUNK) {
       await node.send(peer, "data", new Uint8Array(await file.slice(off, off + CHUNK).arrayBuffer()));
       item.querySelector("progress").value = Math.min(off + CHUNK, file.size);
     }
     await node.request(peer, "data", "done", 300000);
-    status.textContent = `delivered, sha256 ${header.sha256} verified`;
-    item.dataset.status = "verified";
+    setStatus(item, `delivered, sha256 ${header.sha256} verified`, "verified");
   } catch (err) {
-    status.textContent = `failed: ${err.message ?? err}`;
-    status.className = "status error";
-    item.dataset.status = "failed";
+    setStatus(item, `failed: ${err.message ?? err}`, "failed");
   }
 }
 
+async function handle(e) {
+  switch (e.type) {
+    case "peer_joined": peerRow(e.peer); break;
+    case "link_state": setCell(e.peer, "state", e.state); break;
+    case "peer_connected":
+      peerRow(e.peer).connected = true;
+      setCell(e.peer, "state", "connected");
+      setCell(e.peer, "path", e.path);
+      log(`* ${short(e.peer)} connected (${e.path})`, null, e.peer);
+      break;
+    case "path_changed": setCell(e.peer, "path", e.path); break;
+    case "peer_disconnected":
+      if (peers.has(e.peer)) peers.get(e.peer).connected = false;
+      setCell(e.peer, "state", "disconnected");
+      log(`* ${short(e.peer)} disconnected (${e.reason})`, null, e.peer);
+      break;
+    case "peer_left":
+      dropPeer(e.peer);
+      log(`* ${short(e.peer)} left room ${e.room}`, null, e.peer);
+      break;
+    case "message": receive(e); break;
+    case "request": await answer(e); break;
+    case "signaling_closed": $("status").textContent = `signaling closed: ${e.reason}`; break;
+  }
+}
+
+// One event at a time; what one event breaks is logged and the loop goes on.
 async function events() {
   for (;;) {
     const e = await node.nextEvent();
     if (!e) return;
-    switch (e.type) {
-      case "peer_joined": peerRow(e.peer); break;
-      case "link_state": setCell(e.peer, "state", e.state); break;
-      case "peer_connected":
-        peerRow(e.peer).connected = true;
-        setCell(e.peer, "state", "connected");
-        setCell(e.peer, "path", e.path);
-        log(`* ${short(e.peer)} connected (${e.path})`);
-        break;
-      case "path_changed": setCell(e.peer, "path", e.path); break;
-      case "peer_disconnected":
-        if (peers.has(e.peer)) peers.get(e.peer).connected = false;
-        setCell(e.peer, "state", "disconnected");
-        log(`* ${short(e.peer)} disconnected (${e.reason})`);
-        break;
-      case "peer_left":
-        dropPeer(e.peer);
-        log(`* ${short(e.peer)} left room ${e.room}`);
-        break;
-      case "message": await receive(e); break;
-      case "request": await answer(e); break;
-      case "signaling_closed": $("status").textContent = `signaling closed: ${e.reason}`; break;
+    try {
+      await handle(e);
+    } catch (err) {
+      const who = e.peer ? short(e.peer) : "page";
+      log(`${who}: ${e.type} dropped: ${err.message ?? err}`, "error", e.peer);
     }
   }
 }
@@ -174,16 +243,40 @@ function refreshStats() {
   }
 }
 
+// The signaling server: this page's own, or one named by `?server=` on this
+// page's host (another path, or ws/wss); `null` for any other, so that a
+// link cannot send the page to a stranger's server.
+function signalingServer() {
+  const own = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const asked = params.get("server");
+  if (asked === null) return own;
+  let url;
+  try {
+    url = new URL(asked);
+  } catch {
+    return null;
+  }
+  return (url.protocol === "ws:" || url.protocol === "wss:") && url.host === location.host ? url.href : null;
+}
+
+function fail(line) {
+  $("status").textContent = line;
+  $("status").className = "error";
+}
+
 async function main() {
+  const server = signalingServer();
+  if (!server) {
+    fail(`refusing the server ${params.get("server")} of this link: the page only connects to its own host, ${location.host}`);
+    return;
+  }
   try {
     lib = await import("/pkg/switchboard.js");
     await lib.default();
   } catch (err) {
-    $("status").textContent = "The browser library is not built on this server (scripts/web-build, then serve --web-pkg target/web/pkg).";
-    $("status").className = "error";
+    fail("The browser library is not built on this server (scripts/web-build, then serve --web-pkg target/web/pkg).");
     return;
   }
-  const server = params.get("server") ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   const options = { channels: [{ label: "control" }, { label: "data" }] };
   if (params.get("relay")) options.icePolicy = "relay";
   if (params.get("log")) {
@@ -198,8 +291,7 @@ async function main() {
   try {
     node = await lib.SwitchboardNode.start(server, options);
   } catch (err) {
-    $("status").textContent = `cannot connect to ${server}: ${err.message ?? err}`;
-    $("status").className = "error";
+    fail(`cannot connect to ${server}: ${err.message ?? err}`);
     return;
   }
   $("status").textContent = `connected as ${node.id}`;
@@ -208,8 +300,9 @@ async function main() {
   setInterval(refreshStats, 500);
   $("create").disabled = false;
   $("join").disabled = false;
-  $("create").onclick = async () => joinRoom(await node.createRoom());
-  $("join").onclick = () => joinRoom($("room-code").value.trim()).catch((err) => log(`cannot join: ${err.message ?? err}`, "error"));
+  const cannotJoin = (err) => log(`cannot join: ${err.message ?? err}`, "error");
+  $("create").onclick = () => node.createRoom().then(joinRoom).catch(cannotJoin);
+  $("join").onclick = () => joinRoom($("room-code").value.trim()).catch(cannotJoin);
   $("chat").onsubmit = async (ev) => {
     ev.preventDefault();
     const line = $("msg").value;
@@ -223,7 +316,12 @@ async function main() {
     if (!file) return;
     for (const [id, p] of peers) if (p.connected) sendFile(file, id);
   };
-  if (params.get("room")) joinRoom(params.get("room")).catch((err) => log(`cannot join: ${err.message ?? err}`, "error"));
+  // A link names a room but does not join it: the user presses Join.
+  const invited = params.get("room");
+  if (invited) {
+    $("room-code").value = invited;
+    $("room").textContent = `This link is for room ${invited}: press Join to enter it.`;
+  }
 }
 
 main();

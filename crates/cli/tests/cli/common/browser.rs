@@ -151,6 +151,52 @@ pub async fn wait_for(client: &Client, what: &str, script: &str, within: Duratio
     }
 }
 
+/// Opens the page with a link to `room` (`?room=CODE`, then `extra` as more
+/// query, `&log=debug` say), waits for its peer id, presses Join (a link
+/// only fills in the code) and waits until the page shows it is in the
+/// room. Returns the page's peer id.
+pub async fn page_joins_by_link(page: &Client, ws_url: &str, room: &str, extra: &str, within: Duration) -> String {
+    page.goto(&page_url(ws_url, &format!("?room={room}{extra}"))).await.expect("page loads");
+    let me = wait_for(page, "its id", "return document.getElementById('status').dataset.peer ?? null;", within).await;
+    page.execute("document.getElementById('join').click();", vec![]).await.expect("click");
+    let joined =
+        format!("return document.getElementById('room').dataset.room === '{}' ? true : null;", room.to_uppercase());
+    wait_for(page, "itself in the room of the link", &joined, within).await;
+    me.as_str().expect("id").to_owned()
+}
+
+/// A peer made with the library (not the binary) on the `serve` at `server`:
+/// 127.0.0.1 only, the "control" and "data" channels of `chat`, `send`,
+/// `recv` and the page, and `identity` (a new one when `None`).
+pub async fn library_peer(server: &str, identity: Option<switchboard::Identity>) -> switchboard::Node {
+    use switchboard::{ChannelConfig, HostCandidates, Node};
+    let mut builder = Node::builder()
+        .signaling(server)
+        .host_candidates(HostCandidates::Loopback)
+        .channel(ChannelConfig::reliable("control"))
+        .channel(ChannelConfig::reliable("data"));
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    builder.start().await.expect("a library peer starts")
+}
+
+/// Waits until `node` reports its link to `peer` connected, at most `within`;
+/// other events are dropped.
+pub async fn library_connected(node: &switchboard::Node, peer: switchboard::proto::PeerId, within: Duration) {
+    use switchboard::Event;
+    tokio::time::timeout(within, async {
+        loop {
+            match node.next_event().await.expect("node open") {
+                Event::PeerConnected { peer: p, .. } if p == peer => return,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no link to {peer} within {within:?}"));
+}
+
 /// Script: the path the page shows for the first connected peer, or `null`.
 pub const CONNECTED_PATH: &str = "const r = [...document.querySelectorAll('#peers tr')].find(r => \
      r.querySelector('.state').textContent === 'connected' && r.querySelector('.path').textContent); \
