@@ -63,7 +63,13 @@
 //!   watermark (1 MiB); [`Node::try_send`] returns [`SendError::Full`];
 //!   [`Node::buffered_amount`] reports. The receiving node grants credit as its
 //!   application reads, so a peer that stops reading stops the sender, and
-//!   memory stays bounded on both sides.
+//!   memory stays bounded on both sides. A hostile peer cannot change that:
+//!   data beyond its credit, partial messages over the reassembly budget or
+//!   more than 1,000 channels end the link with
+//!   [`DisconnectReason::Protocol`], compressed messages wait compressed
+//!   until the application reads them, and in raw mode (no credit) a link
+//!   whose unread messages pass two windows ends with
+//!   [`DisconnectReason::Overrun`] (docs/protocol.md, section 19.4).
 //! - **Rooms**: a message can say which room it belongs to
 //!   ([`Node::send_in_room`], [`Node::broadcast`] with an excluded peer).
 //! - **NAT traversal**: links gather host candidates, server-reflexive ones by
