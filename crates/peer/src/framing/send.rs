@@ -48,12 +48,14 @@ pub(crate) struct Outbox {
     queued: usize,
     raw: bool,
     start_budget: usize,
+    /// Bytes of the messages cut in chunks that are in progress (begun, not ended).
+    in_progress: usize,
 }
 
 impl Outbox {
     /// An outbox for `raw` or framed channels.
     pub(crate) fn new(raw: bool) -> Self {
-        Outbox { queues: Vec::new(), cursor: 0, queued: 0, raw, start_budget: usize::MAX }
+        Outbox { queues: Vec::new(), cursor: 0, queued: 0, raw, start_budget: usize::MAX, in_progress: 0 }
     }
 
     /// Sets the bytes of messages cut in chunks that may be in progress at once.
@@ -115,7 +117,13 @@ impl Outbox {
     /// Drops everything queued on `slot`, returning the bytes released.
     pub(crate) fn clear(&mut self, slot: usize) -> usize {
         let Some(queue) = self.queues.get_mut(slot) else { return 0 };
-        let freed: usize = queue.msgs.drain(..).map(|p| p.accounted - p.released).sum();
+        let mut freed = 0;
+        for p in queue.msgs.drain(..) {
+            freed += p.accounted - p.released;
+            if p.index > 0 {
+                self.in_progress -= p.data.len();
+            }
+        }
         self.queued -= freed;
         freed
     }
@@ -137,15 +145,13 @@ impl Outbox {
     /// `slot` now.
     pub(crate) fn next_chunk(&self, max: usize, mut admit: impl FnMut(usize, usize) -> bool) -> Option<Chunk> {
         let n = self.queues.len();
-        let started = |p: &Pending| p.index > 0;
-        let in_progress: usize =
-            self.queues.iter().filter_map(|q| q.msgs.front()).filter(|p| started(p)).map(|p| p.data.len()).sum();
+        let in_progress = self.in_progress;
         for step in 0..n {
             let slot = (self.cursor + step) % n;
             let Some(len) = self.next_len(slot, max) else { continue };
             let Some(pending) = self.queues[slot].msgs.front() else { continue };
             let cut =
-                !self.raw && !started(pending) && BASE_HEADER + pending.first_header.len() + pending.data.len() > len;
+                !self.raw && pending.index == 0 && BASE_HEADER + pending.first_header.len() + pending.data.len() > len;
             if cut && in_progress > 0 && in_progress + pending.data.len() > self.start_budget {
                 continue;
             }
@@ -199,11 +205,19 @@ impl Outbox {
         let queue = &mut self.queues[chunk.slot];
         let Some(pending) = queue.msgs.front_mut() else { return };
         let header = header + if !self.raw && pending.index == 0 { pending.first_header.len() } else { 0 };
+        let first = pending.index == 0;
         pending.offset += chunk.bytes.len() - header;
         pending.index += 1;
         pending.released += chunk.payload;
         self.queued -= chunk.payload;
-        if pending.offset >= pending.data.len() {
+        let done = pending.offset >= pending.data.len();
+        // A message cut in chunks is in progress from its first chunk to its last.
+        match (first, done) {
+            (true, false) => self.in_progress += pending.data.len(),
+            (false, true) => self.in_progress -= pending.data.len(),
+            _ => {}
+        }
+        if done {
             queue.msgs.pop_front();
         }
         self.cursor = (chunk.slot + 1) % n;

@@ -25,6 +25,19 @@ fn name(url: &str) -> String {
     switchboard::proto::server_name(url).expect("a ws URL")
 }
 
+/// A `hello` of protocol v1 from `key`, with `signature` and the `server` it claims.
+fn hello(id: Option<u64>, key: &Identity, signature: String, server: &str) -> Hello {
+    Hello {
+        id,
+        v: 1,
+        public_key: key.public_key_b64(),
+        signature,
+        server: server.into(),
+        resume_token: None,
+        auth_token: None,
+    }
+}
+
 async fn raw_hello(url: &str, make: impl FnOnce(String) -> Hello) -> (ServerMessage, Option<u16>) {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
     let Some(Ok(Message::Text(challenge))) = ws.next().await else { panic!("no challenge") };
@@ -49,14 +62,8 @@ async fn raw_hello(url: &str, make: impl FnOnce(String) -> Hello) -> (ServerMess
 async fn a_wrong_signature_is_unauthorized_and_closed() {
     let server = TestServer::default().await;
     let (alice, mallory) = (Identity::generate(), Identity::generate());
-    let (answer, close) = raw_hello(&server.url, |nonce| Hello {
-        id: Some(1),
-        v: 1,
-        public_key: alice.public_key_b64(),
-        signature: mallory.sign_challenge(&nonce, &name(&server.url)),
-        server: name(&server.url),
-        resume_token: None,
-        auth_token: None,
+    let (answer, close) = raw_hello(&server.url, |nonce| {
+        hello(Some(1), &alice, mallory.sign_challenge(&nonce, &name(&server.url)), &name(&server.url))
     })
     .await;
     assert!(matches!(answer, ServerMessage::Error { code: ErrorCode::Unauthorized, re: Some(1), .. }), "{answer:?}");
@@ -68,14 +75,8 @@ async fn a_wrong_signature_is_unauthorized_and_closed() {
 async fn a_signature_over_another_nonce_is_refused() {
     let server = TestServer::default().await;
     let id = Identity::generate();
-    let (answer, _) = raw_hello(&server.url, |_nonce| Hello {
-        id: None,
-        v: 1,
-        public_key: id.public_key_b64(),
-        signature: id.sign_challenge("a nonce from another connection", &name(&server.url)),
-        server: name(&server.url),
-        resume_token: None,
-        auth_token: None,
+    let (answer, _) = raw_hello(&server.url, |_nonce| {
+        hello(None, &id, id.sign_challenge("a nonce from another connection", &name(&server.url)), &name(&server.url))
     })
     .await;
     assert!(matches!(answer, ServerMessage::Error { code: ErrorCode::Unauthorized, .. }));
@@ -87,13 +88,8 @@ async fn an_unknown_major_version_is_unsupported() {
     let server = TestServer::default().await;
     let id = Identity::generate();
     let (answer, close) = raw_hello(&server.url, |nonce| Hello {
-        id: Some(5),
         v: 2,
-        public_key: id.public_key_b64(),
-        signature: id.sign_challenge(&nonce, &name(&server.url)),
-        server: name(&server.url),
-        resume_token: None,
-        auth_token: None,
+        ..hello(Some(5), &id, id.sign_challenge(&nonce, &name(&server.url)), &name(&server.url))
     })
     .await;
     assert!(matches!(answer, ServerMessage::Error { code: ErrorCode::UnsupportedVersion, re: Some(5), .. }));
@@ -133,14 +129,8 @@ async fn a_proof_a_rogue_server_forwards_is_refused() {
     let server = TestServer::default().await;
     let victim = Identity::generate();
     for claimed in ["rogue.example:443", "localhost:1"] {
-        let (answer, close) = raw_hello(&server.url, |nonce| Hello {
-            id: Some(7),
-            v: 1,
-            public_key: victim.public_key_b64(),
-            signature: victim.sign_challenge(&nonce, "rogue.example:443"),
-            server: claimed.into(),
-            resume_token: None,
-            auth_token: None,
+        let (answer, close) = raw_hello(&server.url, |nonce| {
+            hello(Some(7), &victim, victim.sign_challenge(&nonce, "rogue.example:443"), claimed)
         })
         .await;
         assert!(
@@ -159,29 +149,15 @@ async fn a_named_server_answers_only_as_its_names() {
     let server = TestServer::start(config).await;
     let id = Identity::generate();
     let port = server.url.rsplit(':').next().and_then(|p| p.strip_suffix("/ws")).expect("a port").to_owned();
-    let (answer, _) = raw_hello(&server.url, |nonce| Hello {
-        id: Some(1),
-        v: 1,
-        public_key: id.public_key_b64(),
-        signature: id.sign_challenge(&nonce, &name(&server.url)),
-        server: name(&server.url),
-        resume_token: None,
-        auth_token: None,
+    let (answer, _) = raw_hello(&server.url, |nonce| {
+        hello(Some(1), &id, id.sign_challenge(&nonce, &name(&server.url)), &name(&server.url))
     })
     .await;
     let ServerMessage::Error { code: ErrorCode::Unauthorized, message, .. } = &answer else { panic!("{answer:?}") };
     assert!(message.contains("not this server's name"), "{message}");
     let named = format!("signal.test:{port}");
-    let (answer, _) = raw_hello(&server.url, |nonce| Hello {
-        id: Some(2),
-        v: 1,
-        public_key: id.public_key_b64(),
-        signature: id.sign_challenge(&nonce, &named),
-        server: named.clone(),
-        resume_token: None,
-        auth_token: None,
-    })
-    .await;
+    let (answer, _) =
+        raw_hello(&server.url, |nonce| hello(Some(2), &id, id.sign_challenge(&nonce, &named), &named)).await;
     assert!(matches!(&answer, ServerMessage::Welcome(w) if w.peer_id == id.peer_id()), "{answer:?}");
     server.stop().await;
 }
