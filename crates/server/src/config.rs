@@ -111,6 +111,14 @@ pub struct ServerConfig {
     pub abuse_per_sec: u32,
     /// Bytes queued towards one slow client before it is closed.
     pub max_outbound_bytes: usize,
+    /// Bytes of signaling (text) frames read per second from one address
+    /// (IPv6: one /64), all its connections together; beyond them the server
+    /// reads that address's connections more slowly (TCP backpressure), it
+    /// does not refuse.
+    pub origin_text_bytes_per_sec: u32,
+    /// Bytes of signaling frames one address may send at once before
+    /// [`ServerConfig::origin_text_bytes_per_sec`] paces it.
+    pub origin_text_burst_bytes: u32,
     /// Seconds a write to a client may stall (it stopped reading) before the connection is dropped.
     pub write_timeout_secs: u64,
     /// Limits announced to clients and enforced.
@@ -205,6 +213,8 @@ impl Default for ServerConfig {
             abuse_burst: 30,
             abuse_per_sec: 1,
             max_outbound_bytes: 4 * 1024 * 1024,
+            origin_text_bytes_per_sec: 1024 * 1024,
+            origin_text_burst_bytes: 4 * 1024 * 1024,
             write_timeout_secs: 10,
             limits: Limits::default(),
             mail_quota: MailQuota::default(),
@@ -267,6 +277,12 @@ impl ServerConfig {
         }
         if l.idle_timeout_secs == 0 {
             return invalid("limits.idle_timeout_secs", "must be at least 1");
+        }
+        if self.origin_text_bytes_per_sec < 64 * 1024 || self.origin_text_burst_bytes < l.max_frame_bytes {
+            return invalid(
+                "origin_text_bytes_per_sec",
+                "must be at least 65536, and origin_text_burst_bytes at least limits.max_frame_bytes",
+            );
         }
         if self.write_timeout_secs == 0 {
             return invalid("write_timeout_secs", "must be at least 1");

@@ -5,7 +5,7 @@
 //! (password hashing, the mailbox) runs on the blocking pool.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -67,6 +67,9 @@ struct Conn {
     token_expiry: Option<tokio::time::Instant>,
     /// The same expiry in Unix seconds, which bounds minted TURN credentials.
     token_exp: Option<u64>,
+    /// Signaling bytes read from this client's address, shared by its
+    /// connections ([`ServerConfig::origin_text_bytes_per_sec`](crate::ServerConfig::origin_text_bytes_per_sec)).
+    text_bytes: Arc<Mutex<TokenBucket>>,
     /// The tenant of the auth token (`""` without one): its mailbox is read,
     /// and the mail it sends is stored in its recipients' mailboxes of it.
     tenant: Arc<str>,
@@ -100,6 +103,13 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: Slot, addr
         mail_cursor: 0,
         mail_due: false,
         origin: origin_of(addr.ip()),
+        text_bytes: slot.text_bytes.clone().unwrap_or_else(|| {
+            Arc::new(Mutex::new(TokenBucket::new(
+                shared.config.origin_text_bytes_per_sec,
+                shared.config.origin_text_burst_bytes,
+                now,
+            )))
+        }),
     };
     let clean = conn.drive(socket).await;
     shared.unregister(key, clean);
@@ -117,6 +127,9 @@ impl Conn {
         let idle_timer = tokio::time::sleep_until(self.wake_at(last_frame + idle));
         tokio::pin!(idle_timer);
         let mut batch = Vec::new();
+        // While the address owes read budget, its frames wait in the socket
+        // (and the client's TCP window), not in memory.
+        let mut paused_until: Option<tokio::time::Instant> = None;
         loop {
             match self.write_pending(&mut socket, &mut batch).await {
                 Ok(None) => {}
@@ -145,13 +158,25 @@ impl Conn {
                     }
                     idle_timer.as_mut().reset(self.wake_at(deadline));
                 }
-                frame = socket.recv() => {
+                () = tokio::time::sleep_until(paused_until.unwrap_or(last_frame)), if paused_until.is_some() => {
+                    paused_until = None;
+                }
+                frame = socket.recv(), if paused_until.is_none() => {
                     last_frame = tokio::time::Instant::now();
                     match frame {
                         None => return false,
                         Some(Err(e)) => return fail(&mut socket, &e).await,
                         Some(Ok(Message::Close(_))) => return true,
-                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                        Some(Ok(Message::Text(text))) => {
+                            let owed = self.text_bytes.lock().unwrap_or_else(PoisonError::into_inner)
+                                .take_owing(text.len() as f64, Instant::now());
+                            if !owed.is_zero() {
+                                // Time spent not reading is not idle time.
+                                last_frame += owed;
+                                paused_until = Some(last_frame);
+                            }
+                            self.on_text(text.as_str()).await;
+                        }
                         Some(Ok(Message::Binary(bytes))) => self.on_binary(bytes.to_vec()),
                         Some(Ok(_)) => {}
                     }

@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,6 +20,7 @@ use tower_service::Service as _;
 
 use crate::connection;
 use crate::origin::origin_of;
+use crate::rate::TokenBucket;
 use crate::shared::Shared;
 
 /// Accepts connections until `shutdown` resolves, each served over HTTP/1.1
@@ -101,6 +102,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 pub(crate) struct Slot {
     shared: Arc<Shared>,
     origin: Option<String>,
+    /// The address's read budget, shared by its connections.
+    pub(crate) text_bytes: Option<Arc<Mutex<TokenBucket>>>,
 }
 
 impl Drop for Slot {
@@ -128,14 +131,15 @@ async fn upgrade(
         shared.metrics.error("server_full");
         return (StatusCode::SERVICE_UNAVAILABLE, "server full: connection limit reached").into_response();
     }
-    let mut slot = Slot { shared: shared.clone(), origin: None };
+    let mut slot = Slot { shared: shared.clone(), origin: None, text_bytes: None };
     let origin = origin_of(addr.ip());
-    if !shared.claim_origin(&origin) {
+    let Some(text_bytes) = shared.claim_origin(&origin) else {
         shared.metrics.error("origin_full");
         let message = "too many connections from your address";
         return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
-    }
+    };
     slot.origin = Some(origin);
+    slot.text_bytes = Some(text_bytes);
     // The transport accepts up to twice the protocol limit so that a frame a
     // little too large gets a `too_large` answer; beyond that the connection
     // is closed with 1009.

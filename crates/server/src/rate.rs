@@ -1,6 +1,6 @@
 //! A token bucket on time passed in.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Allows `rate` events per second on average and `burst` at once.
 #[derive(Debug, Clone)]
@@ -30,6 +30,16 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+
+    /// Takes `cost` tokens, going into debt when there are fewer; returns
+    /// how long until the debt is repaid (zero when there is none). A user
+    /// of the bucket waits that long before it takes again, so that callers
+    /// sharing one bucket are served in turn at its rate.
+    pub(crate) fn take_owing(&mut self, cost: f64, now: Instant) -> Duration {
+        self.refill(now, 0.0);
+        self.tokens -= cost;
+        if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / self.rate) }
     }
 
     /// Tokens available now.
@@ -70,5 +80,18 @@ mod tests {
         // A cost above the burst can still be paid once the bucket is full.
         let mut big = TokenBucket::new(1000, 10, t0);
         assert!(big.try_take(50.0, t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn owing_takes_into_debt_and_says_how_long_it_lasts() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(100, 100, t0);
+        assert_eq!(b.take_owing(60.0, t0), Duration::ZERO);
+        // 40 left: taking 90 owes 50, repaid in half a second at 100/s.
+        assert_eq!(b.take_owing(90.0, t0), Duration::from_millis(500));
+        // A second taker behind the first waits for both debts.
+        assert_eq!(b.take_owing(50.0, t0), Duration::from_secs(1));
+        // Once repaid, taking within the refilled tokens owes nothing.
+        assert_eq!(b.take_owing(20.0, t0 + Duration::from_millis(1200)), Duration::ZERO);
     }
 }

@@ -13,8 +13,16 @@ use crate::config::ServerConfig;
 use crate::hub::{ConnKey, Hub, Output};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbound, Outbox};
+use crate::rate::TokenBucket;
 use crate::store::{MailStore, StoredMail};
 use crate::throttle::Throttle;
+
+/// The connections of one address.
+struct OriginConns {
+    count: usize,
+    /// Signaling bytes read from the address ([`ServerConfig::origin_text_bytes_per_sec`]).
+    text_bytes: Arc<Mutex<TokenBucket>>,
+}
 
 struct Core {
     hub: Hub,
@@ -38,8 +46,8 @@ pub(crate) struct Shared {
     /// Password hashes waiting for the hashing pool.
     pub(crate) hash_queue: AtomicUsize,
     throttle: Mutex<Throttle>,
-    /// Open connections by address.
-    conns_by_origin: Mutex<HashMap<String, usize>>,
+    /// Open connections by address, with the address's shared read budget.
+    conns_by_origin: Mutex<HashMap<String, OriginConns>>,
     /// What joins naming no room check their password against.
     pub(crate) decoy_hash: String,
 }
@@ -125,23 +133,31 @@ impl Shared {
         f(&mut self.throttle.lock().unwrap_or_else(PoisonError::into_inner), Instant::now())
     }
 
-    /// Counts a connection from `origin`; false when it holds its maximum.
-    pub(crate) fn claim_origin(&self, origin: &str) -> bool {
+    /// Counts a connection from `origin` and returns the address's read
+    /// budget, which its connections share; `None` when it holds its maximum.
+    pub(crate) fn claim_origin(&self, origin: &str) -> Option<Arc<Mutex<TokenBucket>>> {
         let mut conns = self.conns_by_origin.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = conns.entry(origin.to_owned()).or_default();
-        if *n >= self.config.max_connections_per_origin {
-            return false;
+        let entry = conns.entry(origin.to_owned()).or_insert_with(|| OriginConns {
+            count: 0,
+            text_bytes: Arc::new(Mutex::new(TokenBucket::new(
+                self.config.origin_text_bytes_per_sec,
+                self.config.origin_text_burst_bytes,
+                Instant::now(),
+            ))),
+        });
+        if entry.count >= self.config.max_connections_per_origin {
+            return None;
         }
-        *n += 1;
-        true
+        entry.count += 1;
+        Some(entry.text_bytes.clone())
     }
 
     /// Releases a connection counted by [`Shared::claim_origin`].
     pub(crate) fn release_origin(&self, origin: &str) {
         let mut conns = self.conns_by_origin.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = conns.get_mut(origin) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(entry) = conns.get_mut(origin) {
+            entry.count = entry.count.saturating_sub(1);
+            if entry.count == 0 {
                 conns.remove(origin);
             }
         }

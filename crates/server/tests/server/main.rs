@@ -23,6 +23,7 @@ mod rooms_by_code;
 mod signal_expiry;
 mod signal_flood;
 mod signal_relay;
+mod signaling_flood_paced;
 mod slow_reader;
 mod slowloris;
 mod tenant_isolation;

@@ -13,6 +13,9 @@ use switchboard_server::ServerConfig;
 #[tokio::test]
 async fn a_flood_of_signals_does_not_disconnect_a_slow_reader() {
     let mut config = ServerConfig { max_outbound_bytes: 256 * 1024, ..ServerConfig::default() };
+    // All test clients share 127.0.0.1: its read budget must not pace the flood.
+    config.origin_text_bytes_per_sec = 1 << 30;
+    config.origin_text_burst_bytes = 1 << 30;
     config.limits.rate_per_sec = 100_000;
     config.limits.rate_burst = 100_000;
     config.abuse_burst = 100_000;

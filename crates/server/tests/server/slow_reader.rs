@@ -12,6 +12,9 @@ use switchboard_server::ServerConfig;
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped() {
     let mut config = ServerConfig { max_outbound_bytes: 256 * 1024, write_timeout_secs: 1, ..ServerConfig::default() };
+    // All test clients share 127.0.0.1: its read budget must not pace the flood.
+    config.origin_text_bytes_per_sec = 1 << 30;
+    config.origin_text_burst_bytes = 1 << 30;
     config.limits.rate_per_sec = 100_000;
     config.limits.rate_burst = 100_000;
     // Once `stuck` is dropped, `a`'s remaining signals are held for it and,

@@ -116,3 +116,57 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+/// A client connected from the loopback address `from` (say 127.0.0.2), so
+/// that per-address limits count it apart from [`TestServer::client`]s. It
+/// speaks the protocol itself: the challenge, a signed `hello`, `welcome`.
+pub struct RawClient {
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+}
+
+impl RawClient {
+    pub async fn connect(server: &TestServer, from: std::net::IpAddr) -> Self {
+        use switchboard::proto::{ClientMessage, Hello, PROTOCOL_VERSION};
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(from, 0)).expect("bind the source address");
+        let tcp = socket.connect(server.addr).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async(&server.url, tcp).await.expect("upgrade");
+        let mut client = Self { ws };
+        let ServerMessage::Challenge { nonce, .. } = client.next().await else { panic!("no challenge") };
+        let identity = Identity::generate();
+        let server_name = switchboard::proto::server_name(&server.url).expect("server name");
+        let hello = Hello {
+            id: None,
+            v: PROTOCOL_VERSION,
+            public_key: identity.public_key_b64(),
+            signature: identity.sign_challenge(&nonce, &server_name),
+            server: server_name,
+            resume_token: None,
+            auth_token: None,
+        };
+        client.send(&ClientMessage::Hello(hello)).await;
+        let ServerMessage::Welcome(_) = client.next().await else { panic!("no welcome") };
+        client
+    }
+
+    pub async fn send(&mut self, msg: &switchboard::proto::ClientMessage) {
+        use futures_util::SinkExt;
+        self.ws.send(tokio_tungstenite::tungstenite::Message::Text(msg.encode().into())).await.expect("send");
+    }
+
+    /// The next JSON message, failing after [`PATIENCE`].
+    pub async fn next(&mut self) -> ServerMessage {
+        use futures_util::StreamExt;
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("a message in time");
+            match frame {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                    return ServerMessage::decode(text.as_str()).expect("a server message");
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => panic!("closed: {frame:?}"),
+                Some(Ok(_)) => {}
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+}
