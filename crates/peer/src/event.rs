@@ -81,8 +81,19 @@ pub enum Event {
     Message(Message),
     /// A request arrived; answer with [`Node::respond`](crate::Node::respond).
     Request(Request),
-    /// The other side opened a channel in-band (DCEP).
+    /// A channel opened: one the other side opened in band (DCEP), or, on
+    /// raw links, any channel, this side's own included (a pre-negotiated
+    /// one before [`Event::PeerConnected`]).
     ChannelOpened {
+        /// The peer.
+        peer: PeerId,
+        /// The channel's label.
+        channel: String,
+    },
+    /// A channel of a raw link closed: the other side closed it. Messages
+    /// queued on it are dropped and sends on it wait for a channel that
+    /// never opens again; the link itself stays up.
+    ChannelClosed {
         /// The peer.
         peer: PeerId,
         /// The channel's label.
@@ -149,9 +160,18 @@ pub struct Message {
     pub room: Option<RoomCode>,
     /// The bytes.
     pub data: Bytes,
+    /// The sender sent it as text ([`Node::send_text`](crate::Node::send_text),
+    /// or a string from a browser's or another stack's data channel):
+    /// [`Message::text`] reads it.
+    pub is_text: bool,
 }
 
 impl Message {
+    /// The message as a string, if it was sent as text and is UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        if self.is_text { std::str::from_utf8(&self.data).ok() } else { None }
+    }
+
     /// Decodes the data as JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.data)

@@ -92,6 +92,29 @@
 //! data-channel message and channels the other side opens in-band (DCEP)
 //! appear as [`Event::ChannelOpened`].
 //!
+//! What raw mode does for other stacks, tested against str0m
+//! (`examples/byo-signaling`) and between Switchboard nodes on both backends:
+//! - text and binary: [`Node::send_text`] sends a string (PPID 51), which a
+//!   browser's `onmessage` gets as a string; [`Message::is_text`] and
+//!   [`Message::text`] say how a message came;
+//! - every channel's opening ([`Event::ChannelOpened`], the node's own
+//!   included) and closing ([`Event::ChannelClosed`]), and a peer connection
+//!   the other side closes ends the link at once
+//!   ([`DisconnectReason::ClosedByPeer`]); closing sends SCTP shutdown and
+//!   DTLS close_notify (natively);
+//! - the offer asks to be DTLS client (`a=setup:active`), so this side sends
+//!   the SCTP INIT whatever the other stack's rule for it; no SNAP
+//!   (`a=sctp-init`) is offered, and an answer that copies one back is taken
+//!   without it;
+//! - [`LinkStats::rtt`] is ICE's round trip.
+//!
+//! Not yet: an end-of-candidates event and a complete SDP for applications
+//! that signal non-trickle (natively, candidates found after the
+//! description come only as [`Event::LocalCandidate`]), messages above
+//! 64 KiB even when the other side's `a=max-message-size` allows them,
+//! channels the other side opens in band in the browser, and an interop
+//! suite against browsers' own `RTCPeerConnection` and aiortc.
+//!
 //! ```no_run
 //! # use switchboard::{Event, HostCandidates, Node};
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

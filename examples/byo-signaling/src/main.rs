@@ -4,11 +4,14 @@
 //! with an in-band (DCEP) data channel named `chat`, the way a browser's
 //! `createDataChannel("chat")` does. The Switchboard node, built without any
 //! signaling server and in raw-message mode, answers the offer, learns of the
-//! channel in-band, and the two exchange messages. The SDP travels as plain
-//! strings, as it would over your own signaling.
+//! channel in-band, and the two exchange messages: the plain peer sends a
+//! text message and a binary one, and the node answers each in kind (a
+//! browser's `onmessage` gets a string for text, an `ArrayBuffer` for
+//! binary). The SDP travels as plain strings, as it would over your own
+//! signaling.
 //!
 //! Run: `cargo run --manifest-path examples/byo-signaling/Cargo.toml`.
-//! Exit code 0 when both messages arrived.
+//! Exit code 0 when all four messages arrived as what they were sent as.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -42,6 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut buf = vec![0u8; 2048];
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut said_hello = false;
+        let mut replies = Vec::new();
         while Instant::now() < deadline {
             let timeout = loop {
                 match rtc.poll_output()? {
@@ -51,14 +55,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Output::Event(RtcEvent::ChannelOpen(id, label)) if id == chat => {
                         println!("str0m: channel {label:?} open");
                         if let Some(mut ch) = rtc.channel(chat) {
+                            // `false`: a text message (PPID 51), `true`: binary (PPID 53).
                             ch.write(false, b"hello from a plain WebRTC peer")?;
+                            ch.write(true, &[0, 1, 2, 255])?;
                             said_hello = true;
                         }
                     }
                     Output::Event(RtcEvent::ChannelData(d)) if said_hello => {
-                        let text = String::from_utf8_lossy(&d.data).into_owned();
-                        println!("str0m: got {text:?}");
-                        return Ok::<String, Box<dyn std::error::Error + Send + Sync>>(text);
+                        println!("str0m: got {:?} as {}", d.data, if d.binary { "binary" } else { "text" });
+                        replies.push((d.binary, d.data));
+                        if replies.len() == 2 {
+                            return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(replies);
+                        }
                     }
                     Output::Event(_) => {}
                     Output::Timeout(t) => break t,
@@ -77,25 +85,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err("the plain peer got no answer in 20 s".into())
     });
 
-    // The node learns of the in-band channel and its first message.
+    // The node learns of the in-band channel and answers each message in kind.
     let deadline = tokio::time::sleep(Duration::from_secs(20));
     tokio::pin!(deadline);
-    loop {
+    let mut answered = 0;
+    while answered < 2 {
         tokio::select! {
             ev = node.next_event() => match ev.ok_or("node closed")? {
                 Event::ChannelOpened { channel, .. } => println!("switchboard: the other side opened channel {channel:?}"),
                 Event::Message(m) => {
-                    println!("switchboard: got {:?} on {:?}", String::from_utf8_lossy(&m.data), m.channel);
-                    node.send(peer, &m.channel, &b"hello back from switchboard"[..]).await?;
-                    break;
+                    if let Some(text) = m.text() {
+                        println!("switchboard: got text {text:?} on {:?}", m.channel);
+                        node.send_text(peer, &m.channel, "hello back from switchboard").await?;
+                    } else {
+                        println!("switchboard: got {} bytes on {:?}", m.data.len(), m.channel);
+                        node.send(peer, &m.channel, m.data.clone()).await?;
+                    }
+                    answered += 1;
                 }
                 _ => {}
             },
             _ = &mut deadline => return Err("no message from the plain peer in 20 s".into()),
         }
     }
-    let reply = plain.await?.map_err(|e| e.to_string())?;
-    assert_eq!(reply, "hello back from switchboard");
+    let replies = plain.await?.map_err(|e| e.to_string())?;
+    assert_eq!(replies[0], (false, b"hello back from switchboard".to_vec()), "text comes back as text");
+    assert_eq!(replies[1], (true, vec![0, 1, 2, 255]), "binary comes back as binary");
     println!("bring-your-own signaling with a standard WebRTC peer: ok");
     node.close().await;
     Ok(())

@@ -219,7 +219,7 @@ mod tests {
         let mut got = Vec::new();
         let mut deliver = |rx: &mut InOrder, c: &[u8], got: &mut Vec<u8>| {
             if rx.check(0, c) == Verdict::Accept
-                && let Some(m) = inbox.push(0, c).expect("valid chunk")
+                && let Some(m) = inbox.push(0, c, false).expect("valid chunk")
             {
                 got.push(m.data[0]);
             }

@@ -5,7 +5,7 @@
 //! other side. Every chunk starts with a small header:
 //!
 //! ```text
-//! flags u8 (FIRST 0x01, LAST 0x02, LZ4 0x04) | seq u32 LE | index u32 LE
+//! flags u8 (FIRST 0x01, LAST 0x02, LZ4 0x04, TEXT 0x08) | seq u32 LE | index u32 LE
 //! FIRST only: total u32 LE | kind u8 | [request id u64 LE] | room len u8 | room
 //! payload
 //! ```
@@ -13,12 +13,14 @@
 //! `seq` numbers the messages of one channel, `index` the chunks of one
 //! message, `total` is the message's size on the wire (after compression).
 //! `kind` is 0 for plain data, 1 for a request, 2 for a response and 3 for an
-//! error response; the last three carry the request id.
+//! error response; the last three carry the request id. `TEXT` on the
+//! first chunk says the application sent the message as text (UTF-8).
 //!
 //! [`Outbox`] queues messages per channel and hands out chunks round-robin so
 //! that channels interleave fairly; [`Inbox`] reassembles them with bounded
 //! memory. In raw mode (for standard WebRTC peers) a message is one SCTP
-//! message without header.
+//! message without header, sent as a text or binary data-channel message
+//! as the application sent it.
 
 mod arq;
 mod recv;
@@ -35,6 +37,7 @@ use switchboard_proto::RoomCode;
 const FIRST: u8 = 0x01;
 const LAST: u8 = 0x02;
 const LZ4: u8 = 0x04;
+const TEXT: u8 = 0x08;
 /// Bytes of the header every chunk has.
 const BASE_HEADER: usize = 9;
 /// Largest header of a first chunk.
@@ -81,12 +84,19 @@ pub(crate) struct OutMessage {
     pub(crate) room: Option<RoomCode>,
     /// The bytes.
     pub(crate) data: Bytes,
+    /// Sent as text (the bytes are UTF-8).
+    pub(crate) text: bool,
 }
 
 impl OutMessage {
     /// A plain data message.
     pub(crate) fn data(data: Bytes) -> Self {
-        OutMessage { kind: MessageKind::Data, room: None, data }
+        OutMessage { kind: MessageKind::Data, room: None, data, text: false }
+    }
+
+    /// A text message.
+    pub(crate) fn text(text: String) -> Self {
+        OutMessage { kind: MessageKind::Data, room: None, data: Bytes::from(text), text: true }
     }
 }
 

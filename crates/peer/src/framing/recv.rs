@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use switchboard_proto::RoomCode;
 
-use super::{BASE_HEADER, FIRST, LAST, LZ4, MessageKind};
+use super::{BASE_HEADER, FIRST, LAST, LZ4, MessageKind, TEXT};
 
 /// Partial messages kept per unreliable channel; older ones are dropped.
 const MAX_PARTIALS_UNRELIABLE: usize = 4;
@@ -29,6 +29,8 @@ pub(crate) struct Delivered {
     /// The bytes are LZ4 (size-prefixed) as they came: [`Delivered::unpack`]
     /// decompresses them once the application has room.
     pub(crate) packed: bool,
+    /// The sender sent it as text (not checked to be UTF-8 here).
+    pub(crate) text: bool,
 }
 
 impl Delivered {
@@ -93,6 +95,7 @@ struct Partial {
     room: Option<RoomCode>,
     total: Option<usize>,
     lz4: bool,
+    text: bool,
     next_index: u32,
     last_index: Option<u32>,
     buf: Vec<u8>,
@@ -115,6 +118,7 @@ impl Partial {
             room: None,
             total: None,
             lz4: false,
+            text: false,
             next_index: 0,
             last_index: None,
             buf: Vec::new(),
@@ -243,16 +247,17 @@ impl Inbox {
         self.reliable_cost + self.unreliable_cost
     }
 
-    /// Takes one chunk received on `slot`. A complete message comes back; an
-    /// error means the peer broke the framing (on an unreliable channel the
-    /// chunk is dropped instead and `Ok(None)` returned).
-    pub(crate) fn push(&mut self, slot: usize, chunk: &[u8]) -> Result<Option<Delivered>, FrameError> {
+    /// Takes one chunk received on `slot` (`text`: it came as a text
+    /// data-channel message, which only raw mode heeds). A complete message
+    /// comes back; an error means the peer broke the framing (on an
+    /// unreliable channel the chunk is dropped instead and `Ok(None)` returned).
+    pub(crate) fn push(&mut self, slot: usize, chunk: &[u8], text: bool) -> Result<Option<Delivered>, FrameError> {
         if self.raw {
             if chunk.len() > self.max_message {
                 return Err(FrameError::TooLarge { size: chunk.len(), max: self.max_message });
             }
             let data = Bytes::copy_from_slice(chunk);
-            return Ok(Some(Delivered { slot, kind: MessageKind::Data, room: None, data, packed: false }));
+            return Ok(Some(Delivered { slot, kind: MessageKind::Data, room: None, data, packed: false, text }));
         }
         if self.channels.len() <= slot {
             self.add_channel(slot, true);
@@ -284,7 +289,8 @@ impl Inbox {
             }
             check_packed(header.payload, packed, max)?;
             let data = Bytes::copy_from_slice(header.payload);
-            return Ok(Some(Delivered { slot, kind, room, data, packed }));
+            let text = header.flags & TEXT != 0;
+            return Ok(Some(Delivered { slot, kind, room, data, packed, text }));
         }
         // Every chunk of a message cut in several carries at least a byte.
         if header.payload.is_empty() {
@@ -353,6 +359,7 @@ impl Inbox {
             room: partial.room,
             data: Bytes::from(partial.buf),
             packed: partial.lz4,
+            text: partial.text,
         }))
     }
 
@@ -393,6 +400,7 @@ fn take_chunk(partial: &mut Partial, header: &Header<'_>, max: usize) -> Result<
         partial.kind = kind;
         partial.room = room;
         partial.lz4 = header.flags & LZ4 != 0;
+        partial.text = header.flags & TEXT != 0;
     }
     if header.flags & LAST != 0 {
         partial.last_index = Some(header.index);
@@ -458,12 +466,15 @@ mod tests {
         let data: Vec<u8> = (0..200_000).map(|_| rng.random()).collect();
         let mut out = Outbox::new(false);
         let room: RoomCode = "ABC123".parse().expect("room");
-        out.push(0, OutMessage { kind: MessageKind::Request(9), room: Some(room), data: Bytes::from(data.clone()) });
+        out.push(
+            0,
+            OutMessage { kind: MessageKind::Request(9), room: Some(room), data: Bytes::from(data.clone()), text: true },
+        );
         let mut inbox = Inbox::new(1 << 20, 4 * (1 << 20), false);
         let mut got = Vec::new();
         for (slot, chunk) in chunks(&mut out, 1200) {
             assert!(chunk.len() <= 1200);
-            if let Some(d) = inbox.push(slot, &chunk).expect("valid") {
+            if let Some(d) = inbox.push(slot, &chunk, false).expect("valid") {
                 got.push(d);
             }
         }
@@ -471,7 +482,25 @@ mod tests {
         assert_eq!(got[0].kind, MessageKind::Request(9));
         assert_eq!(got[0].room, Some(room));
         assert_eq!(got[0].data, data);
+        assert!(got[0].text, "the text flag of the first chunk is kept");
         assert_eq!(inbox.held(), 0);
+    }
+
+    #[test]
+    fn text_and_binary_stay_apart_in_one_chunk_and_in_raw_mode() {
+        let mut out = Outbox::new(false);
+        out.push(0, OutMessage::text("ping 0".into()));
+        out.push(0, OutMessage::data(Bytes::from_static(b"ping 0")));
+        let mut inbox = Inbox::new(1 << 20, 1 << 20, false);
+        let got: Vec<(bool, Bytes)> = chunks(&mut out, 1200)
+            .iter()
+            .filter_map(|(s, c)| inbox.push(*s, c, false).expect("valid"))
+            .map(|d| (d.text, d.data))
+            .collect();
+        assert_eq!(got, [(true, Bytes::from_static(b"ping 0")), (false, Bytes::from_static(b"ping 0"))]);
+        let mut raw = Inbox::new(1 << 20, 1 << 20, true);
+        assert!(raw.push(0, b"x", true).expect("valid").expect("a message").text);
+        assert!(!raw.push(0, b"x", false).expect("valid").expect("a message").text);
     }
 
     #[test]
@@ -483,7 +512,7 @@ mod tests {
         all.shuffle(&mut StdRng::seed_from_u64(1));
         let mut inbox = Inbox::new(1 << 20, 4 * (1 << 20), false);
         let mut done: Vec<Bytes> =
-            all.iter().filter_map(|(s, c)| inbox.push(*s, c).expect("valid")).map(|d| d.data).collect();
+            all.iter().filter_map(|(s, c)| inbox.push(*s, c, false).expect("valid")).map(|d| d.data).collect();
         done.sort();
         assert_eq!(done, vec![Bytes::from(vec![5u8; 10_000]), Bytes::from(vec![6u8; 10_000])]);
     }
@@ -505,7 +534,7 @@ mod tests {
         let mut inbox = Inbox::new(1 << 20, 4 * (1 << 20), false);
         let got: Vec<Bytes> = all
             .iter()
-            .filter_map(|(s, c)| inbox.push(*s, c).expect("valid"))
+            .filter_map(|(s, c)| inbox.push(*s, c, false).expect("valid"))
             .map(|d| d.unpack(1 << 20).expect("decodes").data)
             .collect();
         assert_eq!(got, vec![text, Bytes::from(noise)]);
@@ -526,7 +555,7 @@ mod tests {
             let mut all = chunks(&mut out, 1000);
             all.pop();
             for (slot, chunk) in all {
-                assert_eq!(inbox.push(slot, &chunk), Ok(None));
+                assert_eq!(inbox.push(slot, &chunk, false), Ok(None));
             }
             assert!(inbox.held() <= 100_000 + 1000, "held {}", inbox.held());
         }
@@ -539,7 +568,7 @@ mod tests {
         chunk.extend_from_slice(&u32::MAX.to_le_bytes());
         chunk.extend_from_slice(&[0, 0, 1, 2, 3]);
         let mut inbox = Inbox::new(1 << 20, 4 * (1 << 20), false);
-        assert!(matches!(inbox.push(0, &chunk), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(inbox.push(0, &chunk, false), Err(FrameError::TooLarge { .. })));
     }
 
     #[test]
@@ -550,7 +579,7 @@ mod tests {
         chunk.extend_from_slice(&[0, 0]);
         chunk.extend_from_slice(&packed);
         let mut inbox = Inbox::new(1000, 4 * (1000), false);
-        assert!(matches!(inbox.push(0, &chunk), Err(FrameError::TooLarge { size: 10_000, max: 1000 })));
+        assert!(matches!(inbox.push(0, &chunk, false), Err(FrameError::TooLarge { size: 10_000, max: 1000 })));
     }
 
     #[test]
@@ -564,7 +593,7 @@ mod tests {
             if !chunk.is_empty() {
                 chunk[0] &= 0x07;
             }
-            let _ = inbox.push(rng.random_range(0..2), &chunk);
+            let _ = inbox.push(rng.random_range(0..2), &chunk, false);
         }
         assert!(inbox.held() <= 64 * (1 << 16) + (1 << 16) * 4);
     }
@@ -585,7 +614,7 @@ mod tests {
         inbox.add_channel(0, false);
         for _ in 0..100_000 {
             let index = rng.random_range(1..u32::MAX);
-            assert_eq!(inbox.push(0, &middle(7, index, &[])), Ok(None));
+            assert_eq!(inbox.push(0, &middle(7, index, &[]), false), Ok(None));
         }
         assert_eq!(inbox.dropped(), 100_000, "every empty chunk is refused");
         assert_eq!(inbox.held(), 0);
@@ -600,7 +629,7 @@ mod tests {
         inbox.add_channel(1, false);
         for _ in 0..100_000 {
             let (slot, seq, index) = (rng.random_range(0..2), rng.random_range(0..8), rng.random_range(1..u32::MAX));
-            assert_eq!(inbox.push(slot, &middle(seq, index, &[1])), Ok(None));
+            assert_eq!(inbox.push(slot, &middle(seq, index, &[1]), false), Ok(None));
             assert!(inbox.held() <= max, "all unreliable channels together stay within the message limit");
         }
         // 100,000 chunks cost 6.5 MB; each partial dropped frees at most `max`.
@@ -619,7 +648,7 @@ mod tests {
             chunk.extend_from_slice(&(max as u32).to_le_bytes());
             chunk.extend_from_slice(&[0, 0]);
             chunk.extend_from_slice(&vec![3u8; 60_000]);
-            result = inbox.push(slot, &chunk);
+            result = inbox.push(slot, &chunk, false);
             if result.is_err() {
                 break;
             }

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{BASE_HEADER, FIRST, LAST, LZ4, OutMessage, maybe_compress};
+use super::{BASE_HEADER, FIRST, LAST, LZ4, OutMessage, TEXT, maybe_compress};
 
 /// One chunk ready for the wire.
 #[derive(Debug)]
@@ -15,6 +15,8 @@ pub(crate) struct Chunk {
     pub(crate) bytes: Vec<u8>,
     /// Bytes of the caller's message this chunk carries (for buffer accounting).
     pub(crate) payload: usize,
+    /// In raw mode, the message goes as a text data-channel message.
+    pub(crate) text: bool,
 }
 
 struct Pending {
@@ -90,10 +92,13 @@ impl Outbox {
         let queue = &mut self.queues[slot];
         let seq = queue.next_seq;
         queue.next_seq = queue.next_seq.wrapping_add(1);
-        let (data, flags) = match queue.compress.then(|| maybe_compress(&msg.data)).flatten() {
+        let (data, mut flags) = match queue.compress.then(|| maybe_compress(&msg.data)).flatten() {
             Some(packed) => (Bytes::from(packed), LZ4),
             None => (msg.data, 0),
         };
+        if msg.text {
+            flags |= TEXT;
+        }
         let mut first_header = Vec::new();
         if !self.raw {
             first_header.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -166,7 +171,7 @@ impl Outbox {
     fn render(&self, slot: usize, len: usize) -> Chunk {
         let mut bytes = Vec::with_capacity(len);
         let Some(pending) = self.queues[slot].msgs.front() else {
-            return Chunk { slot, bytes, payload: 0 };
+            return Chunk { slot, bytes, payload: 0, text: false };
         };
         let header =
             if self.raw { 0 } else { BASE_HEADER + if pending.index == 0 { pending.first_header.len() } else { 0 } };
@@ -195,7 +200,7 @@ impl Outbox {
         } else {
             (pending.accounted as u128 * end as u128 / pending.data.len().max(1) as u128) as usize
         };
-        Chunk { slot, payload: target - pending.released, bytes }
+        Chunk { slot, payload: target - pending.released, bytes, text: self.raw && pending.flags & TEXT != 0 }
     }
 
     /// Takes a chunk from [`Outbox::next_chunk`] out of the queue.
@@ -236,7 +241,7 @@ pub(crate) mod tests {
     }
 
     fn msg(data: &[u8]) -> OutMessage {
-        OutMessage { kind: MessageKind::Data, room: None, data: Bytes::copy_from_slice(data) }
+        OutMessage { kind: MessageKind::Data, room: None, data: Bytes::copy_from_slice(data), text: false }
     }
 
     #[test]
@@ -269,6 +274,10 @@ pub(crate) mod tests {
         out.push(0, msg(b"hello"));
         let chunk = take(&mut out, 2, |_, _| true).expect("a chunk");
         assert_eq!(chunk.bytes, b"hello");
+        assert!(!chunk.text);
+        out.push(0, OutMessage::text("héllo".into()));
+        let chunk = take(&mut out, 2, |_, _| true).expect("a chunk");
+        assert_eq!((chunk.bytes.as_slice(), chunk.text), ("héllo".as_bytes(), true));
     }
 
     #[test]

@@ -139,6 +139,8 @@ pub(crate) enum RtcEvent {
         slot: usize,
         /// The chunk.
         data: Vec<u8>,
+        /// It came as a text data-channel message.
+        text: bool,
     },
     /// A message on `switchboard-control` or `switchboard-probe`.
     Internal {
@@ -161,6 +163,10 @@ pub(crate) enum RtcEvent {
         /// The channel.
         slot: usize,
     },
+    /// The other side closed the connection (raw links: another stack
+    /// says so only on the wire).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    PeerClosed,
     /// The channels have room again.
     Drained,
     /// The other side's description or the WebRTC stack failed for good.
@@ -225,9 +231,10 @@ pub(crate) trait Rtc {
     fn attempt(&mut self, now: Instant);
     /// Whether channel `slot` of the current session is open.
     fn is_open(&self, slot: usize) -> bool;
-    /// Writes a chunk on channel `slot`: `Ok(false)` when the channel
-    /// cannot take it now; an error ends the link.
-    fn write(&mut self, slot: usize, data: &[u8]) -> Result<bool, String>;
+    /// Writes a chunk on channel `slot`, as a text data-channel message when
+    /// `text` (raw mode): `Ok(false)` when the channel cannot take it now;
+    /// an error ends the link.
+    fn write(&mut self, slot: usize, data: &[u8], text: bool) -> Result<bool, String>;
     /// Writes a control or probe message (best effort: a lost one is
     /// superseded by the next).
     fn write_internal(&mut self, lane: Lane, data: &[u8]);
@@ -257,6 +264,14 @@ pub(crate) enum LinkEvent {
     Quality(Quality),
     /// A channel the other side opened in band is open, as slot `slot`.
     ChannelOpen {
+        /// Its slot.
+        slot: usize,
+        /// Its label.
+        label: String,
+    },
+    /// Channel `slot` closed (raw links): the other side closed it, or it
+    /// failed; what was queued on it is dropped.
+    ChannelClosed {
         /// Its slot.
         slot: usize,
         /// Its label.
@@ -615,7 +630,9 @@ impl<R: Rtc> LinkCore<R> {
             }
         };
         match Opened::parse(&plain) {
-            Some(Opened::Chunk { slot, chunk }) if slot < self.cfg.channels.len() => self.on_chunk(slot, chunk),
+            Some(Opened::Chunk { slot, chunk, text }) if slot < self.cfg.channels.len() => {
+                self.on_chunk(slot, chunk, text);
+            }
             Some(Opened::Control(msg)) => self.transfer.receive_control(msg),
             Some(Opened::Probe(msg)) => self.transfer.receive_probe(self.now, msg),
             _ => {}
@@ -757,7 +774,7 @@ impl<R: Rtc> LinkCore<R> {
                     self.out.push_back(LinkOutput::NetworkBack);
                 }
             }
-            RtcEvent::Chunk { slot, data } => self.on_chunk(slot, &data),
+            RtcEvent::Chunk { slot, data, text } => self.on_chunk(slot, &data, text),
             RtcEvent::Internal { lane: Lane::Control, data } => self.transfer.receive_control(&data),
             RtcEvent::Internal { lane: Lane::Probe, data } => self.transfer.receive_probe(self.now, &data),
             RtcEvent::Opened { slot, config } => {
@@ -773,12 +790,20 @@ impl<R: Rtc> LinkCore<R> {
                     self.transfer.add_channel(slot, &config);
                     self.cfg.channels.push(config);
                     self.out.push_back(LinkOutput::Event(LinkEvent::ChannelOpen { slot, label }));
+                } else if slot < self.cfg.channels.len() {
+                    // One this side declared (raw links report each).
+                    let label = config.label;
+                    self.out.push_back(LinkOutput::Event(LinkEvent::ChannelOpen { slot, label }));
                 }
             }
             RtcEvent::Closed { slot } => {
                 let freed = self.transfer.clear(slot);
                 tracing::debug!(slot, freed, "channel closed");
+                if let Some(label) = self.cfg.channels.get(slot).map(|c| c.label.clone()) {
+                    self.out.push_back(LinkOutput::Event(LinkEvent::ChannelClosed { slot, label }));
+                }
             }
+            RtcEvent::PeerClosed => self.end(DisconnectReason::ClosedByPeer(None), false),
             RtcEvent::Drained => {}
             RtcEvent::Error(e) => self.end(DisconnectReason::Protocol(e), true),
         }
@@ -909,9 +934,9 @@ impl<R: Rtc> LinkCore<R> {
     }
 
     /// A chunk on `slot`, from either carrier.
-    fn on_chunk(&mut self, slot: usize, chunk: &[u8]) {
+    fn on_chunk(&mut self, slot: usize, chunk: &[u8], text: bool) {
         let app_full = self.app_full();
-        match self.transfer.receive_chunk(self.now, slot, chunk, app_full) {
+        match self.transfer.receive_chunk(self.now, slot, chunk, text, app_full) {
             Ok(()) => self.deliver_ready(),
             Err(FrameError::Unread(n)) => self.end(DisconnectReason::Overrun(n), true),
             Err(e) => self.end(DisconnectReason::Protocol(format!("framing: {e}")), true),
@@ -1083,8 +1108,8 @@ impl<R: Rtc> Wire for RtcWire<'_, R> {
         self.error.is_none() && self.rtc.is_open(slot)
     }
 
-    fn write(&mut self, slot: usize, chunk: &[u8]) -> bool {
-        match self.rtc.write(slot, chunk) {
+    fn write(&mut self, slot: usize, chunk: &[u8], text: bool) -> bool {
+        match self.rtc.write(slot, chunk, text) {
             Ok(sent) => sent,
             Err(e) => {
                 self.error = Some(e);
@@ -1106,8 +1131,8 @@ impl Wire for ServerRelayWire<'_> {
         true
     }
 
-    fn write(&mut self, slot: usize, chunk: &[u8]) -> bool {
-        let Some(frame) = self.relay.seal_data(self.now, &relay_chunk(slot, chunk)) else { return false };
+    fn write(&mut self, slot: usize, chunk: &[u8], text: bool) -> bool {
+        let Some(frame) = self.relay.seal_data(self.now, &relay_chunk(slot, chunk, text)) else { return false };
         self.out.push_back(LinkOutput::ServerRelay(frame));
         true
     }

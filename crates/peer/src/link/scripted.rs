@@ -173,8 +173,8 @@ impl Rtc for Scripted {
         self.up
     }
 
-    fn write(&mut self, slot: usize, data: &[u8]) -> Result<bool, String> {
-        self.net.send(self.id, RtcEvent::Chunk { slot, data: data.to_vec() });
+    fn write(&mut self, slot: usize, data: &[u8], text: bool) -> Result<bool, String> {
+        self.net.send(self.id, RtcEvent::Chunk { slot, data: data.to_vec(), text });
         Ok(true)
     }
 

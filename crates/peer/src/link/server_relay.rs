@@ -56,6 +56,8 @@ pub(crate) struct ServerRelaySetup {
 pub(crate) const RELAY_CHANNEL: u16 = 1;
 /// Relay frame contents: a chunk (`slot u16 LE | chunk`), a control message, a probe.
 pub(crate) const RELAY_DATA: u8 = 0;
+/// A raw-mode text message of a channel (as a text data-channel message).
+pub(crate) const RELAY_TEXT: u8 = 3;
 /// A control message (credit, acknowledgement) through the relay.
 pub(crate) const RELAY_CONTROL: u8 = 1;
 /// A probe (ping, pong) through the relay.
@@ -63,10 +65,11 @@ pub(crate) const RELAY_PROBE: u8 = 2;
 /// Bytes of the relay frame header (peer id, channel) and our own (kind, slot).
 pub(crate) const RELAY_FRAMING: usize = switchboard_proto::RELAY_HEADER_LEN + OVERHEAD + 3;
 
-/// A relay data frame's plaintext: kind, slot, chunk.
-pub(crate) fn relay_chunk(slot: usize, chunk: &[u8]) -> Vec<u8> {
+/// A relay data frame's plaintext: kind, slot, chunk (`text`: a raw-mode
+/// text message).
+pub(crate) fn relay_chunk(slot: usize, chunk: &[u8], text: bool) -> Vec<u8> {
     let mut plain = Vec::with_capacity(3 + chunk.len());
-    plain.push(RELAY_DATA);
+    plain.push(if text { RELAY_TEXT } else { RELAY_DATA });
     plain.extend_from_slice(&u16::try_from(slot).unwrap_or(u16::MAX).to_le_bytes());
     plain.extend_from_slice(chunk);
     plain
@@ -81,6 +84,8 @@ pub(crate) enum Opened<'a> {
         slot: usize,
         /// The chunk, framed as on a data channel.
         chunk: &'a [u8],
+        /// It went as text (raw mode).
+        text: bool,
     },
     /// A control message.
     Control(&'a [u8]),
@@ -93,9 +98,9 @@ impl<'a> Opened<'a> {
     pub(crate) fn parse(plain: &'a [u8]) -> Option<Self> {
         let (&kind, rest) = plain.split_first()?;
         match kind {
-            RELAY_DATA if rest.len() >= 2 => {
+            RELAY_DATA | RELAY_TEXT if rest.len() >= 2 => {
                 let slot = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
-                Some(Opened::Chunk { slot, chunk: &rest[2..] })
+                Some(Opened::Chunk { slot, chunk: &rest[2..], text: kind == RELAY_TEXT })
             }
             RELAY_CONTROL => Some(Opened::Control(rest)),
             RELAY_PROBE => Some(Opened::Probe(rest)),
@@ -481,8 +486,10 @@ mod tests {
 
     #[test]
     fn opened_frames_read_back_by_kind() {
-        let chunk = relay_chunk(3, b"abc");
-        assert_eq!(Opened::parse(&chunk), Some(Opened::Chunk { slot: 3, chunk: b"abc" }));
+        let chunk = relay_chunk(3, b"abc", false);
+        assert_eq!(Opened::parse(&chunk), Some(Opened::Chunk { slot: 3, chunk: b"abc", text: false }));
+        let chunk = relay_chunk(3, b"abc", true);
+        assert_eq!(Opened::parse(&chunk), Some(Opened::Chunk { slot: 3, chunk: b"abc", text: true }));
         assert_eq!(Opened::parse(&[RELAY_CONTROL, 9]), Some(Opened::Control(&[9])));
         assert_eq!(Opened::parse(&[RELAY_PROBE]), Some(Opened::Probe(&[])));
         assert_eq!(Opened::parse(&[RELAY_DATA, 1]), None, "a chunk without its slot");

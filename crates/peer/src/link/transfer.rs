@@ -38,9 +38,10 @@ pub(crate) trait Wire {
     /// Whether channel `slot` takes chunks now (open); a closed one's
     /// messages wait while the others go.
     fn open(&self, slot: usize) -> bool;
-    /// Writes one chunk on channel `slot`; `false` when the channel cannot
-    /// take it now (its buffer is full, or the relay's pace says wait).
-    fn write(&mut self, slot: usize, chunk: &[u8]) -> bool;
+    /// Writes one chunk on channel `slot` (`text`: a raw-mode text
+    /// message); `false` when the channel cannot take it now (its buffer is
+    /// full, or the relay's pace says wait).
+    fn write(&mut self, slot: usize, chunk: &[u8], text: bool) -> bool;
 }
 
 /// Figures the application sees in [`LinkStats`](super::LinkStats).
@@ -219,6 +220,7 @@ impl Transfer {
         now: Instant,
         slot: usize,
         chunk: &[u8],
+        text: bool,
         app_full: bool,
     ) -> Result<(), FrameError> {
         let reliable = self.reliable.get(slot).copied().unwrap_or(false);
@@ -226,7 +228,7 @@ impl Transfer {
             return Ok(());
         }
         if self.raw {
-            if let Some(msg) = self.inbox.push(slot, chunk)? {
+            if let Some(msg) = self.inbox.push(slot, chunk, text)? {
                 self.hold(msg);
             }
             let limit = self.window as usize * RAW_UNREAD_WINDOWS;
@@ -246,7 +248,7 @@ impl Transfer {
                 return Err(FrameError::OverCredit { received: self.recv_reliable, allowed });
             }
         }
-        let delivered = match self.inbox.push(slot, chunk) {
+        let delivered = match self.inbox.push(slot, chunk, false) {
             Ok(d) => d,
             Err(e) if reliable => return Err(e),
             Err(_) => return Ok(()),
@@ -358,7 +360,7 @@ impl Transfer {
     pub(crate) fn pump(&mut self, wire: &mut impl Wire) -> bool {
         let mut moved = false;
         while let Some((slot, chunk)) = self.retained.next_resend() {
-            if !wire.write(slot, chunk) {
+            if !wire.write(slot, chunk, false) {
                 return moved;
             }
             self.retained.resent(slot);
@@ -371,7 +373,7 @@ impl Transfer {
                 (raw || !reliable.get(slot).copied().unwrap_or(true) || len as u64 <= credit) && wire.open(slot)
             };
             let Some(chunk) = self.outbox.next_chunk(self.chunk_size, admit) else { break };
-            if !wire.write(chunk.slot, &chunk.bytes) {
+            if !wire.write(chunk.slot, &chunk.bytes, chunk.text) {
                 break;
             }
             moved = true;
@@ -412,7 +414,7 @@ mod tests {
             true
         }
 
-        fn write(&mut self, slot: usize, chunk: &[u8]) -> bool {
+        fn write(&mut self, slot: usize, chunk: &[u8], _text: bool) -> bool {
             if self.chunks.len() >= self.room {
                 return false;
             }
@@ -428,7 +430,7 @@ mod tests {
 
     /// Takes a chunk and the message it completes, with the application keeping up.
     fn receive(t: &mut Transfer, now: Instant, slot: usize, chunk: &[u8]) -> Result<Option<Delivered>, FrameError> {
-        t.receive_chunk(now, slot, chunk, false)?;
+        t.receive_chunk(now, slot, chunk, false, false)?;
         t.next_message(false).transpose()
     }
 
@@ -559,7 +561,7 @@ mod tests {
     fn a_broken_chunk_is_an_error_on_a_reliable_channel_and_dropped_on_an_unreliable_one() {
         let (_, mut b) = pair(1 << 20);
         let now = Instant::now();
-        assert!(b.receive_chunk(now, 0, &[1, 2], false).is_err());
+        assert!(b.receive_chunk(now, 0, &[1, 2], false, false).is_err());
         assert_eq!(receive(&mut b, now, 1, &[1, 2]), Ok(None));
         assert_eq!(b.dropped_partials(), 1, "the unreliable channel counts what it dropped");
     }
@@ -572,7 +574,7 @@ mod tests {
         a.pump(&mut wire);
         let now = Instant::now();
         for (s, c) in &wire.chunks {
-            b.receive_chunk(now, *s, c, true).expect("valid");
+            b.receive_chunk(now, *s, c, false, true).expect("valid");
         }
         b.grant(true, true);
         assert!(b.poll_control().is_none(), "no credit while the application is behind");
@@ -602,7 +604,7 @@ mod tests {
         let mut result = Ok(());
         let mut received = 0;
         for (slot, chunk) in flood(&mut a) {
-            result = b.receive_chunk(now, slot, &chunk, true);
+            result = b.receive_chunk(now, slot, &chunk, false, true);
             if result.is_err() {
                 break;
             }
@@ -626,7 +628,7 @@ mod tests {
         let wire: usize = chunks.iter().map(|(_, c)| c.len()).sum();
         assert!(wire < 1 << 20, "within the window: {wire} bytes");
         for (slot, chunk) in &chunks {
-            b.receive_chunk(now, *slot, chunk, true).expect("within credit");
+            b.receive_chunk(now, *slot, chunk, false, true).expect("within credit");
         }
         assert!(b.has_ready());
         assert!(b.ready_bytes <= wire, "held as they came: {} bytes", b.ready_bytes);
@@ -644,12 +646,12 @@ mod tests {
         let now = Instant::now();
         let chunk = vec![1u8; 10_000];
         for _ in 0..100 {
-            b.receive_chunk(now, 1, &chunk, true).expect("unreliable messages are dropped while behind");
+            b.receive_chunk(now, 1, &chunk, false, true).expect("unreliable messages are dropped while behind");
         }
         assert!(!b.has_ready());
         let mut result = Ok(());
         for _ in 0..21 {
-            result = b.receive_chunk(now, 0, &chunk, true);
+            result = b.receive_chunk(now, 0, &chunk, false, true);
         }
         assert_eq!(result, Err(FrameError::Unread(210_000)));
     }

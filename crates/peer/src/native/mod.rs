@@ -147,6 +147,20 @@ impl State {
                     wake = true;
                 }
                 NodeOutput::LinkGone(link) => {
+                    // What the link still had to send (a raw link's SCTP
+                    // shutdown and DTLS close_notify) goes before its sockets.
+                    if let Some(mut gone) = self.core.take_gone(link) {
+                        while let Some(out) = gone.rtc_mut().poll_io() {
+                            if let NativeOutput::Transmit { source, destination, contents } = out
+                                && let Some((_, socket)) = self
+                                    .sockets
+                                    .get(&link)
+                                    .and_then(|s| s.iter().find(|(a, _)| *a == source).or_else(|| s.first()))
+                            {
+                                let _ = socket.try_send_to(&contents, destination);
+                            }
+                        }
+                    }
                     self.sockets.remove(&link);
                     self.sockets_version += 1;
                     self.streams.retain(|(l, _), _| *l != link);

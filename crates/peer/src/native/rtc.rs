@@ -101,6 +101,11 @@ struct Slot {
 /// The str0m side of one link.
 pub(crate) struct Str0mRtc {
     rtc: str0m::Rtc,
+    /// This side closed the session (a `Closed` from str0m is our own).
+    closing: bool,
+    /// The `a=sctp-init` value of this side's last offer: an answer that
+    /// echoes it (some stacks copy the line) did not take part in SNAP.
+    offered_sctp_init: Option<String>,
     cfg: Str0mConfig,
     now: Instant,
     /// The current session.
@@ -166,6 +171,8 @@ impl Str0mRtc {
         }
         let mut me = Str0mRtc {
             rtc: build_rtc(now, &cfg),
+            closing: false,
+            offered_sctp_init: None,
             cfg,
             now,
             session: 0,
@@ -505,6 +512,9 @@ impl Str0mRtc {
                     // Internal; probes start once the link is up.
                 } else if let Some(&slot) = self.by_id.get(&id) {
                     self.slots[slot].open = true;
+                    if self.cfg.raw {
+                        self.events.push_back(RtcEvent::Opened { slot, config: self.slots[slot].config.clone() });
+                    }
                 } else {
                     // The other side opened a channel in band.
                     let config = self
@@ -525,7 +535,7 @@ impl Str0mRtc {
                 } else if Some(d.id) == self.probe {
                     self.events.push_back(RtcEvent::Internal { lane: Lane::Probe, data: d.data });
                 } else if let Some(&slot) = self.by_id.get(&d.id) {
-                    self.events.push_back(RtcEvent::Chunk { slot, data: d.data });
+                    self.events.push_back(RtcEvent::Chunk { slot, data: d.data, text: !d.binary });
                 }
             }
             Str0mEvent::ChannelClose(id) => {
@@ -537,8 +547,17 @@ impl Str0mRtc {
                 }
             }
             Str0mEvent::ChannelBufferedAmountLow(_) => self.events.push_back(RtcEvent::Drained),
+            // The other side closed the peer connection (DTLS close_notify,
+            // SCTP abort): a raw link ends at once. Framed links go by
+            // their own signals and keep trying after a lost session.
+            Str0mEvent::Closed if self.cfg.raw && !self.closing => {
+                self.events.push_back(RtcEvent::PeerClosed);
+            }
             Str0mEvent::PeerStats(s) => {
-                self.rtt = s.rtt.or(self.rtt);
+                // The STUN round trip on the nominated pair: data-only
+                // sessions have no media round trip.
+                let pair_rtt = s.selected_candidate_pair.as_ref().and_then(|p| p.current_round_trip_time);
+                self.rtt = pair_rtt.or(s.rtt).or(self.rtt);
                 if let Some(pair) = s.selected_candidate_pair {
                     self.selected = Some((pair.local.addr, pair.remote.addr));
                     self.note_path();
@@ -810,7 +829,18 @@ impl Rtc for Str0mRtc {
         self.pending_offer = Some(pending);
         self.described = true;
         self.take_regather();
-        self.events.push_back(RtcEvent::Signal(SignalData::Offer { sdp: offer.to_sdp_string(), session: id }));
+        let mut sdp = offer.to_sdp_string();
+        self.offered_sctp_init = sdp_attribute(&sdp, "sctp-init");
+        if raw {
+            // This side asks to be the DTLS client, and so the SCTP client,
+            // which sends the INIT: some stacks start SCTP only as the ICE
+            // controlling side (werift) or by their ICE role (aiortc), and
+            // as answerer (ICE controlled) they would wait for an INIT that
+            // str0m as DTLS server never sends. RFC 8842 lets an offer say
+            // `active`; every stack answers `passive` to it.
+            sdp = sdp.replace("a=setup:actpass", "a=setup:active");
+        }
+        self.events.push_back(RtcEvent::Signal(SignalData::Offer { sdp, session: id }));
         Ok(())
     }
 
@@ -842,6 +872,18 @@ impl Rtc for Str0mRtc {
         self.advance(now);
         let Some(pending) = self.pending_offer.take() else {
             return Err(RtcError::State("no offer is waiting for an answer"));
+        };
+        let echoed = self.offered_sctp_init.is_some() && sdp_attribute(sdp, "sctp-init") == self.offered_sctp_init;
+        let sdp = if echoed {
+            // Our own SNAP value copied back: the other side does not speak
+            // SNAP. Without the line, str0m falls back to the SCTP handshake.
+            tracing::debug!("the answer echoes our a=sctp-init; SNAP is off for this session");
+            &sdp.lines()
+                .filter(|l| !l.trim().starts_with("a=sctp-init:"))
+                .map(|l| format!("{l}\r\n"))
+                .collect::<String>()
+        } else {
+            sdp
         };
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| RtcError::Sdp(e.to_string()))?;
         self.note_remote_kinds(sdp);
@@ -899,12 +941,12 @@ impl Rtc for Str0mRtc {
         self.slots.get(slot).is_some_and(|s| s.open)
     }
 
-    fn write(&mut self, slot: usize, data: &[u8]) -> Result<bool, String> {
+    fn write(&mut self, slot: usize, data: &[u8], text: bool) -> Result<bool, String> {
         self.dirty = true;
         let Some(mut ch) = self.slots.get(slot).and_then(|s| s.id).and_then(|id| self.rtc.channel(id)) else {
             return Ok(false);
         };
-        ch.write(true, data).map_err(|e| e.to_string())
+        ch.write(!text, data).map_err(|e| e.to_string())
     }
 
     fn write_internal(&mut self, lane: Lane, data: &[u8]) {
@@ -933,7 +975,17 @@ impl Rtc for Str0mRtc {
 
     fn close(&mut self) {
         self.dirty = true;
-        self.rtc.disconnect();
+        if self.cfg.raw && !self.closing {
+            // Tell the other stack (SCTP shutdown, DTLS close_notify), which
+            // has no signaling of ours to hear it from.
+            self.closing = true;
+            if self.rtc.close().is_err() {
+                self.rtc.disconnect();
+            }
+            self.pump();
+        } else {
+            self.rtc.disconnect();
+        }
         self.beacons = None;
         self.up = false;
     }
@@ -948,8 +1000,9 @@ fn build_rtc(now: Instant, cfg: &Str0mConfig) -> str0m::Rtc {
     builder.set_initial_stun_rto(STUN_INITIAL_RTO);
     builder.set_max_stun_rto(KEEPALIVE);
     // The SCTP handshake rides in the SDP (`a=sctp-init`): two round trips
-    // fewer before channels open; peers without it fall back.
-    builder = builder.set_snap_enabled(true);
+    // fewer before channels open. Only between Switchboard peers: raw links
+    // meet other stacks, some of which copy the line back (libdatachannel).
+    builder = builder.set_snap_enabled(!cfg.raw);
     // DTLS 1.3 (one round trip fewer) with peers that speak it, 1.2 with the rest.
     builder = builder.set_dtls_version(str0m::config::DtlsVersion::Auto);
     if let Some(cert) = &cfg.cert {
@@ -995,7 +1048,12 @@ fn wire_config(config: &ChannelConfig, stream: Option<u16>, raw: bool) -> str0m:
 
 /// The `a=ice-ufrag` of a session description.
 fn ice_ufrag(sdp: &str) -> Option<String> {
-    sdp.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(str::to_owned)
+    sdp_attribute(sdp, "ice-ufrag")
+}
+
+/// The value of the first `a=<name>:` line of a session description.
+fn sdp_attribute(sdp: &str, name: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim().strip_prefix("a=")?.strip_prefix(name)?.strip_prefix(':')).map(str::to_owned)
 }
 
 /// The probe channel of a link that declares `declared` channels.

@@ -120,6 +120,9 @@ pub(crate) struct NodeCore<P: Platform> {
     /// Peers with an agreed link (request topology).
     agreed: HashSet<PeerId>,
     links: HashMap<PeerId, LinkEntry<P::Rtc>>,
+    /// Links that ended, until the driver has taken what they still had to
+    /// send ([`NodeOutput::LinkGone`], [`NodeCore::take_gone`]).
+    gone: Vec<(u64, LinkCore<P::Rtc>)>,
     by_id: HashMap<u64, PeerId>,
     next_link: u64,
     requests: HashMap<u64, Pending>,
@@ -153,6 +156,7 @@ impl<P: Platform> NodeCore<P> {
             asking: HashSet::new(),
             agreed: HashSet::new(),
             links: HashMap::new(),
+            gone: Vec::new(),
             by_id: HashMap::new(),
             next_link: 1,
             requests: HashMap::new(),
@@ -398,6 +402,7 @@ impl<P: Platform> NodeCore<P> {
             for w in old.room_wakers.drain(..) {
                 w.wake();
             }
+            self.gone.push((old.id, old.core));
         }
         self.by_id.insert(id, peer);
     }
@@ -592,11 +597,13 @@ impl<P: Platform> NodeCore<P> {
                 }
                 self.emit(Event::ChannelOpened { peer, channel: label });
             }
+            LinkEvent::ChannelClosed { label, .. } => self.emit(Event::ChannelClosed { peer, channel: label }),
             LinkEvent::Message(m) => {
                 let Some(channel) = self.channel_label(peer, m.slot) else { return };
                 match m.kind {
                     MessageKind::Data => {
-                        self.emit(Event::Message(Message { peer, channel, room: m.room, data: m.data }))
+                        let is_text = m.text;
+                        self.emit(Event::Message(Message { peer, channel, room: m.room, data: m.data, is_text }))
                     }
                     MessageKind::Request(id) => {
                         self.emit(Event::Request(Request { peer, channel, id, room: m.room, data: m.data }));
@@ -627,6 +634,7 @@ impl<P: Platform> NodeCore<P> {
                     if let Some(w) = entry.description_waker.take() {
                         w.wake();
                     }
+                    self.gone.push((entry.id, entry.core));
                 }
                 let ids: Vec<u64> = self.requests.iter().filter(|(_, p)| p.peer == peer).map(|(id, _)| *id).collect();
                 for id in ids {
@@ -635,6 +643,13 @@ impl<P: Platform> NodeCore<P> {
                 self.emit(Event::PeerDisconnected { peer, reason });
             }
         }
+    }
+
+    /// A link that ended ([`NodeOutput::LinkGone`]), for its driver to send
+    /// what it still had to say (a raw link's close) before letting it go.
+    pub(crate) fn take_gone(&mut self, link: u64) -> Option<LinkCore<P::Rtc>> {
+        let at = self.gone.iter().position(|(id, _)| *id == link)?;
+        Some(self.gone.swap_remove(at).1)
     }
 
     fn channel_label(&self, peer: PeerId, slot: usize) -> Option<Arc<str>> {

@@ -340,6 +340,15 @@ impl Node {
         self.send_message(peer, channel, OutMessage::data(data.into())).await
     }
 
+    /// Sends `text` on `channel` to `peer` as a text message: a string for
+    /// a browser's `onmessage` (PPID 51 on raw links), [`Message::text`] on
+    /// a Switchboard peer. Waits like [`Node::send`].
+    ///
+    /// [`Message::text`]: crate::Message::text
+    pub async fn send_text(&self, peer: PeerId, channel: &str, text: impl Into<String>) -> Result<(), SendError> {
+        self.send_message(peer, channel, OutMessage::text(text.into())).await
+    }
+
     /// Sends without waiting: [`SendError::Full`] when the message does not
     /// fit under the high watermark now.
     pub fn try_send(&self, peer: PeerId, channel: &str, data: impl Into<Bytes>) -> Result<(), SendError> {
@@ -358,7 +367,7 @@ impl Node {
         channel: &str,
         data: impl Into<Bytes>,
     ) -> Result<(), SendError> {
-        let msg = OutMessage { kind: MessageKind::Data, room: Some(room), data: data.into() };
+        let msg = OutMessage { kind: MessageKind::Data, room: Some(room), data: data.into(), text: false };
         self.send_message(peer, channel, msg).await
     }
 
@@ -371,10 +380,21 @@ impl Node {
         data: impl Into<Bytes>,
         except: Option<PeerId>,
     ) -> Result<usize, SendError> {
-        let data = data.into();
+        self.broadcast_message(room, channel, data.into(), false, except).await
+    }
+
+    /// [`Node::broadcast`], as a text message when `text` (`data` is UTF-8).
+    pub(crate) async fn broadcast_message(
+        &self,
+        room: RoomCode,
+        channel: &str,
+        data: Bytes,
+        text: bool,
+        except: Option<PeerId>,
+    ) -> Result<usize, SendError> {
         let mut sent = 0;
         for peer in self.room_peers(room).into_iter().filter(|p| Some(*p) != except) {
-            let msg = OutMessage { kind: MessageKind::Data, room: Some(room), data: data.clone() };
+            let msg = OutMessage { kind: MessageKind::Data, room: Some(room), data: data.clone(), text };
             match self.send_message(peer, channel, msg).await {
                 Ok(()) => sent += 1,
                 Err(SendError::UnknownPeer(_) | SendError::Closed) => {}
@@ -417,7 +437,7 @@ impl Node {
     ) -> Result<Bytes, RequestFailed> {
         let id = self.backend.with(|core, _| core.new_request(peer, timeout));
         let guard = Forget { node: self, forget: Some(move |core: &mut Core| core.forget_request(id)) };
-        let msg = OutMessage { kind: MessageKind::Request(id), room: None, data: data.into() };
+        let msg = OutMessage { kind: MessageKind::Request(id), room: None, data: data.into(), text: false };
         self.send_message(peer, channel, msg).await?;
         let answer = poll_fn(|cx| self.backend.with(|core, now| core.poll_answer(now, cx, id))).await;
         guard.done();
@@ -426,14 +446,15 @@ impl Node {
 
     /// Answers a request (on the channel it came on).
     pub async fn respond(&self, request: &Request, data: impl Into<Bytes>) -> Result<(), SendError> {
-        let msg = OutMessage { kind: MessageKind::Response(request.id), room: request.room, data: data.into() };
+        let msg =
+            OutMessage { kind: MessageKind::Response(request.id), room: request.room, data: data.into(), text: false };
         self.send_message(request.peer, &request.channel, msg).await
     }
 
     /// Answers a request with an error.
     pub async fn respond_error(&self, request: &Request, error: &str) -> Result<(), SendError> {
         let data = Bytes::copy_from_slice(error.as_bytes());
-        let msg = OutMessage { kind: MessageKind::ErrorResponse(request.id), room: request.room, data };
+        let msg = OutMessage { kind: MessageKind::ErrorResponse(request.id), room: request.room, data, text: false };
         self.send_message(request.peer, &request.channel, msg).await
     }
 

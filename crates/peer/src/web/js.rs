@@ -27,9 +27,9 @@
 //! Every event is a plain object with a `type`: `peer_joined` (`meta`),
 //! `peer_left`, `link_state`, `peer_connected` (`path`, `rtt_ms`),
 //! `path_changed`, `peer_disconnected` (`reason`), `message` (`channel`,
-//! `room`, `data` as a `Uint8Array`), `request` (`id` too; answer with
+//! `room`, `data`: a string for a text message, else a `Uint8Array`), `request` (`id` too; answer with
 //! `respond`), `link_requested` (`meta`), `link_rejected` (`reason`),
-//! `local_candidate` (`candidate`), `channel_opened`, `quality`,
+//! `local_candidate` (`candidate`), `channel_opened`, `channel_closed`, `quality`,
 //! `signaling_lost`, `signaling_restored`, `room_lost`, `signaling_closed`.
 
 use std::rc::Rc;
@@ -72,6 +72,14 @@ fn peer_id(s: &str) -> Result<PeerId, JsValue> {
 
 fn room_code(s: &str) -> Result<RoomCode, JsValue> {
     s.parse().map_err(|e| err(format!("room code {s:?}: {e}")))
+}
+
+/// A string as a text message, a `Uint8Array` or `ArrayBuffer` as a binary one.
+fn message(data: &JsValue) -> Result<(Bytes, bool), JsValue> {
+    match data.as_string() {
+        Some(s) => Ok((Bytes::from(s), true)),
+        None => Ok((bytes(data)?, false)),
+    }
 }
 
 /// A `Uint8Array`, `ArrayBuffer` or string as bytes.
@@ -185,6 +193,9 @@ fn event_object(e: Event) -> JsValue {
         Event::ChannelOpened { peer, channel } => {
             object(&[("type", "channel_opened".into()), ("peer", s(&peer)), ("channel", channel.into())])
         }
+        Event::ChannelClosed { peer, channel } => {
+            object(&[("type", "channel_closed".into()), ("peer", s(&peer)), ("channel", channel.into())])
+        }
         Event::RoomLost { room, reason } => {
             object(&[("type", "room_lost".into()), ("room", s(&room)), ("reason", reason.into())])
         }
@@ -208,7 +219,13 @@ fn event_object(e: Event) -> JsValue {
             ("peer", s(&m.peer)),
             ("channel", JsValue::from_str(&m.channel)),
             ("room", m.room.map_or(JsValue::NULL, |r| s(&r))),
-            ("data", Uint8Array::from(m.data.as_ref()).into()),
+            (
+                "data",
+                match m.text() {
+                    Some(text) => JsValue::from_str(text),
+                    None => Uint8Array::from(m.data.as_ref()).into(),
+                },
+            ),
         ]),
         Event::Request(r) => object(&[
             ("type", "request".into()),
@@ -356,13 +373,18 @@ impl SwitchboardNode {
         })
     }
 
-    /// Sends `data` (string, `Uint8Array` or `ArrayBuffer`) to `peer` on
-    /// `channel`; resolves once it is queued (waiting while the link's
+    /// Sends `data` to `peer` on `channel`, a string as a text message, a
+    /// `Uint8Array` or `ArrayBuffer` as a binary one; resolves once it is queued (waiting while the link's
     /// buffer is full).
     pub fn send(&self, peer: String, channel: String, data: JsValue) -> Promise {
         let node = self.node.clone();
         future_to_promise(async move {
-            node.send(peer_id(&peer)?, &channel, bytes(&data)?).await.map_err(err)?;
+            let peer = peer_id(&peer)?;
+            match message(&data)? {
+                (text, true) => node.send_text(peer, &channel, String::from_utf8_lossy(&text)).await,
+                (data, false) => node.send(peer, &channel, data).await,
+            }
+            .map_err(err)?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -381,7 +403,8 @@ impl SwitchboardNode {
     pub fn broadcast(&self, room: String, channel: String, data: JsValue) -> Promise {
         let node = self.node.clone();
         future_to_promise(async move {
-            node.broadcast(room_code(&room)?, &channel, bytes(&data)?, None).await.map_err(err)?;
+            let (data, text) = message(&data)?;
+            node.broadcast_message(room_code(&room)?, &channel, data, text, None).await.map_err(err)?;
             Ok(JsValue::UNDEFINED)
         })
     }

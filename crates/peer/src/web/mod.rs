@@ -170,7 +170,8 @@ impl WebNode {
                         st.core.renew_links(Instant::now());
                     }
                 }
-                NodeOutput::LinkGone(_) => {}
+                // The browser's peer connection said goodbye itself.
+                NodeOutput::LinkGone(link) => drop(st.core.take_gone(link)),
             }
         }
         self.arm_timer(st);

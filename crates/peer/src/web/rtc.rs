@@ -55,8 +55,9 @@ enum Which {
 /// What the browser reported about a session.
 enum Seen {
     Open(Which),
-    Closed,
-    Data(Which, Vec<u8>),
+    Closed(Which),
+    /// A message on a channel, and whether it came as text.
+    Data(Which, Vec<u8>, bool),
     Drained,
     Candidate(Option<(String, Option<String>)>),
     Connection(String),
@@ -160,15 +161,15 @@ impl Session {
             .chain(probe.iter().map(|c| (Which::Probe, c)));
         for (which, dc) in all {
             dc.set_onopen(Some(&hook(Box::new(move |_| Some(Seen::Open(which))))));
-            dc.set_onclose(Some(&hook(Box::new(|_| Some(Seen::Closed)))));
+            dc.set_onclose(Some(&hook(Box::new(move |_| Some(Seen::Closed(which))))));
             dc.set_onmessage(Some(&hook(Box::new(move |e| {
                 let e: MessageEvent = e.unchecked_into();
                 let data = e.data();
-                let bytes = match data.dyn_ref::<js_sys::ArrayBuffer>() {
-                    Some(buf) => Uint8Array::new(buf).to_vec(),
-                    None => data.as_string()?.into_bytes(),
+                let (bytes, text) = match data.dyn_ref::<js_sys::ArrayBuffer>() {
+                    Some(buf) => (Uint8Array::new(buf).to_vec(), false),
+                    None => (data.as_string()?.into_bytes(), true),
                 };
-                Some(Seen::Data(which, bytes))
+                Some(Seen::Data(which, bytes, text))
             }))));
             dc.set_buffered_amount_low_threshold(CHANNEL_LOW);
             dc.set_onbufferedamountlow(Some(&hook(Box::new(|_| Some(Seen::Drained)))));
@@ -317,22 +318,41 @@ impl BrowserRtc {
                 if let Some(o) = session.open.get_mut(i) {
                     *o = true;
                 }
+                if let Some(config) = self.settings.channels.get(i).filter(|_| raw) {
+                    self.events.push_back(RtcEvent::Opened { slot: i, config: config.clone() });
+                }
             }
             Seen::Open(Which::Control) => session.control_open = true,
             Seen::Open(Which::Probe) => {}
+            // A raw link has no signaling of ours: a channel the other side
+            // closed is reported, and all of them closed means the other
+            // side closed its peer connection.
+            Seen::Closed(Which::Slot(slot)) if raw => {
+                if let Some(o) = session.open.get_mut(slot) {
+                    *o = false;
+                }
+                self.events.push_back(RtcEvent::Closed { slot });
+                if session.open.iter().all(|o| !o) {
+                    session.up = false;
+                    self.events.push_back(RtcEvent::PeerClosed);
+                }
+                return;
+            }
             // The session is over: the other side replaced it (a new session
             // follows) or closed the link (`bye` follows, or the server
             // reports the peer gone).
-            Seen::Closed => {
+            Seen::Closed(_) => {
                 if session.up {
                     session.up = false;
                     self.events.push_back(RtcEvent::Down { session: id, since: Instant::now() });
                 }
                 return;
             }
-            Seen::Data(Which::Slot(slot), data) => self.events.push_back(RtcEvent::Chunk { slot, data }),
-            Seen::Data(Which::Control, data) => self.events.push_back(RtcEvent::Internal { lane: Lane::Control, data }),
-            Seen::Data(Which::Probe, data) => self.events.push_back(RtcEvent::Internal { lane: Lane::Probe, data }),
+            Seen::Data(Which::Slot(slot), data, text) => self.events.push_back(RtcEvent::Chunk { slot, data, text }),
+            Seen::Data(Which::Control, data, _) => {
+                self.events.push_back(RtcEvent::Internal { lane: Lane::Control, data });
+            }
+            Seen::Data(Which::Probe, data, _) => self.events.push_back(RtcEvent::Internal { lane: Lane::Probe, data }),
             Seen::Drained => self.events.push_back(RtcEvent::Drained),
             Seen::Candidate(Some((candidate, mid))) => {
                 self.events.push_back(RtcEvent::Signal(SignalData::Candidate { candidate, mid }));
@@ -482,12 +502,17 @@ impl Rtc for BrowserRtc {
             .is_some_and(|dc| dc.ready_state() == RtcDataChannelState::Open)
     }
 
-    fn write(&mut self, slot: usize, data: &[u8]) -> Result<bool, String> {
+    fn write(&mut self, slot: usize, data: &[u8], text: bool) -> Result<bool, String> {
         let Some(dc) = self.session.as_ref().and_then(|s| s.channels.get(slot)) else { return Ok(false) };
         if dc.ready_state() != RtcDataChannelState::Open || dc.buffered_amount() >= CHANNEL_HIGH {
             return Ok(false);
         }
-        Ok(dc.send_with_u8_array(data).is_ok())
+        // Text was a `String` when the application handed it in.
+        let sent = match std::str::from_utf8(data) {
+            Ok(s) if text => dc.send_with_str(s),
+            _ => dc.send_with_u8_array(data),
+        };
+        Ok(sent.is_ok())
     }
 
     fn write_internal(&mut self, lane: Lane, data: &[u8]) {

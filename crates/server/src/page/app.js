@@ -98,11 +98,15 @@ async function joinRoom(code) {
   $("send-file").disabled = false;
 }
 
+// A message's data as a string: text messages come as strings, binary
+// ones as bytes.
+const asText = (data) => (typeof data === "string" ? data : text.decode(data));
+
 // The file header in `data`; throws saying why when it is not one.
 function fileHeader(data) {
   let h;
   try {
-    h = JSON.parse(text.decode(data));
+    h = JSON.parse(asText(data));
   } catch {
     throw new Error("not a file header: not JSON");
   }
@@ -115,7 +119,7 @@ function fileHeader(data) {
 
 function receive(e) {
   if (e.channel === "control") {
-    log(`${short(e.peer)}: ${text.decode(e.data)}`, null, e.peer);
+    log(`${short(e.peer)}: ${asText(e.data)}`, null, e.peer);
     return;
   }
   if (e.channel !== "data") throw new Error(`unknown channel ${e.channel}`);
@@ -128,6 +132,7 @@ function receive(e) {
     return;
   }
   if (t.failed) return;
+  if (typeof e.data === "string") throw new Error("file part: a text message, not bytes");
   if (t.received + e.data.length > t.header.size) {
     // More than announced: end the transfer now rather than keep the bytes.
     t.failed = true;

@@ -427,7 +427,10 @@ fn requests_carry_kind_and_room() {
     let mut pair = Pair::new(12, 0.0, LinkConfig::default());
     pair.connect();
     let room = "ROOM42".parse().expect("room");
-    pair.send_a(0, OutMessage { kind: MessageKind::Request(77), room: Some(room), data: Bytes::from_static(b"q") });
+    pair.send_a(
+        0,
+        OutMessage { kind: MessageKind::Request(77), room: Some(room), data: Bytes::from_static(b"q"), text: false },
+    );
     pair.run_until(Duration::from_secs(1), |p| !messages(&p.b.events).is_empty());
     let m = messages(&pair.b.events)[0];
     assert_eq!((m.kind, m.room), (MessageKind::Request(77), Some(room)));
@@ -766,4 +769,84 @@ fn a_pair_is_named_by_its_candidates_kinds() {
     assert_eq!(path_kind(Some(Host), Some(PeerReflexive), false), PathKind::ServerReflexive);
     assert_eq!(path_kind(Some(Host), None, true), PathKind::Host);
     assert_eq!(path_kind(Some(Host), Some(PeerReflexive), true), PathKind::Host);
+}
+
+fn raw_config() -> LinkConfig {
+    LinkConfig { raw: true, channels: vec![crate::ChannelConfig::reliable("chat")], ..LinkConfig::default() }
+}
+
+fn offer_of(rtc: &mut Str0mRtc) -> String {
+    std::iter::from_fn(|| rtc.poll_event())
+        .find_map(|e| match e {
+            RtcEvent::Signal(SignalData::Offer { sdp, .. }) => Some(sdp),
+            _ => None,
+        })
+        .expect("an offer")
+}
+
+#[test]
+fn raw_links_keep_text_and_binary_apart_report_their_channels_and_measure_the_round_trip() {
+    let mut pair = Pair::new(21, 0.0, raw_config());
+    pair.connect();
+    let opened = |events: &[LinkEvent]| {
+        events.iter().any(|e| matches!(e, LinkEvent::ChannelOpen { label, .. } if label == "chat"))
+    };
+    assert!(opened(&pair.a.events) && opened(&pair.b.events), "both sides report the declared channel open");
+    pair.send_a(0, OutMessage::text("ping 0".into()));
+    pair.send_a(0, OutMessage::data(Bytes::from_static(b"ping 0")));
+    pair.run_until(Duration::from_secs(1), |p| messages(&p.b.events).len() == 2);
+    let got: Vec<(bool, &[u8])> = messages(&pair.b.events).iter().map(|m| (m.text, &m.data[..])).collect();
+    assert_eq!(got, [(true, &b"ping 0"[..]), (false, &b"ping 0"[..])]);
+    // No probe channel on raw links: the round trip is ICE's own.
+    pair.run_until(Duration::from_secs(3), |_| false);
+    let rtt = pair.a.link.stats().rtt.expect("rtt measured on a raw link");
+    assert!(rtt >= 2 * LATENCY && rtt < 4 * LATENCY, "rtt {rtt:?}");
+}
+
+#[test]
+fn a_raw_peer_that_closes_its_connection_is_reported_at_once() {
+    let mut pair = Pair::new(22, 0.0, raw_config());
+    pair.connect();
+    // No signaling carries the close: only the wire says it.
+    pair.a.signals_on = false;
+    let now = pair.now;
+    pair.a.link.close(now, None);
+    pair.run_until(Duration::from_secs(1), |p| p.b.link.state() == LinkState::Closed);
+    assert!(pair.b.events.contains(&LinkEvent::Ended(DisconnectReason::ClosedByPeer(None))), "{:?}", pair.b.events);
+}
+
+#[test]
+fn a_raw_offer_asks_to_be_dtls_client_and_carries_no_snap() {
+    let now = Instant::now();
+    let hosts = ["192.0.2.1:5000".parse().expect("addr")];
+    let mut raw = Str0mRtc::new(now, str0m_config(&raw_config()), &hosts);
+    raw.offer(now, 1).expect("offer");
+    let sdp = offer_of(&mut raw);
+    assert!(sdp.contains("a=setup:active") && !sdp.contains("a=sctp-init"), "{sdp}");
+    let mut framed = Str0mRtc::new(now, str0m_config(&LinkConfig::default()), &hosts);
+    framed.offer(now, 1).expect("offer");
+    let sdp = offer_of(&mut framed);
+    assert!(sdp.contains("a=setup:actpass") && sdp.contains("a=sctp-init"), "{sdp}");
+}
+
+#[test]
+fn an_answer_that_echoes_our_snap_value_is_taken_without_snap() {
+    let now = Instant::now();
+    let cfg = str0m_config(&LinkConfig::default());
+    let mut a = Str0mRtc::new(now, cfg.clone(), &["192.0.2.1:5000".parse().expect("addr")]);
+    let mut b = Str0mRtc::new(now, cfg, &["192.0.2.2:5000".parse().expect("addr")]);
+    a.offer(now, 1).expect("offer");
+    let offer = offer_of(&mut a);
+    b.answer(now, 1, &offer).expect("answer");
+    let answer = std::iter::from_fn(|| b.poll_event())
+        .find_map(|e| match e {
+            RtcEvent::Signal(SignalData::Answer { sdp, .. }) => Some(sdp),
+            _ => None,
+        })
+        .expect("an answer");
+    // As libdatachannel does: the offer's own value copied into the answer.
+    let ours = sdp_attribute(&offer, "sctp-init").expect("the offer has SNAP");
+    let theirs = sdp_attribute(&answer, "sctp-init").expect("the answer has SNAP");
+    let echoed = answer.replace(&theirs, &ours);
+    assert!(a.accept_answer(now, &echoed).is_ok(), "an echoed a=sctp-init does not end the link");
 }

@@ -326,16 +326,26 @@ fn a_response_from_a_peer_other_than_the_one_asked_is_refused() {
     assert!(w.run(Duration::from_secs(3), |w| w.connected(0, asked) && w.connected(0, stranger)));
     let id = w.peers[0].core.new_request(asked, Duration::from_secs(5));
     let now = w.now;
-    let mut msg = Some(OutMessage { kind: MessageKind::Request(id), room: None, data: Bytes::from_static(b"q") });
+    let mut msg =
+        Some(OutMessage { kind: MessageKind::Request(id), room: None, data: Bytes::from_static(b"q"), text: false });
     assert!(w.peers[0].core.poll_send(now, None, asked, "reliable", &mut msg).is_ready());
     // The stranger answers first, with the same id.
-    let mut forged =
-        Some(OutMessage { kind: MessageKind::Response(id), room: None, data: Bytes::from_static(b"forged") });
+    let mut forged = Some(OutMessage {
+        kind: MessageKind::Response(id),
+        room: None,
+        data: Bytes::from_static(b"forged"),
+        text: false,
+    });
     assert!(w.peers[2].core.poll_send(now, None, asker, "reliable", &mut forged).is_ready());
     assert!(w.run(Duration::from_millis(500), |w| w.peers[1].events.iter().any(|e| matches!(e, Event::Request(_)))));
     let mut cx = Context::from_waker(waker());
     assert!(w.peers[0].core.poll_answer(w.now, &mut cx, id).is_pending(), "the stranger's answer was taken");
-    let mut real = Some(OutMessage { kind: MessageKind::Response(id), room: None, data: Bytes::from_static(b"real") });
+    let mut real = Some(OutMessage {
+        kind: MessageKind::Response(id),
+        room: None,
+        data: Bytes::from_static(b"real"),
+        text: false,
+    });
     let now = w.now;
     assert!(w.peers[1].core.poll_send(now, None, asker, "reliable", &mut real).is_ready());
     let mut got = None;
