@@ -151,13 +151,8 @@ impl State {
                     // shutdown and DTLS close_notify) goes before its sockets.
                     if let Some(mut gone) = self.core.take_gone(link) {
                         while let Some(out) = gone.rtc_mut().poll_io() {
-                            if let NativeOutput::Transmit { source, destination, contents } = out
-                                && let Some((_, socket)) = self
-                                    .sockets
-                                    .get(&link)
-                                    .and_then(|s| s.iter().find(|(a, _)| *a == source).or_else(|| s.first()))
-                            {
-                                let _ = socket.try_send_to(&contents, destination);
+                            if let NativeOutput::Transmit { source, destination, contents } = out {
+                                self.transmit(link, source, destination, &contents);
                             }
                         }
                     }
@@ -220,6 +215,19 @@ impl State {
         }
     }
 
+    /// Sends a datagram of link `link` from its socket on `source` (or its
+    /// first one).
+    fn transmit(&self, link: u64, source: SocketAddr, destination: SocketAddr, contents: &[u8]) {
+        let Some(sockets) = self.sockets.get(&link) else { return };
+        let socket = sockets.iter().find(|(a, _)| *a == source).or_else(|| sockets.first());
+        if let Some((_, socket)) = socket
+            && let Err(e) = socket.try_send_to(contents, destination)
+        {
+            // A full socket buffer drops the datagram: SCTP and ICE send again.
+            tracing::trace!(%destination, error = %e, "udp send failed");
+        }
+    }
+
     /// Carries out what link `link`'s str0m side asks for; whether it asked anything.
     fn flush_io(&mut self, now: Instant, link: u64) -> bool {
         let mut any = false;
@@ -229,14 +237,7 @@ impl State {
             any = true;
             match out {
                 NativeOutput::Transmit { source, destination, contents } => {
-                    let Some(sockets) = self.sockets.get(&link) else { continue };
-                    let socket = sockets.iter().find(|(a, _)| *a == source).or_else(|| sockets.first());
-                    if let Some((_, socket)) = socket
-                        && let Err(e) = socket.try_send_to(&contents, destination)
-                    {
-                        // A full socket buffer drops the datagram: SCTP and ICE send again.
-                        tracing::trace!(%destination, error = %e, "udp send failed");
-                    }
+                    self.transmit(link, source, destination, &contents);
                 }
                 NativeOutput::OpenStream(connect) => self.open_streams.push((link, connect)),
                 NativeOutput::StreamSend { stream, contents } => {

@@ -507,10 +507,11 @@ impl Rtc for BrowserRtc {
         if dc.ready_state() != RtcDataChannelState::Open || dc.buffered_amount() >= CHANNEL_HIGH {
             return Ok(false);
         }
-        // Text was a `String` when the application handed it in.
-        let sent = match std::str::from_utf8(data) {
-            Ok(s) if text => dc.send_with_str(s),
-            _ => dc.send_with_u8_array(data),
+        // Text was a `String` when the application handed it in; binary
+        // chunks are not looked at.
+        let sent = match text.then(|| std::str::from_utf8(data).ok()).flatten() {
+            Some(s) => dc.send_with_str(s),
+            None => dc.send_with_u8_array(data),
         };
         Ok(sent.is_ok())
     }
