@@ -107,6 +107,18 @@ pub enum Event {
         /// The `candidate:` line.
         candidate: String,
     },
+    /// A link made with the bring-your-own-signaling calls has all its
+    /// local candidates (natively: every STUN and TURN server answered or
+    /// gave up, 5 s at most; in the browser: its `icecandidate` with no
+    /// candidate). `description` is this side's offer or answer with every
+    /// candidate and `a=end-of-candidates`: send it instead of the first one
+    /// to a peer that does not trickle.
+    GatheringComplete {
+        /// The link.
+        peer: PeerId,
+        /// The complete offer or answer.
+        description: String,
+    },
     /// A link's quality level changed (framed links; see [`Quality`] for
     /// the thresholds). [`Node::stats`](crate::Node::stats) has the round
     /// trip and loss behind it.

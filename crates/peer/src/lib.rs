@@ -108,9 +108,11 @@
 //!   without it;
 //! - [`LinkStats::rtt`] is ICE's round trip.
 //!
-//! Not yet: an end-of-candidates event and a complete SDP for applications
-//! that signal non-trickle (natively, candidates found after the
-//! description come only as [`Event::LocalCandidate`]), messages above
+//! Applications that do not trickle wait for [`Event::GatheringComplete`]
+//! on either side: it carries the offer or answer with every candidate
+//! (relayed ones under [`IcePolicy::Relay`] too) and `a=end-of-candidates`.
+//!
+//! Not yet: messages above
 //! 64 KiB even when the other side's `a=max-message-size` allows them,
 //! channels the other side opens in band in the browser, and an interop
 //! suite against browsers' own `RTCPeerConnection` and aiortc.

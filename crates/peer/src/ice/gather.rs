@@ -39,6 +39,10 @@ use super::url::Transport;
 /// STUN retransmissions (RFC 8489: 7 tries; fewer here, gathering must not stall setup).
 const STUN_TRIES: u32 = 5;
 const STUN_RTO: Duration = Duration::from_millis(100);
+/// Gathering counts as complete this long after it began, whatever still
+/// has not answered (a TURN server that never does): STUN probes give up
+/// after about 3 s.
+const GATHER_LIMIT: Duration = Duration::from_secs(5);
 /// Datagrams held per peer while a TURN permission is being installed.
 const HELD_PER_PEER: usize = 16;
 
@@ -141,6 +145,8 @@ struct Relay {
     state: RelayState,
     relayed: Option<SocketAddr>,
     announced: bool,
+    /// The server refused the allocation: no candidate will come from it.
+    refused: bool,
     /// Peers with a channel bound or being bound.
     channels: Vec<SocketAddr>,
     /// Datagrams waiting for a permission, per peer IP.
@@ -532,6 +538,7 @@ impl Gatherer {
                 }
                 TurnEvent::AllocationCreateFailed(_) => {
                     tracing::debug!(server = %r.server.addr, "TURN allocation refused");
+                    r.refused = true;
                 }
                 TurnEvent::PermissionCreated(_, ip) => {
                     r.asked.retain(|a| *a != ip);
@@ -604,6 +611,17 @@ impl Gatherer {
         stun_gave_up || udp_silent || self.symmetric
     }
 
+    /// Whether every candidate this gatherer will find is out at `now`:
+    /// each STUN probe answered or gave up, and each relay announced its
+    /// candidate, failed, or was given back for a direct path; or
+    /// [`GATHER_LIMIT`] passed.
+    pub(crate) fn is_complete(&self, now: Instant) -> bool {
+        let probes = self.probes.iter().all(|p| p.next.is_none());
+        let relays = self.direct
+            || self.relays.iter().all(|r| r.announced || r.refused || matches!(r.state, RelayState::Failed));
+        (probes && relays) || now >= self.base + GATHER_LIMIT
+    }
+
     /// A new local candidate to add to ICE and trickle.
     pub(crate) fn poll_candidate(&mut self) -> Option<Candidate> {
         self.candidates.pop_front()
@@ -626,6 +644,9 @@ impl Gatherer {
         }
         if !self.direct && self.relays.iter().any(|r| r.relayed.is_some() && !r.announced) {
             earliest(self.relay_at);
+        }
+        if !self.is_complete(self.last) {
+            earliest(self.base + GATHER_LIMIT);
         }
         let mut waits = Vec::new();
         for r in &mut self.relays {
@@ -668,6 +689,7 @@ impl Relay {
             state: RelayState::Connecting,
             relayed: None,
             announced: false,
+            refused: false,
             channels: Vec::new(),
             held: HashMap::new(),
             asked: Vec::new(),

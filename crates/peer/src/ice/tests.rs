@@ -270,3 +270,27 @@ fn silence_from_stun_brings_the_relay_forward() {
     let announced = relay_announced_after(|_| None, Duration::from_secs(5));
     assert!(announced.is_some(), "no STUN answer, yet no relay before the delay");
 }
+
+#[test]
+fn gathering_is_complete_once_the_relay_is_announced_or_a_silent_server_is_given_up() {
+    let mut w = World::new(IcePolicy::All);
+    assert!(!w.gatherer.is_complete(w.now), "the relay is still held back by the ladder");
+    let until = w.now + Duration::from_millis(300);
+    w.run_until(until);
+    assert!(w.gatherer.poll_candidate().is_some());
+    assert!(w.gatherer.is_complete(w.now), "the relay is announced: nothing more will come");
+
+    // A STUN server that never answers: complete once the probes give up.
+    let t0 = Instant::now();
+    let silent = Server { addr: addr(SERVER), transport: Transport::Udp, turn: None, tls_name: None };
+    let mut g = Gatherer::new(t0, &[silent], &[addr(LOCAL)], IcePolicy::All, Duration::from_millis(250));
+    let mut now = t0;
+    while !g.is_complete(now) {
+        now = g.poll_timeout().expect("a probe or the gathering limit is due");
+        g.handle_timeout(now);
+        while g.poll_transmit().is_some() {}
+        assert!(now < t0 + Duration::from_secs(5), "the probes gave up before the gathering limit");
+    }
+    assert!(now >= t0 + Duration::from_secs(3), "not before the probes gave up: {:?}", now - t0);
+    assert!(Gatherer::new(t0, &[], &[addr(LOCAL)], IcePolicy::All, Duration::ZERO).is_complete(t0), "no servers");
+}

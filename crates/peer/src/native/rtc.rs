@@ -103,6 +103,8 @@ pub(crate) struct Str0mRtc {
     rtc: str0m::Rtc,
     /// This side closed the session (a `Closed` from str0m is our own).
     closing: bool,
+    /// End of candidates was reported for the current gatherer.
+    gathering_reported: bool,
     /// The `a=sctp-init` value of this side's last offer: an answer that
     /// echoes it (some stacks copy the line) did not take part in SNAP.
     offered_sctp_init: Option<String>,
@@ -172,6 +174,7 @@ impl Str0mRtc {
         let mut me = Str0mRtc {
             rtc: build_rtc(now, &cfg),
             closing: false,
+            gathering_reported: false,
             offered_sctp_init: None,
             cfg,
             now,
@@ -377,6 +380,7 @@ impl Str0mRtc {
         if self.gather.is_none() && gatherer.is_none() {
             return;
         }
+        self.gathering_reported = false;
         // Relayed candidates go with their allocations; server-reflexive
         // ones stay (the new gatherer finds the same mapping again).
         let mut direct = self.rtc.direct_api();
@@ -667,6 +671,16 @@ impl Str0mRtc {
         tracing::debug!(%source, "beacon heard: the network is back");
         self.beacon_reported = Some(self.now);
         self.events.push_back(RtcEvent::Heard);
+    }
+
+    /// Once a description is out and the gatherer has found all it will
+    /// (at once without STUN or TURN servers), says so: applications that
+    /// signal without trickle wait for it.
+    fn report_gathered(&mut self) {
+        if self.described && !self.gathering_reported && self.gather.as_ref().is_none_or(|g| g.is_complete(self.now)) {
+            self.gathering_reported = true;
+            self.events.push_back(RtcEvent::Signal(SignalData::EndOfCandidates));
+        }
     }
 
     /// Replaces the session's str0m instance with a fresh one; the candidates stay.
@@ -965,6 +979,7 @@ impl Rtc for Str0mRtc {
     fn poll_event(&mut self) -> Option<RtcEvent> {
         if self.events.is_empty() {
             self.pump();
+            self.report_gathered();
         }
         self.events.pop_front()
     }

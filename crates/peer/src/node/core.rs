@@ -89,6 +89,9 @@ pub(crate) struct LinkEntry<R> {
     /// Its first description, for the bring-your-own-signaling call that waits for it.
     description: Option<Result<String, String>>,
     description_waker: Option<Waker>,
+    /// Its local candidates so far (bring your own signaling), for the
+    /// complete description once gathering ends.
+    candidates: Vec<String>,
     /// Senders waiting for room in its buffer.
     room_wakers: Vec<Waker>,
 }
@@ -393,6 +396,7 @@ impl<P: Platform> NodeCore<P> {
             byo,
             description: None,
             description_waker: None,
+            candidates: Vec::new(),
             room_wakers: Vec::new(),
         };
         if let Some(mut old) = self.links.insert(peer, entry) {
@@ -573,7 +577,18 @@ impl<P: Platform> NodeCore<P> {
                         w.wake();
                     }
                 }
-                SignalData::Candidate { candidate, .. } => self.emit(Event::LocalCandidate { peer, candidate }),
+                SignalData::Candidate { candidate, .. } => {
+                    if entry.candidates.len() < MAX_LOCAL_CANDIDATES {
+                        entry.candidates.push(candidate.clone());
+                    }
+                    self.emit(Event::LocalCandidate { peer, candidate });
+                }
+                SignalData::EndOfCandidates => {
+                    if let Some(Ok(sdp)) = &entry.description {
+                        let description = complete_description(sdp, &entry.candidates);
+                        self.emit(Event::GatheringComplete { peer, description });
+                    }
+                }
                 _ => {}
             }
             return;
@@ -950,4 +965,32 @@ impl<P: Platform> NodeCore<P> {
 /// The `conn` of request/accept/reject signals, which precede any link.
 fn topology_conn() -> ConnId {
     ConnId::from_u64(0)
+}
+
+/// Local candidates a link made by hand keeps for its complete description.
+const MAX_LOCAL_CANDIDATES: usize = 64;
+
+/// `sdp` with `candidates` that it lacks and `a=end-of-candidates` at the
+/// end of its first media section: the description for a peer that does
+/// not trickle.
+pub(crate) fn complete_description(sdp: &str, candidates: &[String]) -> String {
+    let lines: Vec<&str> = sdp.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    let first_media = lines.iter().position(|l| l.starts_with("m="));
+    let end = first_media
+        .and_then(|m| lines.iter().skip(m + 1).position(|l| l.starts_with("m=")).map(|i| m + 1 + i))
+        .unwrap_or(lines.len());
+    let mut out: Vec<String> = lines[..end].iter().map(|l| (*l).to_owned()).collect();
+    for c in candidates {
+        let line = format!("a={}", c.trim().trim_start_matches("a="));
+        if !lines.contains(&line.as_str()) && !out.contains(&line) {
+            out.push(line);
+        }
+    }
+    if !lines.contains(&"a=end-of-candidates") {
+        out.push("a=end-of-candidates".to_owned());
+    }
+    out.extend(lines[end..].iter().map(|l| (*l).to_owned()));
+    let mut text = out.join("\r\n");
+    text.push_str("\r\n");
+    text
 }

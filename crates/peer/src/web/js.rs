@@ -29,7 +29,7 @@
 //! `path_changed`, `peer_disconnected` (`reason`), `message` (`channel`,
 //! `room`, `data`: a string for a text message, else a `Uint8Array`), `request` (`id` too; answer with
 //! `respond`), `link_requested` (`meta`), `link_rejected` (`reason`),
-//! `local_candidate` (`candidate`), `channel_opened`, `channel_closed`, `quality`,
+//! `local_candidate` (`candidate`), `gathering_complete` (`description`), `channel_opened`, `channel_closed`, `quality`,
 //! `signaling_lost`, `signaling_restored`, `room_lost`, `signaling_closed`.
 
 use std::rc::Rc;
@@ -192,6 +192,9 @@ fn event_object(e: Event) -> JsValue {
         }
         Event::ChannelOpened { peer, channel } => {
             object(&[("type", "channel_opened".into()), ("peer", s(&peer)), ("channel", channel.into())])
+        }
+        Event::GatheringComplete { peer, description } => {
+            object(&[("type", "gathering_complete".into()), ("peer", s(&peer)), ("description", description.into())])
         }
         Event::ChannelClosed { peer, channel } => {
             object(&[("type", "channel_closed".into()), ("peer", s(&peer)), ("channel", channel.into())])

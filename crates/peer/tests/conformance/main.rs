@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use switchboard::{HostCandidates, Node, NodeBuilder};
 use switchboard_natlab::{Lab, LabSpec, NatKind};
-use switchboard_server::{Server, ServerConfig};
+use switchboard_server::{Server, ServerConfig, TurnConfig};
 
 use harness::Harness;
 
@@ -35,7 +35,10 @@ impl Killable {
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
             rt.block_on(async {
-                let config = ServerConfig { bind, ..ServerConfig::default() };
+                // With its embedded TURN server, as `switchboard test-server`
+                // for the browser runs.
+                let turn = TurnConfig { listen: "127.0.0.1:0".parse().expect("addr"), ..TurnConfig::default() };
+                let config = ServerConfig { bind, turn: Some(turn), ..ServerConfig::default() };
                 let server = Server::builder().config(config).bind().await.expect("the server binds");
                 let _ = ready_tx.send(server.local_addr());
                 tokio::spawn(server.serve(std::future::pending::<()>()));

@@ -463,3 +463,20 @@ fn after_a_server_restart_both_join_again_and_keep_their_room_and_link() {
     let left = |w: &World, i: usize| w.peers[i].events.iter().any(|e| matches!(e, Event::PeerLeft { .. }));
     assert!(!left(&w, 0) && !left(&w, 1), "nobody was reported gone");
 }
+
+#[test]
+fn a_complete_description_holds_every_candidate_once_and_ends_them() {
+    let sdp = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:0\r\n\
+               a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n";
+    let host = "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".to_owned();
+    let relay = "a=candidate:2 1 udp 16777215 198.51.100.7 6000 typ relay raddr 0.0.0.0 rport 0".to_owned();
+    let full = super::complete_description(sdp, &[host, relay.clone(), relay]);
+    assert_eq!(full.matches("typ host").count(), 1, "{full}");
+    assert_eq!(full.matches("typ relay").count(), 1, "{full}");
+    assert!(full.ends_with("typ relay raddr 0.0.0.0 rport 0\r\na=end-of-candidates\r\n"), "{full}");
+    // A second media section keeps its own lines after the first's candidates.
+    let two = format!("{sdp}m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:1\r\n");
+    let full = super::complete_description(&two, &[]);
+    assert!(full.contains("a=end-of-candidates\r\nm=application"), "{full}");
+    assert_eq!(super::complete_description(&full, &[]), full, "completing twice changes nothing");
+}

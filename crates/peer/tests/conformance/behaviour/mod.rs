@@ -6,6 +6,7 @@ pub mod bad_settings;
 pub mod byo_signaling;
 pub mod large_message;
 pub mod lost_path;
+pub mod non_trickle;
 pub mod raw_messages;
 pub mod relay_first;
 pub mod request_response;
@@ -24,6 +25,7 @@ macro_rules! for_each_behaviour {
             byo_signaling,
             large_message,
             lost_path,
+            non_trickle,
             raw_messages,
             relay_first,
             request_response,
