@@ -93,15 +93,20 @@
 //! appear as [`Event::ChannelOpened`].
 //!
 //! What raw mode does for other stacks, tested against str0m
-//! (`examples/byo-signaling`) and between Switchboard nodes on both backends:
+//! (`examples/byo-signaling`), against a plain Chromium page on its own
+//! `RTCPeerConnection` (each side offering, with and without trickle,
+//! directly and relay-only) and between Switchboard nodes on both backends:
 //! - text and binary: [`Node::send_text`] sends a string (PPID 51), which a
 //!   browser's `onmessage` gets as a string; [`Message::is_text`] and
 //!   [`Message::text`] say how a message came;
 //! - every channel's opening ([`Event::ChannelOpened`], the node's own
 //!   included) and closing ([`Event::ChannelClosed`]), and a peer connection
 //!   the other side closes ends the link at once
-//!   ([`DisconnectReason::ClosedByPeer`]); closing sends SCTP shutdown and
-//!   DTLS close_notify (natively);
+//!   ([`DisconnectReason::ClosedByPeer`]); closing resets every channel's
+//!   stream and sends DTLS close_notify (natively). A Switchboard peer takes
+//!   that as a close at once; Chromium closes a channel only once its own
+//!   reset is answered, which a closed link no longer does, and so learns of
+//!   the close when ICE consent fails (seconds later);
 //! - the offer asks to be DTLS client (`a=setup:active`), so this side sends
 //!   the SCTP INIT whatever the other stack's rule for it; no SNAP
 //!   (`a=sctp-init`) is offered, and an answer that copies one back is taken
@@ -112,10 +117,10 @@
 //! on either side: it carries the offer or answer with every candidate
 //! (relayed ones under [`IcePolicy::Relay`] too) and `a=end-of-candidates`.
 //!
-//! Not yet: messages above
-//! 64 KiB even when the other side's `a=max-message-size` allows them,
-//! channels the other side opens in band in the browser, and an interop
-//! suite against browsers' own `RTCPeerConnection` and aiortc.
+//! Not yet: messages above 64 KiB even when the other side's
+//! `a=max-message-size` allows them, channels the other side opens in band
+//! in the browser backend, channels a native answerer opens itself, and
+//! tests against aiortc and Firefox's own `RTCPeerConnection`.
 //!
 //! ```no_run
 //! # use switchboard::{Event, HostCandidates, Node};

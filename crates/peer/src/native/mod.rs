@@ -147,8 +147,8 @@ impl State {
                     wake = true;
                 }
                 NodeOutput::LinkGone(link) => {
-                    // What the link still had to send (a raw link's SCTP
-                    // shutdown and DTLS close_notify) goes before its sockets.
+                    // What the link still had to send (a raw link's stream
+                    // resets and DTLS close_notify) goes before its sockets.
                     if let Some(mut gone) = self.core.take_gone(link) {
                         while let Some(out) = gone.rtc_mut().poll_io() {
                             if let NativeOutput::Transmit { source, destination, contents } = out {

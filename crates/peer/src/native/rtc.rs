@@ -994,6 +994,18 @@ impl Rtc for Str0mRtc {
             // Tell the other stack (SCTP shutdown, DTLS close_notify), which
             // has no signaling of ours to hear it from.
             self.closing = true;
+            // Each channel's stream reset goes out at once and browsers close
+            // the channel on it; the association's shutdown needs answers
+            // that a link gone from its driver no longer hears.
+            let ids: Vec<ChannelId> = self.slots.iter().filter_map(|s| s.id).collect();
+            let mut direct = self.rtc.direct_api();
+            for id in ids {
+                direct.close_data_channel(id);
+            }
+            // The resets leave before the close_notify, which ends DTLS.
+            let _ = self.rtc.handle_input(Input::Timeout(self.now));
+            self.pump();
+            self.dirty = true;
             if self.rtc.close().is_err() {
                 self.rtc.disconnect();
             }

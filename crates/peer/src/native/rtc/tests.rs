@@ -811,6 +811,14 @@ fn a_raw_peer_that_closes_its_connection_is_reported_at_once() {
     pair.a.signals_on = false;
     let now = pair.now;
     pair.a.link.close(now, None);
+    // Only what the close itself put out reaches b: a driver drops a link
+    // at once after closing it.
+    while let Some(io) = pair.a.link.rtc_mut().poll_io() {
+        if let NativeOutput::Transmit { source, destination, contents } = io {
+            pair.wire.push(Packet { at: now + LATENCY, to_a: false, source, destination, data: contents });
+        }
+    }
+    pair.gone.push("192.0.2.1:5000".parse().expect("addr"));
     pair.run_until(Duration::from_secs(1), |p| p.b.link.state() == LinkState::Closed);
     assert!(pair.b.events.contains(&LinkEvent::Ended(DisconnectReason::ClosedByPeer(None))), "{:?}", pair.b.events);
 }
