@@ -111,14 +111,16 @@
 //!   the SCTP INIT whatever the other stack's rule for it; no SNAP
 //!   (`a=sctp-init`) is offered, and an answer that copies one back is taken
 //!   without it;
-//! - [`LinkStats::rtt`] is ICE's round trip.
+//! - [`LinkStats::rtt`] is ICE's round trip;
+//! - a message may be as large as the other side's `a=max-message-size`
+//!   (64 KiB when it says nothing), up to 256 KiB, which is what this side
+//!   advertises; a larger one is [`SendError::TooLarge`].
 //!
 //! Applications that do not trickle wait for [`Event::GatheringComplete`]
 //! on either side: it carries the offer or answer with every candidate
 //! (relayed ones under [`IcePolicy::Relay`] too) and `a=end-of-candidates`.
 //!
-//! Not yet: messages above 64 KiB even when the other side's
-//! `a=max-message-size` allows them, channels the other side opens in band
+//! Not yet: channels the other side opens in band
 //! in the browser backend, channels a native answerer opens itself, and
 //! tests against aiortc and Firefox's own `RTCPeerConnection`.
 //!

@@ -4,7 +4,8 @@
 //! signaling does: each side offering, with trickle and without, directly
 //! and relay-only through `serve`'s embedded TURN. The page echoes every
 //! message on the type it came as; text and binary come back as text and
-//! binary; a channel the page opens later reaches the node; the page's
+//! binary; a message as large as the page's `a=max-message-size` crosses
+//! whole both ways; a channel the page opens later reaches the node; the page's
 //! close reaches the node at once, the node's reaches the page (by ICE
 //! consent, see below).
 
@@ -108,6 +109,7 @@ async fn link(page: &Client, serve: &Serve, node_offers: bool, trickle: bool, re
     }
     let node = builder.start().await.expect("node starts");
     let mut seen = Vec::new();
+    let page_sdp;
     let link = if node_offers {
         let (link, mut offer) = node.create_offer().await.expect("offer");
         if !trickle {
@@ -115,9 +117,11 @@ async fn link(page: &Client, serve: &Serve, node_offers: bool, trickle: bool, re
         }
         let answer = call(page, "return T.answer(a[0], a[1])", vec![json!(offer), json!(trickle)]).await;
         node.accept_answer(link, answer.as_str().expect("sdp")).expect("answer taken");
+        page_sdp = answer.as_str().expect("sdp").to_owned();
         link
     } else {
         let offer = call(page, "return T.offer(a[0])", vec![json!(trickle)]).await;
+        page_sdp = offer.as_str().expect("sdp").to_owned();
         let (link, mut answer) = node.accept_offer(offer.as_str().expect("sdp")).await.expect("answer");
         if !trickle {
             answer = complete(&node, &mut seen).await;
@@ -141,6 +145,17 @@ async fn link(page: &Client, serve: &Serve, node_offers: bool, trickle: bool, re
         let m = message(&node, &mut seen).await;
         assert_eq!((m.is_text, m.data.to_vec()), (false, vec![i as u8; 100 + i]), "{what}");
     }
+
+    // A message as large as the page's description allows, whole both ways.
+    let size: usize = page_sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=max-message-size:")?.parse().ok())
+        .expect("the page advertises a=max-message-size");
+    node.send(link, channel, vec![9u8; size]).await.expect("the largest message");
+    let m = message(&node, &mut seen).await;
+    assert_eq!((m.is_text, m.data.len()), (false, size), "{what}");
+    assert!(m.data.iter().all(|&b| b == 9), "{what}");
+    assert!(node.send(link, channel, vec![9u8; size + 1]).await.is_err(), "{what}: one byte more is refused");
 
     if node_offers {
         // The page opens a channel of its own on the running link.

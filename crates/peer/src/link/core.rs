@@ -43,6 +43,11 @@ const SESSION_GRACE: Duration = Duration::from_secs(2);
 pub(crate) const MAX_CHANNELS: usize = 1000;
 /// Longest channel label, in bytes.
 pub(crate) const MAX_LABEL: usize = 1024;
+/// Largest message of a raw link this side sends or takes whole: what its
+/// SDP advertises (`a=max-message-size`) and its channels buffer natively.
+pub(crate) const RAW_MAX_MESSAGE: usize = 256 << 10;
+/// What a description without `a=max-message-size` allows (RFC 8841).
+const DEFAULT_MAX_MESSAGE: usize = 64 << 10;
 
 /// Which side writes the offer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,6 +345,8 @@ pub(crate) struct LinkCore<R> {
     /// The WebRTC path's kind, once known.
     rtc_path: Option<PathKind>,
     rtc_rtt: Option<Duration>,
+    /// The other side's `a=max-message-size`, once its description came.
+    remote_max_message: Option<usize>,
     setup_time: Option<Duration>,
     /// Messages that arrived before the link counted as connected.
     early: Vec<Delivered>,
@@ -381,6 +388,7 @@ impl<R: Rtc> LinkCore<R> {
             path: None,
             rtc_path: None,
             rtc_rtt: None,
+            remote_max_message: None,
             setup_time: None,
             early: Vec::new(),
             delivered: 0,
@@ -490,6 +498,24 @@ impl<R: Rtc> LinkCore<R> {
         Ok(())
     }
 
+    /// Largest message a raw link may send: the other side's
+    /// `a=max-message-size` (0: any size), within [`RAW_MAX_MESSAGE`] and the
+    /// link's maximum; 64 KiB before its description came.
+    pub(crate) fn max_raw_message(&self) -> usize {
+        let remote = match self.remote_max_message {
+            None => DEFAULT_MAX_MESSAGE,
+            Some(0) => RAW_MAX_MESSAGE,
+            Some(n) => n.min(RAW_MAX_MESSAGE),
+        };
+        remote.min(self.cfg.max_message)
+    }
+
+    /// Notes what the other side's description says of message sizes.
+    fn note_remote_description(&mut self, sdp: &str) {
+        let size = sdp.lines().find_map(|l| l.trim().strip_prefix("a=max-message-size:")?.trim().parse::<usize>().ok());
+        self.remote_max_message = Some(size.unwrap_or(DEFAULT_MAX_MESSAGE));
+    }
+
     /// Takes a signal from the other side. A description the WebRTC side
     /// refuses ends the link.
     pub(crate) fn handle_signal(&mut self, now: Instant, signal: SignalData) -> Result<(), RtcError> {
@@ -498,10 +524,16 @@ impl<R: Rtc> LinkCore<R> {
             return Ok(());
         }
         let result = match signal {
-            SignalData::Offer { sdp, session } => self.on_offer(&sdp, session),
+            SignalData::Offer { sdp, session } => {
+                self.note_remote_description(&sdp);
+                self.on_offer(&sdp, session)
+            }
             // An answer to an earlier session's offer is stale.
             SignalData::Answer { session, .. } if session != self.session => Ok(()),
-            SignalData::Answer { sdp, .. } => self.on_answer(&sdp),
+            SignalData::Answer { sdp, .. } => {
+                self.note_remote_description(&sdp);
+                self.on_answer(&sdp)
+            }
             SignalData::Candidate { candidate, mid } => self.rtc.add_candidate(now, &candidate, mid.as_deref()),
             SignalData::EndOfCandidates => self.rtc.add_candidate(now, "", None),
             SignalData::Restart => {

@@ -23,6 +23,8 @@ pub(crate) mod transfer;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use self::core::RAW_MAX_MESSAGE;
 pub(crate) use self::core::{
     LinkConfig, LinkCore, LinkEvent, LinkOutput, MAX_CHANNELS, MAX_LABEL, Role, Rtc, RtcError, RtcEvent, RtcStats,
 };

@@ -27,7 +27,7 @@ use crate::channel::ChannelConfig;
 use crate::ice::gather::{Connect, Gatherer, Route, Taken};
 use crate::link::control::{self, CONTROL_LABEL, PROBE_LABEL};
 use crate::link::transfer::Lane;
-use crate::link::{PathKind, Rtc, RtcError, RtcEvent, RtcStats};
+use crate::link::{PathKind, RAW_MAX_MESSAGE, Rtc, RtcError, RtcEvent, RtcStats};
 
 /// Timer step while a session comes up.
 const SETUP_TICK: Duration = Duration::from_millis(2);
@@ -1035,9 +1035,11 @@ fn build_rtc(now: Instant, cfg: &Str0mConfig) -> str0m::Rtc {
     if let Some(cert) = &cfg.cert {
         builder = builder.set_dtls_cert(cert.clone());
     }
+    // A raw message goes whole: the buffer takes the largest one.
+    let buffer = if cfg.raw { cfg.sctp_buffer.max(RAW_MAX_MESSAGE) } else { cfg.sctp_buffer };
     builder
-        .set_sctp_max_buffered_amount(cfg.sctp_buffer)
-        .set_sctp_max_message_size(u32::try_from(cfg.chunk_size.max(256 << 10)).unwrap_or(u32::MAX))
+        .set_sctp_max_buffered_amount(buffer)
+        .set_sctp_max_message_size(u32::try_from(cfg.chunk_size.max(RAW_MAX_MESSAGE)).unwrap_or(u32::MAX))
         .set_stats_interval(Some(Duration::from_secs(1)))
         .build(now)
 }

@@ -684,8 +684,13 @@ impl<P: Platform> NodeCore<P> {
             .ok_or_else(|| SendError::UnknownChannel(channel.to_owned()))
     }
 
-    fn check_size(&self, size: usize) -> Result<(), SendError> {
-        let max = if self.cfg.link.raw { self.cfg.link.chunk_size.max(64 << 10) } else { self.cfg.link.max_message };
+    /// Whether a message of `size` bytes may go to `peer`: on raw links up
+    /// to what the other side's description allows.
+    fn check_size(&self, peer: PeerId, size: usize) -> Result<(), SendError> {
+        let max = match self.links.get(&peer) {
+            Some(entry) if self.cfg.link.raw => entry.core.max_raw_message(),
+            _ => self.cfg.link.max_message,
+        };
         if size > max {
             return Err(SendError::TooLarge { size, max });
         }
@@ -708,7 +713,7 @@ impl<P: Platform> NodeCore<P> {
         self.advance(now);
         let slot = self.route(peer, channel)?;
         let Some(len) = msg.as_ref().map(|m| m.data.len()) else { return Poll::Ready(Ok(())) };
-        self.check_size(len)?;
+        self.check_size(peer, len)?;
         let high = self.cfg.high_watermark;
         let entry = self.links.get_mut(&peer).ok_or(SendError::UnknownPeer(peer))?;
         if entry.core.state().is_final() {

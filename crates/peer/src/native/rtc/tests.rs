@@ -858,3 +858,16 @@ fn an_answer_that_echoes_our_snap_value_is_taken_without_snap() {
     let echoed = answer.replace(&theirs, &ours);
     assert!(a.accept_answer(now, &echoed).is_ok(), "an echoed a=sctp-init does not end the link");
 }
+
+#[test]
+fn a_raw_link_sends_a_message_as_large_as_the_other_side_allows_whole() {
+    let mut pair = Pair::new(23, 0.0, raw_config());
+    assert_eq!(pair.a.link.max_raw_message(), 64 << 10, "64 KiB until the other side's description says more");
+    pair.connect();
+    let max = pair.a.link.max_raw_message();
+    assert_eq!(max, crate::link::RAW_MAX_MESSAGE, "str0m's answer advertises 256 KiB");
+    pair.send_a(0, OutMessage::data(Bytes::from(vec![7; max])));
+    pair.run_until(Duration::from_secs(2), |p| !messages(&p.b.events).is_empty());
+    let got = messages(&pair.b.events);
+    assert_eq!((got.len(), got[0].data.len()), (1, max), "one data-channel message, whole");
+}
