@@ -94,8 +94,9 @@
 //!
 //! What raw mode does for other stacks, tested against str0m
 //! (`examples/byo-signaling`), against a plain Chromium page on its own
-//! `RTCPeerConnection` (each side offering, with and without trickle,
-//! directly and relay-only) and between Switchboard nodes on both backends:
+//! `RTCPeerConnection` and against aiortc (each side offering, with and
+//! without trickle, directly and relay-only) and between Switchboard nodes
+//! on both backends:
 //! - text and binary: [`Node::send_text`] sends a string (PPID 51), which a
 //!   browser's `onmessage` gets as a string; [`Message::is_text`] and
 //!   [`Message::text`] say how a message came;
@@ -103,10 +104,9 @@
 //!   included) and closing ([`Event::ChannelClosed`]), and a peer connection
 //!   the other side closes ends the link at once
 //!   ([`DisconnectReason::ClosedByPeer`]); closing resets every channel's
-//!   stream and sends DTLS close_notify (natively). A Switchboard peer takes
-//!   that as a close at once; Chromium closes a channel only once its own
-//!   reset is answered, which a closed link no longer does, and so learns of
-//!   the close when ICE consent fails (seconds later);
+//!   stream, as a browser's `close()` does, waits up to 1 s for the other
+//!   side to answer and reset its ends, then sends DTLS close_notify
+//!   (natively), so that the other side's channels close at once;
 //! - the offer asks to be DTLS client (`a=setup:active`), so this side sends
 //!   the SCTP INIT whatever the other stack's rule for it; no SNAP
 //!   (`a=sctp-init`) is offered, and an answer that copies one back is taken
@@ -122,7 +122,7 @@
 //!
 //! Not yet: channels the other side opens in band
 //! in the browser backend, channels a native answerer opens itself, and
-//! tests against aiortc and Firefox's own `RTCPeerConnection`.
+//! tests against Firefox's own `RTCPeerConnection`.
 //!
 //! ```no_run
 //! # use switchboard::{Event, HostCandidates, Node};

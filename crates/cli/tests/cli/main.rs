@@ -21,6 +21,7 @@ mod chaos_udp_blocked;
 mod chat_two_processes;
 mod cli_errors;
 mod file_two_processes;
+mod interop_aiortc;
 mod interop_browser_rtcpeerconnection;
 mod mailbox_survives_kill9;
 mod nat_command;

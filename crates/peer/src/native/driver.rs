@@ -75,8 +75,8 @@ pub(super) async fn run(shared: Arc<NativeNode>, tls: Arc<rustls::ClientConfig>)
                     Wake::Datagram(i, n, from) => {
                         let mut touched = Vec::new();
                         let (link, local, _) = polled[i];
-                        if let Some(entry) = state.core.link_by_id(link) {
-                            entry.core.rtc_mut().handle_datagram(now, from, local, &buf[..n]);
+                        if let Some(rtc) = state.rtc_of(link) {
+                            rtc.handle_datagram(now, from, local, &buf[..n]);
                         }
                         touched.push(link);
                         // Take what else is waiting, draining every few datagrams.
@@ -89,8 +89,8 @@ pub(super) async fn run(shared: Arc<NativeNode>, tls: Arc<rustls::ClientConfig>)
                             }
                             let Some((i, n, from)) = try_recv_any(&polled, &mut buf) else { break };
                             let (link, local, _) = polled[i];
-                            if let Some(entry) = state.core.link_by_id(link) {
-                                entry.core.rtc_mut().handle_datagram(Instant::now(), from, local, &buf[..n]);
+                            if let Some(rtc) = state.rtc_of(link) {
+                                rtc.handle_datagram(Instant::now(), from, local, &buf[..n]);
                             }
                             if !touched.contains(&link) {
                                 touched.push(link);
@@ -167,6 +167,7 @@ pub(super) async fn run(shared: Arc<NativeNode>, tls: Arc<rustls::ClientConfig>)
                             }
                             state.core.drive_link(now, link);
                         }
+                        state.lingering_timeout(now);
                         state.core.handle_timeout(now);
                     }
                     Wake::Woken => {}
@@ -273,21 +274,21 @@ fn stream_event(state: &mut super::State, now: Instant, e: StreamEvent) {
     let link = match e {
         StreamEvent::Connected { link, id, local, writer } => {
             state.streams.insert((link, id), writer);
-            if let Some(entry) = state.core.link_by_id(link) {
-                entry.core.rtc_mut().stream_connected(now, id, local);
+            if let Some(rtc) = state.rtc_of(link) {
+                rtc.stream_connected(now, id, local);
             }
             link
         }
         StreamEvent::Data { link, id, data } => {
-            if let Some(entry) = state.core.link_by_id(link) {
-                entry.core.rtc_mut().stream_data(now, id, &data);
+            if let Some(rtc) = state.rtc_of(link) {
+                rtc.stream_data(now, id, &data);
             }
             link
         }
         StreamEvent::Closed { link, id } => {
             state.streams.remove(&(link, id));
-            if let Some(entry) = state.core.link_by_id(link) {
-                entry.core.rtc_mut().stream_closed(id);
+            if let Some(rtc) = state.rtc_of(link) {
+                rtc.stream_closed(id);
             }
             link
         }

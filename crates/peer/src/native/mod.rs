@@ -27,7 +27,7 @@ use crate::error::StartError;
 use crate::ice::IcePolicy;
 use crate::ice::gather::{Connect, Gatherer};
 use crate::identity::Identity;
-use crate::link::LinkConfig;
+use crate::link::{LinkConfig, LinkCore};
 use crate::node::core::{NodeCore, NodeOutput, Platform};
 use crate::node::{HostCandidates, NodeConfig};
 
@@ -108,6 +108,8 @@ pub(crate) struct State {
     /// Writers of open TURN streams, by link and stream.
     streams: HashMap<(u64, usize), mpsc::Sender<Vec<u8>>>,
     stream_tasks: HashMap<(u64, usize), tokio::task::JoinHandle<()>>,
+    /// Links that ended while their close waits for the other side.
+    lingering: Vec<(u64, LinkCore<Str0mRtc>)>,
     /// When the driver wakes next unless told.
     driver_at: Option<Instant>,
     /// The next time anything in the node wants time, as of the last flush.
@@ -147,28 +149,16 @@ impl State {
                     wake = true;
                 }
                 NodeOutput::LinkGone(link) => {
-                    // What the link still had to send (a raw link's stream
-                    // resets and DTLS close_notify) goes before its sockets.
-                    if let Some(mut gone) = self.core.take_gone(link) {
-                        while let Some(out) = gone.rtc_mut().poll_io() {
-                            if let NativeOutput::Transmit { source, destination, contents } = out {
-                                self.transmit(link, source, destination, &contents);
-                            }
-                        }
+                    // A raw link's close lingers on its sockets until the
+                    // other side answered it ([`Str0mRtc::lingering`]).
+                    if let Some(gone) = self.core.take_gone(link) {
+                        self.lingering.push((link, gone));
                     }
-                    self.sockets.remove(&link);
-                    self.sockets_version += 1;
-                    self.streams.retain(|(l, _), _| *l != link);
-                    self.stream_tasks.retain(|(l, _), t| {
-                        if *l == link {
-                            t.abort();
-                        }
-                        *l != link
-                    });
                     wake = true;
                 }
             }
         }
+        wake |= self.flush_lingering();
         for (link, sockets) in std::mem::take(&mut self.core.platform_mut().bound) {
             let entry = self.sockets.entry(link).or_default();
             for s in sockets {
@@ -215,17 +205,83 @@ impl State {
         }
     }
 
-    /// Sends a datagram of link `link` from its socket on `source` (or its
-    /// first one).
-    fn transmit(&self, link: u64, source: SocketAddr, destination: SocketAddr, contents: &[u8]) {
-        let Some(sockets) = self.sockets.get(&link) else { return };
-        let socket = sockets.iter().find(|(a, _)| *a == source).or_else(|| sockets.first());
-        if let Some((_, socket)) = socket
-            && let Err(e) = socket.try_send_to(contents, destination)
-        {
-            // A full socket buffer drops the datagram: SCTP and ICE send again.
-            tracing::trace!(%destination, error = %e, "udp send failed");
+    /// Sends what links that ended still have to send, and lets those
+    /// whose close is over go with their sockets; whether any went.
+    fn flush_lingering(&mut self) -> bool {
+        let mut done = Vec::new();
+        for i in 0..self.lingering.len() {
+            let link = self.lingering[i].0;
+            while let Some(out) = self.lingering[i].1.rtc_mut().poll_io() {
+                // Nothing else matters to a link that ended.
+                let _ = self.send(link, out);
+            }
+            if !self.lingering[i].1.rtc_mut().lingering() {
+                done.push(link);
+            }
         }
+        for link in &done {
+            self.lingering.retain(|(l, _)| l != link);
+            self.forget_link(*link);
+        }
+        !done.is_empty()
+    }
+
+    /// The str0m side of link `link`: a live link's, or that of one whose
+    /// close lingers.
+    pub(crate) fn rtc_of(&mut self, link: u64) -> Option<&mut Str0mRtc> {
+        if self.core.link_by_id(link).is_some() {
+            return self.core.link_by_id(link).map(|e| e.core.rtc_mut());
+        }
+        self.lingering.iter_mut().find(|(l, _)| *l == link).map(|(_, c)| c.rtc_mut())
+    }
+
+    /// Time passes for the links that linger.
+    pub(crate) fn lingering_timeout(&mut self, now: Instant) {
+        for (_, core) in &mut self.lingering {
+            if core.rtc_mut().poll_timeout() <= now {
+                core.rtc_mut().handle_timeout(now);
+            }
+        }
+    }
+
+    /// Lets go of what the driver holds for `link`: its sockets and TURN streams.
+    fn forget_link(&mut self, link: u64) {
+        self.sockets.remove(&link);
+        self.sockets_version += 1;
+        self.streams.retain(|(l, _), _| *l != link);
+        self.stream_tasks.retain(|(l, _), t| {
+            if *l == link {
+                t.abort();
+            }
+            *l != link
+        });
+    }
+
+    /// Sends what link `link` asks to send: a datagram from its socket on
+    /// `source` (or its first one), or bytes on one of its TURN streams.
+    /// Anything else comes back.
+    fn send(&self, link: u64, out: NativeOutput) -> Option<NativeOutput> {
+        match out {
+            NativeOutput::Transmit { source, destination, contents } => {
+                let sockets = self.sockets.get(&link)?;
+                let socket = sockets.iter().find(|(a, _)| *a == source).or_else(|| sockets.first());
+                if let Some((_, socket)) = socket
+                    && let Err(e) = socket.try_send_to(&contents, destination)
+                {
+                    // A full socket buffer drops the datagram: SCTP and ICE send again.
+                    tracing::trace!(%destination, error = %e, "udp send failed");
+                }
+            }
+            NativeOutput::StreamSend { stream, contents } => {
+                if let Some(w) = self.streams.get(&(link, stream))
+                    && w.try_send(contents).is_err()
+                {
+                    tracing::trace!(stream, "TURN stream backed up; datagram dropped");
+                }
+            }
+            other => return Some(other),
+        }
+        None
     }
 
     /// Carries out what link `link`'s str0m side asks for; whether it asked anything.
@@ -235,18 +291,10 @@ impl State {
             let Some(entry) = self.core.link_by_id(link) else { return any };
             let Some(out) = entry.core.rtc_mut().poll_io() else { return any };
             any = true;
+            let Some(out) = self.send(link, out) else { continue };
             match out {
-                NativeOutput::Transmit { source, destination, contents } => {
-                    self.transmit(link, source, destination, &contents);
-                }
+                NativeOutput::Transmit { .. } | NativeOutput::StreamSend { .. } => {}
                 NativeOutput::OpenStream(connect) => self.open_streams.push((link, connect)),
-                NativeOutput::StreamSend { stream, contents } => {
-                    if let Some(w) = self.streams.get(&(link, stream))
-                        && w.try_send(contents).is_err()
-                    {
-                        tracing::trace!(stream, "TURN stream backed up; datagram dropped");
-                    }
-                }
                 NativeOutput::CloseStream(stream) => {
                     // The writer task sends what it holds, then ends.
                     self.streams.remove(&(link, stream));
@@ -310,7 +358,8 @@ impl State {
     /// The next time anything in the node wants time.
     fn next_timeout(&mut self) -> Option<Instant> {
         let rtcs = self.core.links_mut().map(|e| e.core.rtc_mut().poll_timeout()).min();
-        [self.core.poll_timeout(), rtcs].into_iter().flatten().min()
+        let lingering = self.lingering.iter_mut().map(|(_, c)| c.rtc_mut().poll_timeout()).min();
+        [self.core.poll_timeout(), rtcs, lingering].into_iter().flatten().min()
     }
 }
 
@@ -384,6 +433,7 @@ impl Backend {
             open_streams: Vec::new(),
             streams: HashMap::new(),
             stream_tasks: HashMap::new(),
+            lingering: Vec::new(),
             driver_at: None,
             next_at: None,
         };

@@ -31,6 +31,8 @@ use crate::link::{PathKind, RAW_MAX_MESSAGE, Rtc, RtcError, RtcEvent, RtcStats};
 
 /// Timer step while a session comes up.
 const SETUP_TICK: Duration = Duration::from_millis(2);
+/// How long a raw close waits for the other side to answer its stream resets.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// First STUN retransmission of connectivity checks.
 const STUN_INITIAL_RTO: Duration = Duration::from_millis(100);
 /// Longest pause between STUN keep-alives on the selected pair, so that a
@@ -103,6 +105,8 @@ pub(crate) struct Str0mRtc {
     rtc: str0m::Rtc,
     /// This side closed the session (a `Closed` from str0m is our own).
     closing: bool,
+    /// A raw close waits for the other side's stream resets until then.
+    close_by: Option<Instant>,
     /// End of candidates was reported for the current gatherer.
     gathering_reported: bool,
     /// The `a=sctp-init` value of this side's last offer: an answer that
@@ -174,6 +178,7 @@ impl Str0mRtc {
         let mut me = Str0mRtc {
             rtc: build_rtc(now, &cfg),
             closing: false,
+            close_by: None,
             gathering_reported: false,
             offered_sctp_init: None,
             cfg,
@@ -241,10 +246,37 @@ impl Str0mRtc {
             match g.handle_udp(now, destination, source, data) {
                 Taken::No => {}
                 Taken::Yes => return,
-                Taken::Relayed(r) => return self.receive(r.peer, r.relayed, &r.data),
+                Taken::Relayed(r) => {
+                    self.receive(r.peer, r.relayed, &r.data);
+                    return self.finish_close();
+                }
             }
         }
         self.receive(source, destination, data);
+        self.finish_close();
+    }
+
+    /// Whether a raw close still waits for the other side's answers: the
+    /// driver keeps the link's sockets and feeds it until it does not.
+    pub(crate) fn lingering(&self) -> bool {
+        self.close_by.is_some()
+    }
+
+    /// Ends a lingering raw close once every channel is closed on both
+    /// ends, or its time is up: DTLS close_notify goes out.
+    fn finish_close(&mut self) {
+        let Some(by) = self.close_by else { return };
+        self.dirty = true;
+        self.pump();
+        if self.slots.iter().any(|s| s.open) && self.now < by {
+            return;
+        }
+        self.close_by = None;
+        self.dirty = true;
+        if self.rtc.close().is_err() {
+            self.rtc.disconnect();
+        }
+        self.pump();
     }
 
     /// The driver connected TURN stream `id` from `local`.
@@ -286,6 +318,7 @@ impl Str0mRtc {
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
             tracing::debug!(error = %e, "timeout input refused");
         }
+        self.finish_close();
         self.send_beacons(now);
         if self.up && now >= self.last_heard + self.cfg.dead_after {
             tracing::debug!(silent_for = ?self.cfg.dead_after, "path silent");
@@ -297,6 +330,9 @@ impl Str0mRtc {
     pub(crate) fn poll_timeout(&mut self) -> Instant {
         self.pump();
         let mut at = self.str0m_at;
+        if let Some(by) = self.close_by {
+            at = at.min(by);
+        }
         if let Some(t) = self.gather.as_mut().and_then(Gatherer::poll_timeout) {
             at = at.min(t);
         }
@@ -545,8 +581,14 @@ impl Str0mRtc {
             Str0mEvent::ChannelClose(id) => {
                 if let Some(&slot) = self.by_id.get(&id) {
                     self.slots[slot].open = false;
-                    if self.cfg.raw {
+                    if self.cfg.raw && !self.closing {
                         self.events.push_back(RtcEvent::Closed { slot });
+                        // Every channel closed by the other side: it closed
+                        // its peer connection (as in the browser backend).
+                        if self.up && self.slots.iter().all(|s| !s.open) {
+                            self.up = false;
+                            self.events.push_back(RtcEvent::PeerClosed);
+                        }
                     }
                 }
             }
@@ -991,25 +1033,22 @@ impl Rtc for Str0mRtc {
     fn close(&mut self) {
         self.dirty = true;
         if self.cfg.raw && !self.closing {
-            // Tell the other stack (SCTP shutdown, DTLS close_notify), which
-            // has no signaling of ours to hear it from.
+            // Tell the other stack, which has no signaling of ours to hear it
+            // from: every channel's stream is reset, as `close()` on a
+            // browser's channel does, and the link lingers (its driver keeps
+            // feeding it) until the other side has answered the resets and
+            // closed its ends too, or CLOSE_LINGER passed; then DTLS
+            // close_notify ends the session.
             self.closing = true;
-            // Each channel's stream reset goes out at once and browsers close
-            // the channel on it; the association's shutdown needs answers
-            // that a link gone from its driver no longer hears.
-            let ids: Vec<ChannelId> = self.slots.iter().filter_map(|s| s.id).collect();
+            self.close_by = Some(self.now + CLOSE_LINGER);
+            let ids: Vec<ChannelId> = self.slots.iter().filter(|s| s.open).filter_map(|s| s.id).collect();
             let mut direct = self.rtc.direct_api();
             for id in ids {
                 direct.close_data_channel(id);
             }
-            // The resets leave before the close_notify, which ends DTLS.
             let _ = self.rtc.handle_input(Input::Timeout(self.now));
             self.pump();
-            self.dirty = true;
-            if self.rtc.close().is_err() {
-                self.rtc.disconnect();
-            }
-            self.pump();
+            self.finish_close();
         } else {
             self.rtc.disconnect();
         }

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod chaos;
+pub mod interop;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
