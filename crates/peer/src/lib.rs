@@ -101,7 +101,10 @@
 //!   browser's `onmessage` gets as a string; [`Message::is_text`] and
 //!   [`Message::text`] say how a message came;
 //! - every channel's opening ([`Event::ChannelOpened`], the node's own
-//!   included) and closing ([`Event::ChannelClosed`]), and a peer connection
+//!   included; natively [`Event::PeerConnected`] waits for the in-band
+//!   channels an offering node opened, so one that cannot open ends the link
+//!   at [`NodeBuilder::connect_timeout`] and its sends fail with
+//!   [`SendError::Closed`]) and closing ([`Event::ChannelClosed`]), and a peer connection
 //!   the other side closes ends the link at once
 //!   ([`DisconnectReason::ClosedByPeer`]); closing resets every channel's
 //!   stream, as a browser's `close()` does, waits up to 1 s for the other

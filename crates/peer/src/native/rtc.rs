@@ -640,7 +640,10 @@ impl Str0mRtc {
         if self.up || self.lost || !self.dtls_connected {
             return;
         }
-        let declared_open = self.slots.iter().take(self.cfg.channels.len()).all(|s| !s.config.negotiated || s.open);
+        // Pre-negotiated channels, and the in-band ones this side opened
+        // (offering): a channel that cannot open keeps the link from
+        // connecting, and the connect timeout ends it with a reason.
+        let declared_open = self.slots.iter().take(self.cfg.channels.len()).all(|s| s.id.is_none() || s.open);
         if !declared_open || (!self.cfg.raw && !self.control_open) {
             return;
         }

@@ -871,3 +871,14 @@ fn a_raw_link_sends_a_message_as_large_as_the_other_side_allows_whole() {
     let got = messages(&pair.b.events);
     assert_eq!((got.len(), got[0].data.len()), (1, max), "one data-channel message, whole");
 }
+
+#[test]
+fn an_offering_raw_link_connects_once_its_own_in_band_channel_is_open() {
+    let cfg = LinkConfig { channels: vec![crate::ChannelConfig::reliable("dcep").in_band()], ..raw_config() };
+    let mut pair = Pair::new(24, 0.0, cfg);
+    pair.connect();
+    let at = |pred: &dyn Fn(&LinkEvent) -> bool| pair.a.events.iter().position(pred).expect("the event");
+    let opened = at(&|e| matches!(e, LinkEvent::ChannelOpen { label, .. } if label == "dcep"));
+    let connected = at(&|e| matches!(e, LinkEvent::Connected { .. }));
+    assert!(opened < connected, "connected before its channel opened: {:?}", pair.a.events);
+}
