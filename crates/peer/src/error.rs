@@ -39,6 +39,10 @@ pub enum SendError {
     /// The channel was not declared on this node.
     #[error("no channel named {0:?}")]
     UnknownChannel(String),
+    /// The channel closed (raw links: the other side closed it, or it could
+    /// not open); what was queued on it was dropped.
+    #[error("channel {0:?} is closed")]
+    ChannelClosed(String),
     /// The link's send buffer is full (`try_send` only); wait or retry.
     #[error("send buffer full")]
     Full,
@@ -56,6 +60,41 @@ pub enum SendError {
     /// The value could not be encoded.
     #[error("cannot encode the value: {0}")]
     Encode(String),
+}
+
+/// Why a channel could not be opened or closed on a link
+/// ([`Node::open_channel`](crate::Node::open_channel),
+/// [`Node::close_channel`](crate::Node::close_channel)).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// No link to this peer.
+    #[error("no link to peer {0}")]
+    UnknownPeer(PeerId),
+    /// The link is framed: its channels are the declared ones, opened on
+    /// both sides alike. Channels open and close at run time on raw links only.
+    #[error("channels open and close at run time on raw links only")]
+    NotRaw,
+    /// A channel of this label is open or opening on the link.
+    #[error("a channel named {0:?} is open on this link")]
+    LabelTaken(String),
+    /// No open channel of this label on the link.
+    #[error("no open channel named {0:?}")]
+    UnknownChannel(String),
+    /// The link has as many channels as allowed, or the label is too long.
+    #[error("at most {channels} channels per link, with labels of at most {label} bytes")]
+    Limit {
+        /// Most channels per link.
+        channels: usize,
+        /// Longest label, bytes.
+        label: usize,
+    },
+    /// The link ended.
+    #[error("the link is closed")]
+    Closed,
+    /// The WebRTC stack refused.
+    #[error("the WebRTC stack refused the channel: {0}")]
+    Stack(String),
 }
 
 /// Why a request got no answer.

@@ -100,13 +100,19 @@
 //! - text and binary: [`Node::send_text`] sends a string (PPID 51), which a
 //!   browser's `onmessage` gets as a string; [`Message::is_text`] and
 //!   [`Message::text`] say how a message came;
+//! - channels either side opens on the live link, the answering side too
+//!   ([`Node::open_channel`], as `createDataChannel`), and closes alone
+//!   ([`Node::close_channel`], as `RTCDataChannel.close`); a send on a
+//!   closed channel is [`SendError::ChannelClosed`];
 //! - every channel's opening ([`Event::ChannelOpened`], the node's own
-//!   included; natively [`Event::PeerConnected`] waits for the in-band
-//!   channels an offering node opened, so one that cannot open ends the link
-//!   at [`NodeBuilder::connect_timeout`] and its sends fail with
-//!   [`SendError::Closed`]) and closing ([`Event::ChannelClosed`]), and a peer connection
-//!   the other side closes ends the link at once
-//!   ([`DisconnectReason::ClosedByPeer`]); closing resets every channel's
+//!   included; [`Event::PeerConnected`] waits for every declared channel,
+//!   an in-band one being the offering side's, which the answering side
+//!   takes by its label, so one that cannot open ends the link at
+//!   [`NodeBuilder::connect_timeout`] and its sends fail with
+//!   [`SendError::Closed`]) and closing ([`Event::ChannelClosed`]), and a
+//!   peer connection the other side closes ends the link at once
+//!   ([`DisconnectReason::ClosedByPeer`]; every channel closed by the other
+//!   side counts as that); closing resets every channel's
 //!   stream, as a browser's `close()` does, waits up to 1 s for the other
 //!   side to answer and reset its ends, then sends DTLS close_notify
 //!   (natively), so that the other side's channels close at once;
@@ -123,9 +129,12 @@
 //! on either side: it carries the offer or answer with every candidate
 //! (relayed ones under [`IcePolicy::Relay`] too) and `a=end-of-candidates`.
 //!
-//! Not yet: channels the other side opens in band
-//! in the browser backend, channels a native answerer opens itself, and
-//! tests against Firefox's own `RTCPeerConnection`.
+//! Not yet: tests against Firefox's own `RTCPeerConnection` (Firefox is
+//! tested as a Switchboard browser node), and run-time channels beyond the
+//! streams the other side's association has (Firefox starts with 16).
+//!
+//! From JavaScript the same is there as the `rawMessages` and `inBand`
+//! options and `openChannel` / `closeChannel`.
 //!
 //! ```no_run
 //! # use switchboard::{Event, HostCandidates, Node};
@@ -240,7 +249,9 @@ mod signaling;
 mod web;
 
 pub use channel::{ChannelConfig, Compression};
-pub use error::{ConnectError, RequestError, RequestFailed, RoomError, SendError, SignalError, StartError};
+pub use error::{
+    ChannelError, ConnectError, RequestError, RequestFailed, RoomError, SendError, SignalError, StartError,
+};
 pub use event::{Event, Incoming, Message, Request};
 pub use ice::{IcePolicy, IceServer};
 pub use identity::{Identity, IdentityError};

@@ -34,6 +34,7 @@ use super::state::StateMachine;
 use super::transfer::{Counters, Lane, Transfer, Wire};
 use super::{DisconnectReason, LinkState, LinkStats, PathKind, Quality};
 use crate::channel::ChannelConfig;
+use crate::error::{ChannelError, SendError};
 use crate::framing::{Delivered, FrameError, OutMessage};
 
 /// A session this young is the answer to the `restart` requests sent before
@@ -236,6 +237,11 @@ pub(crate) trait Rtc {
     fn attempt(&mut self, now: Instant);
     /// Whether channel `slot` of the current session is open.
     fn is_open(&self, slot: usize) -> bool;
+    /// Opens a channel in band as slot `slot`, the next one (raw links);
+    /// [`RtcEvent::Opened`] follows once it is open.
+    fn open_channel(&mut self, slot: usize, config: &ChannelConfig) -> Result<(), RtcError>;
+    /// Closes channel `slot` (raw links); [`RtcEvent::Closed`] follows at once.
+    fn close_channel(&mut self, slot: usize);
     /// Writes a chunk on channel `slot`, as a text data-channel message when
     /// `text` (raw mode): `Ok(false)` when the channel cannot take it now;
     /// an error ends the link.
@@ -354,6 +360,8 @@ pub(crate) struct LinkCore<R> {
     delivered: u64,
     consumed: u64,
     ended: bool,
+    /// Channels that closed (raw links): sends on them fail.
+    closed: Vec<bool>,
     out: VecDeque<LinkOutput>,
 }
 
@@ -394,6 +402,7 @@ impl<R: Rtc> LinkCore<R> {
             delivered: 0,
             consumed: 0,
             ended: false,
+            closed: vec![false; cfg.channels.len()],
             out: VecDeque::new(),
             cfg,
         }
@@ -434,6 +443,72 @@ impl<R: Rtc> LinkCore<R> {
     /// Channels known on this link (declared ones, then in-band ones the other side opened).
     pub(crate) fn channels(&self) -> &[ChannelConfig] {
         &self.cfg.channels
+    }
+
+    /// The slot that carries sends on `channel`: the first open (or
+    /// opening) one of that label.
+    pub(crate) fn slot_of(&self, channel: &str) -> Result<usize, SendError> {
+        let mut closed = false;
+        for (slot, c) in self.cfg.channels.iter().enumerate() {
+            if c.label == channel {
+                if !self.closed.get(slot).copied().unwrap_or(false) {
+                    return Ok(slot);
+                }
+                closed = true;
+            }
+        }
+        Err(if closed {
+            SendError::ChannelClosed(channel.to_owned())
+        } else {
+            SendError::UnknownChannel(channel.to_owned())
+        })
+    }
+
+    /// Opens channel `config` in band on this raw link, from either side;
+    /// [`LinkEvent::ChannelOpen`] follows once it is open, or
+    /// [`LinkEvent::ChannelClosed`] if it fails. Returns its slot.
+    pub(crate) fn open_channel(&mut self, now: Instant, config: ChannelConfig) -> Result<usize, ChannelError> {
+        self.advance(now);
+        if !self.cfg.raw {
+            return Err(ChannelError::NotRaw);
+        }
+        // What the WebRTC side reported first: the other side's channels
+        // take their slots before this one.
+        self.process();
+        if self.ended {
+            return Err(ChannelError::Closed);
+        }
+        if config.label.len() > MAX_LABEL || self.cfg.channels.len() >= MAX_CHANNELS {
+            return Err(ChannelError::Limit { channels: MAX_CHANNELS, label: MAX_LABEL });
+        }
+        if self.slot_of(&config.label).is_ok() {
+            return Err(ChannelError::LabelTaken(config.label));
+        }
+        let config = ChannelConfig { negotiated: false, ..config };
+        let slot = self.cfg.channels.len();
+        self.rtc.open_channel(slot, &config).map_err(|e| ChannelError::Stack(e.to_string()))?;
+        self.transfer.add_channel(slot, &config);
+        self.cfg.channels.push(config);
+        self.closed.push(false);
+        self.process();
+        Ok(slot)
+    }
+
+    /// Closes channel `channel` of this raw link (the other side learns of
+    /// it); what was queued on it is dropped, and
+    /// [`LinkEvent::ChannelClosed`] follows.
+    pub(crate) fn close_channel(&mut self, now: Instant, channel: &str) -> Result<(), ChannelError> {
+        self.advance(now);
+        if !self.cfg.raw {
+            return Err(ChannelError::NotRaw);
+        }
+        if self.ended {
+            return Err(ChannelError::Closed);
+        }
+        let slot = self.slot_of(channel).map_err(|_| ChannelError::UnknownChannel(channel.to_owned()))?;
+        self.rtc.close_channel(slot);
+        self.process();
+        Ok(())
     }
 
     /// Message bytes queued and not yet written (what backpressure counts).
@@ -821,6 +896,7 @@ impl<R: Rtc> LinkCore<R> {
                     let label = config.label.clone();
                     self.transfer.add_channel(slot, &config);
                     self.cfg.channels.push(config);
+                    self.closed.push(false);
                     self.out.push_back(LinkOutput::Event(LinkEvent::ChannelOpen { slot, label }));
                 } else if slot < self.cfg.channels.len() {
                     // One this side declared (raw links report each).
@@ -831,6 +907,9 @@ impl<R: Rtc> LinkCore<R> {
             RtcEvent::Closed { slot } => {
                 let freed = self.transfer.clear(slot);
                 tracing::debug!(slot, freed, "channel closed");
+                if let Some(c) = self.closed.get_mut(slot) {
+                    *c = true;
+                }
                 if let Some(label) = self.cfg.channels.get(slot).map(|c| c.label.clone()) {
                     self.out.push_back(LinkOutput::Event(LinkEvent::ChannelClosed { slot, label }));
                 }

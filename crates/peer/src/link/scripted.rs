@@ -173,6 +173,18 @@ impl Rtc for Scripted {
         self.up
     }
 
+    fn open_channel(&mut self, slot: usize, config: &crate::ChannelConfig) -> Result<(), RtcError> {
+        // Open at once on a live session (the other side is not told).
+        if self.up {
+            self.events.push_back(RtcEvent::Opened { slot, config: config.clone() });
+        }
+        Ok(())
+    }
+
+    fn close_channel(&mut self, slot: usize) {
+        self.events.push_back(RtcEvent::Closed { slot });
+    }
+
     fn write(&mut self, slot: usize, data: &[u8], text: bool) -> Result<bool, String> {
         self.net.send(self.id, RtcEvent::Chunk { slot, data: data.to_vec(), text });
         Ok(true)

@@ -339,3 +339,48 @@ fn a_peer_that_opens_channels_without_end_is_cut_off() {
     });
     assert!(ended.is_some_and(|why| why.contains("limit of 1000 channels")));
 }
+
+#[test]
+fn a_raw_link_opens_and_closes_channels_at_run_time_and_refuses_sends_on_a_closed_one() {
+    use crate::error::{ChannelError, SendError};
+    let mut p = Pair::new(LinkConfig { raw: true, ..config() }, None);
+    assert!(p.run(Duration::from_secs(1), |p| p.connected(0) && p.connected(1)));
+    let now = p.now;
+    let declared = p.sides[0].channels().len();
+    let slot = p.sides[0].open_channel(now, crate::ChannelConfig::reliable("late")).expect("opens");
+    assert_eq!(slot, declared, "the next slot");
+    assert_eq!(
+        p.sides[0].open_channel(now, crate::ChannelConfig::reliable("late")),
+        Err(ChannelError::LabelTaken("late".into()))
+    );
+    p.drain();
+    assert!(p.events[0].contains(&LinkEvent::ChannelOpen { slot, label: "late".into() }));
+    assert_eq!(p.sides[0].slot_of("late"), Ok(slot));
+
+    p.sides[0].close_channel(now, "late").expect("closes");
+    p.drain();
+    assert!(p.events[0].contains(&LinkEvent::ChannelClosed { slot, label: "late".into() }));
+    assert_eq!(p.sides[0].slot_of("late"), Err(SendError::ChannelClosed("late".into())));
+    assert_eq!(p.sides[0].close_channel(now, "late"), Err(ChannelError::UnknownChannel("late".into())));
+    assert_eq!(p.sides[0].slot_of("never"), Err(SendError::UnknownChannel("never".into())));
+    // The label is free again, on a new slot.
+    let again = p.sides[0].open_channel(now, crate::ChannelConfig::reliable("late")).expect("opens again");
+    assert_eq!((again, p.sides[0].slot_of("late")), (slot + 1, Ok(slot + 1)));
+    assert_eq!(p.sides[0].state(), LinkState::Connected, "the link stays");
+
+    let long = "x".repeat(super::core::MAX_LABEL + 1);
+    assert!(matches!(
+        p.sides[0].open_channel(now, crate::ChannelConfig::reliable(long)),
+        Err(ChannelError::Limit { .. })
+    ));
+}
+
+#[test]
+fn a_framed_link_has_no_run_time_channels() {
+    use crate::error::ChannelError;
+    let mut p = Pair::new(config(), None);
+    assert!(p.run(Duration::from_secs(1), |p| p.connected(0) && p.connected(1)));
+    let now = p.now;
+    assert_eq!(p.sides[0].open_channel(now, crate::ChannelConfig::reliable("late")), Err(ChannelError::NotRaw));
+    assert_eq!(p.sides[0].close_channel(now, "reliable"), Err(ChannelError::NotRaw));
+}

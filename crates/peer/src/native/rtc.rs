@@ -98,6 +98,21 @@ struct Slot {
     config: ChannelConfig,
     id: Option<ChannelId>,
     open: bool,
+    origin: Origin,
+    /// This side closed it: no session opens it again.
+    shut: bool,
+}
+
+/// Where a channel slot came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Declared on the node: every session opens it (an in-band one from
+    /// the offering side; the answering side takes the other side's).
+    Declared,
+    /// Opened on this live link by the application, in band.
+    Local,
+    /// Opened by the other side in band, and not one this side declared.
+    Remote,
 }
 
 /// The str0m side of one link.
@@ -173,7 +188,7 @@ impl Str0mRtc {
     pub(crate) fn new(now: Instant, cfg: Str0mConfig, hosts: &[SocketAddr]) -> Self {
         let mut slots = Vec::new();
         for c in &cfg.channels {
-            slots.push(Slot { config: c.clone(), id: None, open: false });
+            slots.push(Slot { config: c.clone(), id: None, open: false, origin: Origin::Declared, shut: false });
         }
         let mut me = Str0mRtc {
             rtc: build_rtc(now, &cfg),
@@ -555,6 +570,15 @@ impl Str0mRtc {
                     if self.cfg.raw {
                         self.events.push_back(RtcEvent::Opened { slot, config: self.slots[slot].config.clone() });
                     }
+                } else if let Some(slot) = self.slots.iter().position(|s| {
+                    s.origin == Origin::Declared && !s.config.negotiated && s.id.is_none() && s.config.label == label
+                }) {
+                    // The other side opened an in-band channel this side
+                    // declared too: it is that one.
+                    self.slots[slot].id = Some(id);
+                    self.slots[slot].open = true;
+                    self.by_id.insert(id, slot);
+                    self.events.push_back(RtcEvent::Opened { slot, config: self.slots[slot].config.clone() });
                 } else {
                     // The other side opened a channel in band.
                     let config = self
@@ -563,7 +587,13 @@ impl Str0mRtc {
                         .and_then(|c| c.config().map(ChannelConfig::from_str0m))
                         .unwrap_or_else(|| ChannelConfig::reliable(label));
                     let slot = self.slots.len();
-                    self.slots.push(Slot { config: config.clone(), id: Some(id), open: true });
+                    self.slots.push(Slot {
+                        config: config.clone(),
+                        id: Some(id),
+                        open: true,
+                        origin: Origin::Remote,
+                        shut: false,
+                    });
                     self.by_id.insert(id, slot);
                     self.events.push_back(RtcEvent::Opened { slot, config });
                 }
@@ -640,10 +670,11 @@ impl Str0mRtc {
         if self.up || self.lost || !self.dtls_connected {
             return;
         }
-        // Pre-negotiated channels, and the in-band ones this side opened
-        // (offering): a channel that cannot open keeps the link from
-        // connecting, and the connect timeout ends it with a reason.
-        let declared_open = self.slots.iter().take(self.cfg.channels.len()).all(|s| s.id.is_none() || s.open);
+        // Every declared channel: pre-negotiated, or in band (opened by the
+        // offering side, taken by the answering one). A channel that cannot
+        // open keeps the link from connecting, and the connect timeout ends
+        // it with a reason.
+        let declared_open = self.slots.iter().take(self.cfg.channels.len()).all(|s| s.open || s.shut);
         if !declared_open || (!self.cfg.raw && !self.control_open) {
             return;
         }
@@ -735,7 +766,8 @@ impl Str0mRtc {
         for c in &self.local_candidates {
             self.rtc.add_local_candidate(c.clone());
         }
-        self.slots.truncate(self.cfg.channels.len());
+        // Slots keep their numbers: the other side's channels of the old
+        // session stay closed ones.
         for slot in &mut self.slots {
             slot.id = None;
             slot.open = false;
@@ -769,17 +801,22 @@ impl Str0mRtc {
         }
     }
 
-    /// Pre-negotiated channels of the current session, on the answering side.
-    fn create_negotiated(&mut self) {
+    /// This side's channels of the current session, on the answering side:
+    /// the pre-negotiated ones, and the ones the application opened in band.
+    fn create_answering_channels(&mut self) {
         let raw = self.cfg.raw;
         let declared = self.cfg.channels.len();
         let mut direct = self.rtc.direct_api();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if slot.config.negotiated {
-                let id = direct.create_data_channel(wire_config(&slot.config, Some(i as u16), raw));
-                slot.id = Some(id);
-                self.by_id.insert(id, i);
-            }
+            let stream = match (slot.origin, slot.config.negotiated) {
+                _ if slot.shut => continue,
+                (Origin::Declared, true) => Some(i as u16),
+                (Origin::Local, _) => None,
+                _ => continue,
+            };
+            let id = direct.create_data_channel(wire_config(&slot.config, stream, raw));
+            slot.id = Some(id);
+            self.by_id.insert(id, i);
         }
         if !raw {
             self.control = Some(direct.create_data_channel(control_config(declared)));
@@ -871,15 +908,18 @@ impl Rtc for Str0mRtc {
         let mut api = self.rtc.sdp_api();
         let mut ids = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
+            if slot.origin == Origin::Remote || slot.shut {
+                continue;
+            }
             let stream = slot.config.negotiated.then_some(i as u16);
-            ids.push(api.add_channel_with_config(wire_config(&slot.config, stream, raw)));
+            ids.push((i, api.add_channel_with_config(wire_config(&slot.config, stream, raw))));
         }
         let control = (!raw).then(|| api.add_channel_with_config(control_config(declared)));
         let probe = (!raw).then(|| api.add_channel_with_config(probe_config(declared)));
         let Some((offer, pending)) = api.apply() else {
             return Err(RtcError::State("nothing to negotiate"));
         };
-        for (i, id) in ids.into_iter().enumerate() {
+        for (i, id) in ids {
             self.slots[i].id = Some(id);
             self.by_id.insert(id, i);
         }
@@ -919,7 +959,7 @@ impl Rtc for Str0mRtc {
         self.remote_ufrag = ice_ufrag(sdp);
         self.last_answer = Some(answer.clone());
         // Pre-negotiated channels exist on both sides without DCEP.
-        self.create_negotiated();
+        self.create_answering_channels();
         self.have_remote = true;
         self.described = true;
         self.flush_early_candidates();
@@ -998,6 +1038,38 @@ impl Rtc for Str0mRtc {
 
     fn is_open(&self, slot: usize) -> bool {
         self.slots.get(slot).is_some_and(|s| s.open)
+    }
+
+    fn open_channel(&mut self, slot: usize, config: &ChannelConfig) -> Result<(), RtcError> {
+        if slot != self.slots.len() {
+            return Err(RtcError::State("channel slots out of step"));
+        }
+        let mut new = Slot { config: config.clone(), id: None, open: false, origin: Origin::Local, shut: false };
+        // Before the session is described, the offer or answer opens it.
+        if self.described {
+            let id = self.rtc.direct_api().create_data_channel(wire_config(config, None, self.cfg.raw));
+            new.id = Some(id);
+            self.by_id.insert(id, slot);
+            self.dirty = true;
+        }
+        self.slots.push(new);
+        Ok(())
+    }
+
+    fn close_channel(&mut self, slot: usize) {
+        let Some(s) = self.slots.get_mut(slot) else { return };
+        if s.shut {
+            return;
+        }
+        s.shut = true;
+        s.open = false;
+        // str0m's own close event for it is not ours to report again.
+        if let Some(id) = s.id.take() {
+            self.by_id.remove(&id);
+            self.rtc.direct_api().close_data_channel(id);
+            self.dirty = true;
+        }
+        self.events.push_back(RtcEvent::Closed { slot });
     }
 
     fn write(&mut self, slot: usize, data: &[u8], text: bool) -> Result<bool, String> {

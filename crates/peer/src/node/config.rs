@@ -130,9 +130,6 @@ impl NodeConfig {
             server.validate().map_err(|e| e.to_string())?;
         }
         if browser {
-            if let Some(c) = link.channels.iter().find(|c| !c.negotiated) {
-                return Err(format!("channel {:?}: in-band channels are not supported in the browser", c.label));
-            }
             if self.hosts != HostCandidates::All {
                 return Err("host candidates: the browser chooses its own addresses".into());
             }

@@ -33,7 +33,8 @@ use server::Server;
 pub(crate) use server::{Answer, Call};
 
 use super::config::{NodeConfig, Topology};
-use crate::error::{RequestFailed, RoomError, SendError, SignalError};
+use crate::channel::ChannelConfig;
+use crate::error::{ChannelError, RequestFailed, RoomError, SendError, SignalError};
 use crate::event::{Event, Message, Request};
 use crate::framing::{MessageKind, OutMessage};
 use crate::identity::Identity;
@@ -603,13 +604,9 @@ impl<P: Platform> NodeCore<P> {
             LinkEvent::Connected { path, rtt } => self.emit(Event::PeerConnected { peer, path, rtt }),
             LinkEvent::PathChanged(path) => self.emit(Event::PathChanged { peer, path }),
             LinkEvent::Quality(quality) => self.emit(Event::QualityChanged { peer, quality }),
-            LinkEvent::ChannelOpen { slot, label } => {
+            LinkEvent::ChannelOpen { label, .. } => {
                 // A channel the other side opened in band: its messages need its label too.
-                if let Some(entry) = self.links.get_mut(&peer)
-                    && entry.labels.len() == slot
-                {
-                    entry.labels.push(Arc::from(label.as_str()));
-                }
+                self.sync_labels(peer);
                 self.emit(Event::ChannelOpened { peer, channel: label });
             }
             LinkEvent::ChannelClosed { label, .. } => self.emit(Event::ChannelClosed { peer, channel: label }),
@@ -667,6 +664,39 @@ impl<P: Platform> NodeCore<P> {
         Some(self.gone.swap_remove(at).1)
     }
 
+    /// Takes the labels of channels the link gained (opened in band by
+    /// either side).
+    fn sync_labels(&mut self, peer: PeerId) {
+        let Some(entry) = self.links.get_mut(&peer) else { return };
+        while let Some(c) = entry.core.channels().get(entry.labels.len()) {
+            entry.labels.push(Arc::from(c.label.as_str()));
+        }
+    }
+
+    /// Opens `config` in band on the raw link to `peer`.
+    pub(crate) fn open_channel(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        config: ChannelConfig,
+    ) -> Result<(), ChannelError> {
+        self.advance(now);
+        let entry = self.links.get_mut(&peer).ok_or(ChannelError::UnknownPeer(peer))?;
+        let opened = entry.core.open_channel(now, config);
+        self.sync_labels(peer);
+        self.drain_link(peer);
+        opened.map(|_| ())
+    }
+
+    /// Closes `channel` on the raw link to `peer`.
+    pub(crate) fn close_channel(&mut self, now: Instant, peer: PeerId, channel: &str) -> Result<(), ChannelError> {
+        self.advance(now);
+        let entry = self.links.get_mut(&peer).ok_or(ChannelError::UnknownPeer(peer))?;
+        let closed = entry.core.close_channel(now, channel);
+        self.drain_link(peer);
+        closed
+    }
+
     fn channel_label(&self, peer: PeerId, slot: usize) -> Option<Arc<str>> {
         self.links.get(&peer)?.labels.get(slot).cloned()
     }
@@ -676,12 +706,7 @@ impl<P: Platform> NodeCore<P> {
     /// The slot of `channel` on the link to `peer`.
     fn route(&self, peer: PeerId, channel: &str) -> Result<usize, SendError> {
         let entry = self.links.get(&peer).ok_or(SendError::UnknownPeer(peer))?;
-        entry
-            .core
-            .channels()
-            .iter()
-            .position(|c| c.label == channel)
-            .ok_or_else(|| SendError::UnknownChannel(channel.to_owned()))
+        entry.core.slot_of(channel)
     }
 
     /// Whether a message of `size` bytes may go to `peer`: on raw links up

@@ -25,7 +25,7 @@ pub(crate) use self::config::NodeConfig;
 pub use self::config::{HostCandidates, Topology};
 use self::core::Answer;
 use crate::channel::ChannelConfig;
-use crate::error::{RequestError, RequestFailed, RoomError, SendError, SignalError, StartError};
+use crate::error::{ChannelError, RequestError, RequestFailed, RoomError, SendError, SignalError, StartError};
 use crate::event::{Event, Request};
 use crate::framing::{MessageKind, OutMessage};
 use crate::ice::{IcePolicy, IceServer};
@@ -486,6 +486,23 @@ impl Node {
     /// The link's state changes so far, with their times.
     pub fn link_history(&self, peer: PeerId) -> Vec<(Instant, LinkState)> {
         self.backend.with(|core, _| core.link_history(peer))
+    }
+
+    /// Opens a channel on the raw link to `peer` (either side, once the
+    /// link exists), in band: the other side learns of it, as from
+    /// `createDataChannel`. [`Event::ChannelOpened`] says when it is open;
+    /// [`Event::ChannelClosed`] if it closes or cannot open, and sends on it
+    /// then fail with [`SendError::ChannelClosed`]. Sends before it is open
+    /// wait for it.
+    pub fn open_channel(&self, peer: PeerId, channel: ChannelConfig) -> Result<(), ChannelError> {
+        self.backend.with(|core, now| core.open_channel(now, peer, channel))
+    }
+
+    /// Closes `channel` on the raw link to `peer`, as `RTCDataChannel.close`:
+    /// the other side gets [`Event::ChannelClosed`], and so does this one;
+    /// what was still queued on it is dropped. The link stays.
+    pub fn close_channel(&self, peer: PeerId, channel: &str) -> Result<(), ChannelError> {
+        self.backend.with(|core, now| core.close_channel(now, peer, channel))
     }
 
     /// Peers with a link (in any state).

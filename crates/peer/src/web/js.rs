@@ -14,7 +14,9 @@
 //! }
 //! ```
 //!
-//! Options: `channels` (`label`, `reliable`, `ordered`), `iceServers`,
+//! Options: `channels` (`label`, `reliable`, `ordered`, `inBand`),
+//! `rawMessages` (one message is one data-channel message, for other
+//! WebRTC stacks; channels open at run time with `openChannel`), `iceServers`,
 //! `icePolicy` (`"all"` or `"relay"`), `maxMessageSize`, `serverRelayMs`
 //! (how long a link goes without a WebRTC path before the server relay
 //! carries it; `null` never relays), `authToken`, `topology` (`"mesh"` or
@@ -100,16 +102,25 @@ fn ms(d: Option<Duration>) -> JsValue {
     d.map_or(JsValue::NULL, |d| JsValue::from_f64(d.as_secs_f64() * 1000.0))
 }
 
+/// A channel from `{ label, reliable, ordered, inBand }`.
+fn channel_config(c: &JsValue) -> Result<ChannelConfig, JsValue> {
+    let label = get(c, "label").and_then(|l| l.as_string()).ok_or_else(|| err("a channel needs a label"))?;
+    let reliable = get(c, "reliable").and_then(|v| v.as_bool()).unwrap_or(true);
+    let ordered = get(c, "ordered").and_then(|v| v.as_bool()).unwrap_or(reliable);
+    let config = if reliable { ChannelConfig::reliable(label) } else { ChannelConfig::unreliable(label) };
+    let config = config.ordered(ordered);
+    Ok(if get(c, "inBand").and_then(|v| v.as_bool()).unwrap_or(false) { config.in_band() } else { config })
+}
+
 /// Applies the options (see the module docs) to a builder.
 fn configure(mut b: NodeBuilder, options: &JsValue) -> Result<NodeBuilder, JsValue> {
     if let Some(channels) = get(options, "channels") {
         for c in Array::from(&channels).iter() {
-            let label = get(&c, "label").and_then(|l| l.as_string()).ok_or_else(|| err("a channel needs a label"))?;
-            let reliable = get(&c, "reliable").and_then(|v| v.as_bool()).unwrap_or(true);
-            let ordered = get(&c, "ordered").and_then(|v| v.as_bool()).unwrap_or(reliable);
-            let config = if reliable { ChannelConfig::reliable(label) } else { ChannelConfig::unreliable(label) };
-            b = b.channel(config.ordered(ordered));
+            b = b.channel(channel_config(&c)?);
         }
+    }
+    if let Some(raw) = get(options, "rawMessages").and_then(|v| v.as_bool()) {
+        b = b.raw_messages(raw);
     }
     if let Some(servers) = get(options, "iceServers") {
         for s in Array::from(&servers).iter() {
@@ -332,6 +343,20 @@ impl SwitchboardNode {
     /// Declines `peer`'s link request, saying why.
     pub fn reject(&self, peer: String, reason: Option<String>) -> Result<(), JsValue> {
         self.node.reject(peer_id(&peer)?, reason).map_err(err)
+    }
+
+    /// Opens a channel (`{ label, reliable, ordered }`) in band on the raw
+    /// link to `peer`; `channel_opened` says when it is open.
+    #[wasm_bindgen(js_name = openChannel)]
+    pub fn open_channel(&self, peer: String, channel: JsValue) -> Result<(), JsValue> {
+        self.node.open_channel(peer_id(&peer)?, channel_config(&channel)?).map_err(err)
+    }
+
+    /// Closes `channel` on the raw link to `peer`; `channel_closed` follows
+    /// on both sides.
+    #[wasm_bindgen(js_name = closeChannel)]
+    pub fn close_channel(&self, peer: String, channel: String) -> Result<(), JsValue> {
+        self.node.close_channel(peer_id(&peer)?, &channel).map_err(err)
     }
 
     /// Starts a link by hand (bring your own signaling): resolves to

@@ -20,8 +20,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::{Closure, JsValue};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{
-    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcDataChannelState, RtcDataChannelType,
-    RtcIceCandidateInit, RtcIceServer, RtcIceTransportPolicy, RtcOfferOptions, RtcPeerConnection,
+    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit, RtcDataChannelState,
+    RtcDataChannelType, RtcIceCandidateInit, RtcIceServer, RtcIceTransportPolicy, RtcOfferOptions, RtcPeerConnection,
     RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
 };
 use web_time::Instant;
@@ -44,8 +44,11 @@ const PATH_READ_PAUSE: Duration = Duration::from_millis(100);
 /// Which channel of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Which {
-    /// A declared channel.
+    /// A channel slot of the link.
     Slot(usize),
+    /// A channel the other side opened, numbered in its session until it
+    /// has a slot.
+    Remote(u32),
     /// `switchboard-control`.
     Control,
     /// `switchboard-probe`.
@@ -54,6 +57,8 @@ enum Which {
 
 /// What the browser reported about a session.
 enum Seen {
+    /// The other side opened a channel in band (number, channel).
+    Incoming(u32, RtcDataChannel),
     Open(Which),
     Closed(Which),
     /// A message on a channel, and whether it came as text.
@@ -83,14 +88,110 @@ pub(crate) struct BrowserSettings {
     pub(crate) policy: IcePolicy,
 }
 
+/// Where a channel slot came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Declared on the node: every session opens it (an in-band one from
+    /// the offering side; the answering side takes the other side's).
+    Declared,
+    /// Opened on this live link by the application, in band.
+    Local,
+    /// Opened by the other side in band, and not one this side declared.
+    Remote,
+}
+
+/// One channel slot of a link.
+struct Slot {
+    config: ChannelConfig,
+    origin: Origin,
+}
+
+/// A session's callbacks: each queues what it saw, tagged with the
+/// session, and asks the node to drive the link. They live as long as the
+/// session.
+#[derive(Clone)]
+struct Hooks {
+    id: u32,
+    inbox: Inbox,
+    poke: Rc<dyn Fn()>,
+    kept: Rc<RefCell<Vec<Callback>>>,
+}
+
+/// A JS callback kept alive by Rust.
+type Callback = Closure<dyn FnMut(JsValue)>;
+
+impl Hooks {
+    /// A JS function that queues what `f` makes of its argument.
+    fn hook(&self, f: impl Fn(JsValue) -> Option<Seen> + 'static) -> js_sys::Function {
+        let (id, inbox, poke) = (self.id, self.inbox.clone(), self.poke.clone());
+        let cb = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            if let Some(seen) = f(e) {
+                inbox.borrow_mut().push_back((id, seen));
+                poke();
+            }
+        });
+        let f: js_sys::Function = cb.as_ref().unchecked_ref::<js_sys::Function>().clone();
+        self.kept.borrow_mut().push(cb);
+        f
+    }
+
+    /// Reports `dc`'s opening, closing, messages and draining as `which`.
+    fn watch(&self, dc: &RtcDataChannel, which: Which) {
+        dc.set_binary_type(RtcDataChannelType::Arraybuffer);
+        dc.set_onopen(Some(&self.hook(move |_| Some(Seen::Open(which)))));
+        dc.set_onclose(Some(&self.hook(move |_| Some(Seen::Closed(which)))));
+        dc.set_onmessage(Some(&self.hook(move |e| {
+            let e: MessageEvent = e.unchecked_into();
+            let data = e.data();
+            let (bytes, text) = match data.dyn_ref::<js_sys::ArrayBuffer>() {
+                Some(buf) => (Uint8Array::new(buf).to_vec(), false),
+                None => (data.as_string()?.into_bytes(), true),
+            };
+            Some(Seen::Data(which, bytes, text))
+        })));
+        dc.set_buffered_amount_low_threshold(CHANNEL_LOW);
+        dc.set_onbufferedamountlow(Some(&self.hook(|_| Some(Seen::Drained))));
+    }
+}
+
+/// How a channel of `c` delivers (what `RTCDataChannelInit` says besides
+/// negotiation).
+fn channel_init(c: &ChannelConfig, raw: bool) -> RtcDataChannelInit {
+    let init = RtcDataChannelInit::new();
+    // Reliable channels of framed links stay ordered on the wire (chunks
+    // are acknowledged in order), as natively.
+    init.set_ordered(c.ordered || (!raw && c.is_reliable()));
+    if let Some(n) = c.max_retransmits {
+        init.set_max_retransmits(n);
+    }
+    if let Some(t) = c.max_packet_lifetime {
+        init.set_max_packet_life_time(u16::try_from(t.as_millis()).unwrap_or(u16::MAX));
+    }
+    init
+}
+
+/// The settings of a channel the other side opened.
+fn remote_config(dc: &RtcDataChannel) -> ChannelConfig {
+    let ordered = Reflect::get(dc, &JsValue::from_str("ordered")).ok().and_then(|v| v.as_bool()).unwrap_or(true);
+    let base = ChannelConfig::reliable(dc.label()).ordered(ordered).in_band();
+    match (dc.max_retransmits(), dc.max_packet_life_time()) {
+        (Some(n), _) => base.max_retransmits(n),
+        (None, Some(ms)) => base.max_packet_lifetime(Duration::from_millis(u64::from(ms))),
+        (None, None) => base,
+    }
+}
+
 /// One WebRTC session: a peer connection and its channels.
 struct Session {
     id: u32,
     pc: RtcPeerConnection,
-    channels: Vec<RtcDataChannel>,
+    /// By slot; `None` for a slot this session has no channel for (yet).
+    channels: Vec<Option<RtcDataChannel>>,
     control: Option<RtcDataChannel>,
     probe: Option<RtcDataChannel>,
     open: Vec<bool>,
+    /// Slots of the channels the other side opened, by their number.
+    remote: Vec<(u32, usize)>,
     control_open: bool,
     described: bool,
     early_candidates: Vec<RtcIceCandidateInit>,
@@ -99,32 +200,41 @@ struct Session {
     /// it is made: an offer sent again is answered again, not renegotiated.
     offer: Option<String>,
     answer: Option<String>,
-    _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
+    hooks: Hooks,
 }
 
 impl Session {
-    fn new(id: u32, s: &BrowserSettings, inbox: &Inbox, poke: &Rc<dyn Fn()>) -> Result<Self, JsValue> {
+    fn new(
+        id: u32,
+        s: &BrowserSettings,
+        slots: &[Slot],
+        offering: bool,
+        inbox: &Inbox,
+        poke: &Rc<dyn Fn()>,
+    ) -> Result<Self, JsValue> {
         let pc = RtcPeerConnection::new_with_configuration(&configuration(s))?;
-        let make = |label: &str, init: &RtcDataChannelInit| {
-            let dc = pc.create_data_channel_with_data_channel_dict(label, init);
-            dc.set_binary_type(RtcDataChannelType::Arraybuffer);
-            dc
-        };
+        let hooks = Hooks { id, inbox: inbox.clone(), poke: poke.clone(), kept: Rc::default() };
         let mut channels = Vec::new();
-        for (i, c) in s.channels.iter().enumerate() {
-            let init = RtcDataChannelInit::new();
-            init.set_negotiated(true);
-            init.set_id(u16::try_from(i).unwrap_or(u16::MAX));
-            // Reliable channels of framed links stay ordered on the wire
-            // (chunks are acknowledged in order), as natively.
-            init.set_ordered(c.ordered || (!s.raw && c.is_reliable()));
-            if let Some(n) = c.max_retransmits {
-                init.set_max_retransmits(n);
+        for (i, slot) in slots.iter().enumerate() {
+            let c = &slot.config;
+            let init = channel_init(c, s.raw);
+            let dc = match (slot.origin, c.negotiated) {
+                (Origin::Declared, true) => {
+                    init.set_negotiated(true);
+                    init.set_id(u16::try_from(i).unwrap_or(u16::MAX));
+                    Some(pc.create_data_channel_with_data_channel_dict(&c.label, &init))
+                }
+                // In band: the offering side opens the declared ones.
+                (Origin::Declared, false) if !offering => None,
+                (Origin::Declared | Origin::Local, _) => {
+                    Some(pc.create_data_channel_with_data_channel_dict(&c.label, &init))
+                }
+                (Origin::Remote, _) => None,
+            };
+            if let Some(dc) = &dc {
+                hooks.watch(dc, Which::Slot(i));
             }
-            if let Some(t) = c.max_packet_lifetime {
-                init.set_max_packet_life_time(u16::try_from(t.as_millis()).unwrap_or(u16::MAX));
-            }
-            channels.push(make(&c.label, &init));
+            channels.push(dc);
         }
         let (control, probe) = if s.raw {
             (None, None)
@@ -132,60 +242,40 @@ impl Session {
             let init = RtcDataChannelInit::new();
             init.set_negotiated(true);
             init.set_id(control_stream(s.channels.len()));
-            let control = make(CONTROL_LABEL, &init);
+            let control = pc.create_data_channel_with_data_channel_dict(CONTROL_LABEL, &init);
+            hooks.watch(&control, Which::Control);
             let init = RtcDataChannelInit::new();
             init.set_negotiated(true);
             init.set_id(probe_stream(s.channels.len()));
             init.set_ordered(false);
             init.set_max_retransmits(0);
-            (Some(control), Some(make(PROBE_LABEL, &init)))
+            let probe = pc.create_data_channel_with_data_channel_dict(PROBE_LABEL, &init);
+            hooks.watch(&probe, Which::Probe);
+            (Some(control), Some(probe))
         };
-        let mut callbacks = Vec::new();
-        let mut hook = |f: Box<dyn Fn(JsValue) -> Option<Seen>>| {
-            let (inbox, poke) = (inbox.clone(), poke.clone());
-            let cb = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
-                if let Some(seen) = f(e) {
-                    inbox.borrow_mut().push_back((id, seen));
-                    poke();
-                }
-            });
-            let f: js_sys::Function = cb.as_ref().unchecked_ref::<js_sys::Function>().clone();
-            callbacks.push(cb);
-            f
-        };
-        let all = channels
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (Which::Slot(i), c))
-            .chain(control.iter().map(|c| (Which::Control, c)))
-            .chain(probe.iter().map(|c| (Which::Probe, c)));
-        for (which, dc) in all {
-            dc.set_onopen(Some(&hook(Box::new(move |_| Some(Seen::Open(which))))));
-            dc.set_onclose(Some(&hook(Box::new(move |_| Some(Seen::Closed(which))))));
-            dc.set_onmessage(Some(&hook(Box::new(move |e| {
-                let e: MessageEvent = e.unchecked_into();
-                let data = e.data();
-                let (bytes, text) = match data.dyn_ref::<js_sys::ArrayBuffer>() {
-                    Some(buf) => (Uint8Array::new(buf).to_vec(), false),
-                    None => (data.as_string()?.into_bytes(), true),
-                };
-                Some(Seen::Data(which, bytes, text))
-            }))));
-            dc.set_buffered_amount_low_threshold(CHANNEL_LOW);
-            dc.set_onbufferedamountlow(Some(&hook(Box::new(|_| Some(Seen::Drained)))));
-        }
-        pc.set_onicecandidate(Some(&hook(Box::new(|e| {
+        // Channels the other side opens in band: watched at once, before a
+        // message can arrive, and given a slot in order.
+        let incoming = Rc::new(std::cell::Cell::new(0u32));
+        let h = hooks.clone();
+        pc.set_ondatachannel(Some(&hooks.hook(move |e| {
+            let dc = e.unchecked_into::<RtcDataChannelEvent>().channel();
+            let n = incoming.get();
+            incoming.set(n.wrapping_add(1));
+            h.watch(&dc, Which::Remote(n));
+            Some(Seen::Incoming(n, dc))
+        })));
+        pc.set_onicecandidate(Some(&hooks.hook(|e| {
             let e: RtcPeerConnectionIceEvent = e.unchecked_into();
             Some(Seen::Candidate(e.candidate().and_then(|c| {
                 let line = c.candidate();
                 (!line.is_empty()).then(|| (line, c.sdp_mid()))
             })))
-        }))));
+        })));
         let pc2 = pc.clone();
-        pc.set_onconnectionstatechange(Some(&hook(Box::new(move |_| {
+        pc.set_onconnectionstatechange(Some(&hooks.hook(move |_| {
             let state = Reflect::get(&pc2, &JsValue::from_str("connectionState")).ok()?.as_string()?;
             Some(Seen::Connection(state))
-        }))));
+        })));
         Ok(Session {
             id,
             pc,
@@ -193,36 +283,54 @@ impl Session {
             channels,
             control,
             probe,
+            remote: Vec::new(),
             control_open: false,
             described: false,
             early_candidates: Vec::new(),
             up: false,
             offer: None,
             answer: None,
-            _callbacks: callbacks,
+            hooks,
         })
     }
 
     /// Every declared channel (and the control channel) is open and the
-    /// connection is not lost.
-    fn ready(&self, raw: bool) -> bool {
+    /// connection is not lost. An in-band one on the answering side is the
+    /// one the other side opens.
+    fn ready(&self, raw: bool, declared: usize) -> bool {
         let state = self.pc.connection_state();
         let lost =
             matches!(state, web_sys::RtcPeerConnectionState::Disconnected | web_sys::RtcPeerConnectionState::Failed);
-        !lost && (raw || self.control_open) && self.open.iter().all(|o| *o)
+        let declared_open = self.open.iter().take(declared).all(|o| *o);
+        !lost && (raw || self.control_open) && declared_open
+    }
+
+    fn channel(&self, slot: usize) -> Option<&RtcDataChannel> {
+        self.channels.get(slot).and_then(Option::as_ref)
     }
 
     /// Closes the connection and stops every callback.
     fn close(&mut self) {
-        for dc in self.channels.iter().chain(self.control.iter()).chain(self.probe.iter()) {
+        for dc in self.channels.iter().flatten().chain(self.control.iter()).chain(self.probe.iter()) {
             dc.set_onopen(None);
             dc.set_onclose(None);
             dc.set_onmessage(None);
             dc.set_onbufferedamountlow(None);
         }
+        self.pc.set_ondatachannel(None);
         self.pc.set_onicecandidate(None);
         self.pc.set_onconnectionstatechange(None);
         self.pc.close();
+        // Channels the other side opened and no slot took yet.
+        for (_, seen) in self.hooks.inbox.borrow().iter() {
+            if let Seen::Incoming(_, dc) = seen {
+                dc.set_onopen(None);
+                dc.set_onclose(None);
+                dc.set_onmessage(None);
+                dc.set_onbufferedamountlow(None);
+            }
+        }
+        self.hooks.kept.borrow_mut().clear();
     }
 }
 
@@ -235,6 +343,8 @@ impl Drop for Session {
 /// The browser side of one link.
 pub(crate) struct BrowserRtc {
     settings: BrowserSettings,
+    /// The link's channels by slot: the declared ones first.
+    slots: Vec<Slot>,
     session: Option<Session>,
     inbox: Inbox,
     /// Asks the node to drive this link (after a callback queued something).
@@ -247,7 +357,9 @@ pub(crate) struct BrowserRtc {
 impl BrowserRtc {
     /// The browser side of a new link; `poke` makes the node drive it.
     pub(crate) fn new(settings: BrowserSettings, poke: Rc<dyn Fn()>) -> Self {
+        let slots = settings.channels.iter().map(|c| Slot { config: c.clone(), origin: Origin::Declared }).collect();
         BrowserRtc {
+            slots,
             settings,
             session: None,
             inbox: Rc::new(RefCell::new(VecDeque::new())),
@@ -268,11 +380,11 @@ impl BrowserRtc {
     }
 
     /// Replaces the session with a new one numbered `id`.
-    fn new_session(&mut self, id: u32) -> Result<RtcPeerConnection, RtcError> {
+    fn new_session(&mut self, id: u32, offering: bool) -> Result<RtcPeerConnection, RtcError> {
         if self.session.is_some() {
             self.restarts += 1;
         }
-        let session = Session::new(id, &self.settings, &self.inbox, &self.poke)
+        let session = Session::new(id, &self.settings, &self.slots, offering, &self.inbox, &self.poke)
             .map_err(|e| RtcError::Stack(format!("cannot make a peer connection: {}", super::js_error(&e))))?;
         let pc = session.pc.clone();
         self.session = Some(session);
@@ -310,20 +422,87 @@ impl BrowserRtc {
         }
     }
 
+    /// Gives a channel the other side opened its slot: the declared
+    /// in-band one of its label that this session has no channel for, or a
+    /// new one.
+    fn take_incoming(&mut self, n: u32, dc: RtcDataChannel) {
+        let Some(session) = self.session.as_mut() else { return };
+        let label = dc.label();
+        let declared = self.slots.iter().enumerate().position(|(i, s)| {
+            s.origin == Origin::Declared
+                && !s.config.negotiated
+                && s.config.label == label
+                && session.channels.get(i).is_some_and(Option::is_none)
+        });
+        let slot = match declared {
+            Some(i) => {
+                session.channels[i] = Some(dc.clone());
+                i
+            }
+            None => {
+                self.slots.push(Slot { config: remote_config(&dc), origin: Origin::Remote });
+                // Slots of earlier sessions' channels stay, closed.
+                session.channels.resize(self.slots.len() - 1, None);
+                session.open.resize(self.slots.len() - 1, false);
+                session.channels.push(Some(dc.clone()));
+                session.open.push(false);
+                self.slots.len() - 1
+            }
+        };
+        session.remote.push((n, slot));
+        // The browser may have it open already (its `open` event then
+        // comes too, and changes nothing).
+        if dc.ready_state() == RtcDataChannelState::Open {
+            self.opened(slot);
+        }
+    }
+
+    /// Channel `slot` of the current session is open.
+    fn opened(&mut self, slot: usize) {
+        let Some(session) = self.session.as_mut() else { return };
+        let Some(o) = session.open.get_mut(slot) else { return };
+        if std::mem::replace(o, true) {
+            return;
+        }
+        let config = self.slots.get(slot).map(|s| s.config.clone());
+        // Raw links report every channel; framed ones the other side's.
+        if let Some(config) = config.filter(|_| self.settings.raw || slot >= self.settings.channels.len()) {
+            self.events.push_back(RtcEvent::Opened { slot, config });
+        }
+    }
+
     fn on_seen(&mut self, id: u32, seen: Seen) {
         let raw = self.settings.raw;
+        // A channel the other side opened goes by its slot.
+        let slot_of = |session: &Session, which: Which| match which {
+            Which::Remote(n) => session.remote.iter().find(|(m, _)| *m == n).map(|(_, slot)| Which::Slot(*slot)),
+            w => Some(w),
+        };
         let Some(session) = self.session.as_mut() else { return };
+        let seen = match seen {
+            Seen::Open(w) => Seen::Open(match slot_of(session, w) {
+                Some(w) => w,
+                None => return,
+            }),
+            Seen::Closed(w) => Seen::Closed(match slot_of(session, w) {
+                Some(w) => w,
+                None => return,
+            }),
+            Seen::Data(w, data, text) => Seen::Data(
+                match slot_of(session, w) {
+                    Some(w) => w,
+                    None => return,
+                },
+                data,
+                text,
+            ),
+            seen => seen,
+        };
         match seen {
-            Seen::Open(Which::Slot(i)) => {
-                if let Some(o) = session.open.get_mut(i) {
-                    *o = true;
-                }
-                if let Some(config) = self.settings.channels.get(i).filter(|_| raw) {
-                    self.events.push_back(RtcEvent::Opened { slot: i, config: config.clone() });
-                }
-            }
+            Seen::Incoming(n, dc) => self.take_incoming(n, dc),
+            Seen::Open(Which::Slot(i)) => self.opened(i),
             Seen::Open(Which::Control) => session.control_open = true,
-            Seen::Open(Which::Probe) => {}
+            Seen::Open(Which::Probe | Which::Remote(_)) => {}
             // A raw link has no signaling of ours: a channel the other side
             // closed is reported, and all of them closed means the other
             // side closed its peer connection.
@@ -353,6 +532,7 @@ impl BrowserRtc {
                 self.events.push_back(RtcEvent::Internal { lane: Lane::Control, data });
             }
             Seen::Data(Which::Probe, data, _) => self.events.push_back(RtcEvent::Internal { lane: Lane::Probe, data }),
+            Seen::Data(Which::Remote(_), ..) => {}
             Seen::Drained => self.events.push_back(RtcEvent::Drained),
             Seen::Candidate(Some((candidate, mid))) => {
                 self.events.push_back(RtcEvent::Signal(SignalData::Candidate { candidate, mid }));
@@ -388,8 +568,9 @@ impl BrowserRtc {
                 self.events.push_back(RtcEvent::Path { path, rtt });
             }
         }
+        let declared = self.settings.channels.len();
         let Some(session) = self.session.as_mut() else { return };
-        if !session.up && session.ready(raw) {
+        if !session.up && session.ready(raw, declared) {
             session.up = true;
             self.events.push_back(RtcEvent::Up { session: id, path: None });
             read_path(session.pc.clone(), id, self.inbox.clone(), self.poke.clone());
@@ -399,7 +580,7 @@ impl BrowserRtc {
 
 impl Rtc for BrowserRtc {
     fn offer(&mut self, _now: Instant, id: u32) -> Result<(), RtcError> {
-        let pc = self.new_session(id)?;
+        let pc = self.new_session(id, true)?;
         self.spawn(id, async move {
             let offer = JsFuture::from(pc.create_offer()).await?;
             let sdp = Reflect::get(&offer, &JsValue::from_str("sdp"))?.as_string().unwrap_or_default();
@@ -426,7 +607,7 @@ impl Rtc for BrowserRtc {
                 s.pc.clone()
             }
             _ => {
-                let pc = self.new_session(id)?;
+                let pc = self.new_session(id, false)?;
                 if let Some(s) = &mut self.session {
                     s.offer = Some(sdp.to_owned());
                 }
@@ -498,12 +679,45 @@ impl Rtc for BrowserRtc {
     fn is_open(&self, slot: usize) -> bool {
         self.session
             .as_ref()
-            .and_then(|s| s.channels.get(slot))
+            .and_then(|s| s.channel(slot))
             .is_some_and(|dc| dc.ready_state() == RtcDataChannelState::Open)
     }
 
+    fn open_channel(&mut self, slot: usize, config: &ChannelConfig) -> Result<(), RtcError> {
+        if slot != self.slots.len() {
+            return Err(RtcError::State("channel slots out of step"));
+        }
+        self.slots.push(Slot { config: config.clone(), origin: Origin::Local });
+        // Without a session yet, the offer or answer opens it.
+        if let Some(session) = &mut self.session {
+            let dc = session.pc.create_data_channel_with_data_channel_dict(&config.label, &channel_init(config, true));
+            session.hooks.watch(&dc, Which::Slot(slot));
+            session.channels.resize(slot, None);
+            session.open.resize(slot, false);
+            session.channels.push(Some(dc));
+            session.open.push(false);
+        }
+        Ok(())
+    }
+
+    fn close_channel(&mut self, slot: usize) {
+        let Some(session) = &mut self.session else { return };
+        // Its own `close` event is not reported again.
+        if let Some(dc) = session.channels.get_mut(slot).and_then(Option::take) {
+            dc.set_onopen(None);
+            dc.set_onclose(None);
+            dc.set_onmessage(None);
+            dc.set_onbufferedamountlow(None);
+            dc.close();
+        }
+        if let Some(o) = session.open.get_mut(slot) {
+            *o = false;
+        }
+        self.events.push_back(RtcEvent::Closed { slot });
+    }
+
     fn write(&mut self, slot: usize, data: &[u8], text: bool) -> Result<bool, String> {
-        let Some(dc) = self.session.as_ref().and_then(|s| s.channels.get(slot)) else { return Ok(false) };
+        let Some(dc) = self.session.as_ref().and_then(|s| s.channel(slot)) else { return Ok(false) };
         if dc.ready_state() != RtcDataChannelState::Open || dc.buffered_amount() >= CHANNEL_HIGH {
             return Ok(false);
         }
@@ -541,7 +755,7 @@ impl Rtc for BrowserRtc {
         let buffered = self
             .session
             .as_ref()
-            .map_or(0, |s| s.channels.iter().map(RtcDataChannel::buffered_amount).sum::<u32>() as usize);
+            .map_or(0, |s| s.channels.iter().flatten().map(RtcDataChannel::buffered_amount).sum::<u32>() as usize);
         RtcStats { pair: None, rtt: self.rtt, restarts: self.restarts, buffered }
     }
 

@@ -45,7 +45,8 @@ pub trait Stack {
 /// One link between `stack` and a fresh raw node, checked end to end: the
 /// offering side's channel, text and binary echoed by kind, a message as
 /// large as the stack's `a=max-message-size` and one byte more refused, a
-/// channel the stack opens later, and a close on one side heard by the other.
+/// channel each side opens later, one the node closes alone, and a close
+/// on one side heard by the other.
 pub async fn link(stack: &mut impl Stack, serve: &Serve, node_offers: bool, trickle: bool, relay: bool) {
     let what = format!("node offers {node_offers}, trickle {trickle}, relay-only {relay}");
     // The stack's TURN credentials, minted by the server for a session of its own.
@@ -114,14 +115,28 @@ pub async fn link(stack: &mut impl Stack, serve: &Serve, node_offers: bool, tric
     assert!(m.data.iter().all(|&b| b == 9), "{what}");
     assert!(node.send(link, channel, vec![9u8; size + 1]).await.is_err(), "{what}: one byte more is refused");
 
+    // Each side opens a channel of its own on the running link.
+    stack.open_channel("late", "hello").await;
+    until_event(&node, &mut seen, |e| matches!(e, Event::ChannelOpened { channel, .. } if channel == "late")).await;
+    let m = message(&node, &mut seen).await;
+    assert_eq!((m.text(), &*m.channel), (Some("hello"), "late"), "{what}");
+    node.send_text(link, "late", "echo hello").await.expect("answer sent");
+    logged(stack, &["text:late:echo hello"], &what).await;
+    node.open_channel(link, ChannelConfig::reliable("node-late")).expect("the node opens a channel");
+    until_event(&node, &mut seen, |e| matches!(e, Event::ChannelOpened { channel, .. } if channel == "node-late"))
+        .await;
+    node.send_text(link, "node-late", "from the node").await.expect("sent on the node's channel");
+    let m = message(&node, &mut seen).await;
+    assert_eq!((m.text(), &*m.channel), (Some("from the node"), "node-late"), "{what}: echoed");
+    // The node closes that channel alone: both sides hear it, the link stays.
+    node.close_channel(link, "node-late").expect("the node closes its channel");
+    until_event(&node, &mut seen, |e| matches!(e, Event::ChannelClosed { channel, .. } if channel == "node-late"))
+        .await;
+    logged(stack, &["close:node-late"], &what).await;
+    node.send_text(link, "late", "echo still linked").await.expect("the link stays");
+    logged(stack, &["text:late:echo still linked"], &what).await;
+
     if node_offers {
-        // The stack opens a channel of its own on the running link.
-        stack.open_channel("late", "hello").await;
-        until_event(&node, &mut seen, |e| matches!(e, Event::ChannelOpened { channel, .. } if channel == "late")).await;
-        let m = message(&node, &mut seen).await;
-        assert_eq!((m.text(), &*m.channel), (Some("hello"), "late"), "{what}");
-        node.send_text(link, "late", "echo hello").await.expect("answer sent");
-        logged(stack, &["text:late:echo hello"], &what).await;
         // The node closes: the stack's channels close on its stream resets.
         node.disconnect(link, None);
         logged(stack, &["close:node"], &what).await;

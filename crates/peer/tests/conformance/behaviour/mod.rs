@@ -7,6 +7,7 @@ pub mod byo_signaling;
 pub mod large_message;
 pub mod lost_path;
 pub mod non_trickle;
+pub mod raw_channels;
 pub mod raw_messages;
 pub mod relay_first;
 pub mod request_response;
@@ -26,6 +27,7 @@ macro_rules! for_each_behaviour {
             large_message,
             lost_path,
             non_trickle,
+            raw_channels,
             raw_messages,
             relay_first,
             request_response,

@@ -13,7 +13,7 @@ use crate::harness::{Harness, both, next_message, within, within_for};
 
 /// Hands `node`'s candidates to `other` until `node`'s link is connected;
 /// returns the channels reported open meanwhile.
-async fn link<H: Harness>(h: &H, node: &Node, other: &Node, other_link: PeerId) -> Vec<String> {
+pub async fn link<H: Harness>(h: &H, node: &Node, other: &Node, other_link: PeerId) -> Vec<String> {
     let mut opened = Vec::new();
     within(h, "raw link", async {
         loop {
