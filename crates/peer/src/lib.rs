@@ -102,8 +102,9 @@
 //!   [`Message::text`] say how a message came;
 //! - channels either side opens on the live link, the answering side too
 //!   ([`Node::open_channel`], as `createDataChannel`), and closes alone
-//!   ([`Node::close_channel`], as `RTCDataChannel.close`); a send on a
-//!   closed channel is [`SendError::ChannelClosed`];
+//!   ([`Node::close_channel`], as `RTCDataChannel.close`); one that does
+//!   not open within the connect timeout closes; a send on a closed channel
+//!   is [`SendError::ChannelClosed`];
 //! - every channel's opening ([`Event::ChannelOpened`], the node's own
 //!   included; [`Event::PeerConnected`] waits for every declared channel,
 //!   an in-band one being the offering side's, which the answering side
@@ -130,8 +131,10 @@
 //! (relayed ones under [`IcePolicy::Relay`] too) and `a=end-of-candidates`.
 //!
 //! Not yet: tests against Firefox's own `RTCPeerConnection` (Firefox is
-//! tested as a Switchboard browser node), and run-time channels beyond the
-//! streams the other side's association has (Firefox starts with 16).
+//! tested as a Switchboard browser node); natively, a channel beyond the
+//! streams the other side's association has (Firefox starts with 16 and
+//! asks for more, which str0m does not grant) does not open, and closes at
+//! the connect timeout.
 //!
 //! From JavaScript the same is there as the `rawMessages` and `inBand`
 //! options and `openChannel` / `closeChannel`.

@@ -362,6 +362,9 @@ pub(crate) struct LinkCore<R> {
     ended: bool,
     /// Channels that closed (raw links): sends on them fail.
     closed: Vec<bool>,
+    /// Channels opened at run time and not open yet, with the time by
+    /// which they must be (the connect timeout after they were asked for).
+    opening: Vec<(usize, Instant)>,
     out: VecDeque<LinkOutput>,
 }
 
@@ -403,6 +406,7 @@ impl<R: Rtc> LinkCore<R> {
             consumed: 0,
             ended: false,
             closed: vec![false; cfg.channels.len()],
+            opening: Vec::new(),
             out: VecDeque::new(),
             cfg,
         }
@@ -490,6 +494,7 @@ impl<R: Rtc> LinkCore<R> {
         self.transfer.add_channel(slot, &config);
         self.cfg.channels.push(config);
         self.closed.push(false);
+        self.opening.push((slot, self.now + self.cfg.connect_timeout));
         self.process();
         Ok(slot)
     }
@@ -784,6 +789,14 @@ impl<R: Rtc> LinkCore<R> {
             self.end(reason, true);
             return;
         }
+        // A channel that did not open in time (the other side's association
+        // has no stream for it, say) closes, and sends on it fail.
+        let (late, opening): (Vec<_>, Vec<_>) = self.opening.drain(..).partition(|(_, by)| now >= *by);
+        self.opening = opening;
+        for (slot, _) in late {
+            tracing::debug!(slot, "channel did not open in time");
+            self.rtc.close_channel(slot);
+        }
         self.maybe_use_server_relay();
         let retrying = self.state() == LinkState::Reconnecting
             || (self.carrier == Carrier::Server && self.state() == LinkState::Connected)
@@ -810,6 +823,7 @@ impl<R: Rtc> LinkCore<R> {
             self.transfer.poll_timeout().filter(|_| self.carrier_live()),
             self.pacing.poll_timeout().filter(|_| retrying),
             self.server_relay_timeout(),
+            self.opening.iter().map(|(_, by)| *by).min(),
         ]
         .into_iter()
         .flatten()
@@ -899,7 +913,8 @@ impl<R: Rtc> LinkCore<R> {
                     self.closed.push(false);
                     self.out.push_back(LinkOutput::Event(LinkEvent::ChannelOpen { slot, label }));
                 } else if slot < self.cfg.channels.len() {
-                    // One this side declared (raw links report each).
+                    // One this side declared or opened (raw links report each).
+                    self.opening.retain(|(s, _)| *s != slot);
                     let label = config.label;
                     self.out.push_back(LinkOutput::Event(LinkEvent::ChannelOpen { slot, label }));
                 }
@@ -910,6 +925,7 @@ impl<R: Rtc> LinkCore<R> {
                 if let Some(c) = self.closed.get_mut(slot) {
                     *c = true;
                 }
+                self.opening.retain(|(s, _)| *s != slot);
                 if let Some(label) = self.cfg.channels.get(slot).map(|c| c.label.clone()) {
                     self.out.push_back(LinkOutput::Event(LinkEvent::ChannelClosed { slot, label }));
                 }

@@ -42,6 +42,7 @@ impl Net {
             up: false,
             offers: Vec::new(),
             ice_restarts: 0,
+            hold_channels: false,
             events: VecDeque::new(),
         }
     }
@@ -94,6 +95,9 @@ pub(crate) struct Scripted {
     pub(crate) offers: Vec<u32>,
     /// ICE restarts this side offered.
     pub(crate) ice_restarts: u32,
+    /// Channels opened at run time never open (the other side has no
+    /// stream for them).
+    pub(crate) hold_channels: bool,
     events: VecDeque<RtcEvent>,
 }
 
@@ -175,7 +179,7 @@ impl Rtc for Scripted {
 
     fn open_channel(&mut self, slot: usize, config: &crate::ChannelConfig) -> Result<(), RtcError> {
         // Open at once on a live session (the other side is not told).
-        if self.up {
+        if self.up && !self.hold_channels {
             self.events.push_back(RtcEvent::Opened { slot, config: config.clone() });
         }
         Ok(())

@@ -384,3 +384,19 @@ fn a_framed_link_has_no_run_time_channels() {
     assert_eq!(p.sides[0].open_channel(now, crate::ChannelConfig::reliable("late")), Err(ChannelError::NotRaw));
     assert_eq!(p.sides[0].close_channel(now, "reliable"), Err(ChannelError::NotRaw));
 }
+
+#[test]
+fn a_run_time_channel_that_does_not_open_in_time_closes_and_the_link_stays() {
+    use crate::error::SendError;
+    let mut p = Pair::new(LinkConfig { raw: true, ..config() }, None);
+    assert!(p.run(Duration::from_secs(1), |p| p.connected(0) && p.connected(1)));
+    p.sides[0].rtc_mut().hold_channels = true;
+    let (now, timeout) = (p.now, config().connect_timeout);
+    let slot = p.sides[0].open_channel(now, crate::ChannelConfig::reliable("slow")).expect("asked for");
+    p.sides[0].send(now, slot, OutMessage::data(Bytes::from_static(b"waits")));
+    let closed = LinkEvent::ChannelClosed { slot, label: "slow".into() };
+    assert!(!p.run(timeout - Duration::from_millis(100), |p| p.events[0].contains(&closed)), "not before its time");
+    assert!(p.run(Duration::from_millis(200), |p| p.events[0].contains(&closed)), "closed at the connect timeout");
+    assert_eq!(p.sides[0].slot_of("slow"), Err(SendError::ChannelClosed("slow".into())));
+    assert_eq!(p.sides[0].state(), LinkState::Connected);
+}

@@ -491,9 +491,10 @@ impl Node {
     /// Opens a channel on the raw link to `peer` (either side, once the
     /// link exists), in band: the other side learns of it, as from
     /// `createDataChannel`. [`Event::ChannelOpened`] says when it is open;
-    /// [`Event::ChannelClosed`] if it closes or cannot open, and sends on it
-    /// then fail with [`SendError::ChannelClosed`]. Sends before it is open
-    /// wait for it.
+    /// [`Event::ChannelClosed`] if it closes, or does not open within the
+    /// [connect timeout](NodeBuilder::connect_timeout), and sends on it then
+    /// fail with [`SendError::ChannelClosed`]. Sends before it is open wait
+    /// for it.
     pub fn open_channel(&self, peer: PeerId, channel: ChannelConfig) -> Result<(), ChannelError> {
         self.backend.with(|core, now| core.open_channel(now, peer, channel))
     }
