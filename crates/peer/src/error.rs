@@ -125,6 +125,11 @@ pub enum SignalError {
     /// No such link, or it is not waiting for this step.
     #[error("no link {0} waiting for this step")]
     UnknownLink(PeerId),
+    /// The description does not prove the peer expected (its identity
+    /// proof is missing or does not hold for its DTLS fingerprints); the
+    /// link, if there was one, ends.
+    #[error("the description does not prove the peer expected: {0}")]
+    Unverified(String),
     /// The link could not be made (no UDP socket could be bound natively,
     /// the browser refused a peer connection).
     #[error("cannot make the link: {0}")]

@@ -47,6 +47,14 @@
 //!   each change reported as [`Event::LinkState`]; [`Node::link_history`]
 //!   keeps them with their times and [`Node::stats`] gives bytes, messages,
 //!   round trip, path kind and the selected candidate pair.
+//! - **Identity on the link**: every offer and answer carries a signature by
+//!   the node's [`Identity`] over its DTLS certificate's fingerprint; a link
+//!   through the server connects only when the other side's descriptions
+//!   prove the peer id the server named, so a signaling server (or anyone
+//!   who carries the descriptions) cannot sit in the middle: such a link
+//!   ends as [`DisconnectReason::Unverified`] and never reaches
+//!   [`Event::PeerConnected`]. Links by hand get the same check with
+//!   [`Node::create_offer_for`] / [`Node::accept_offer_from`].
 //! - **Topology**: a full mesh by default; with [`Topology::OnRequest`] a link
 //!   opens only after [`Node::request_link`] is accepted
 //!   ([`Node::accept`] / [`Node::reject`] with a reason), and

@@ -24,6 +24,7 @@ mod file_two_processes;
 mod interop_aiortc;
 mod interop_browser_rtcpeerconnection;
 mod mailbox_survives_kill9;
+mod mitm_signaling;
 mod nat_command;
 mod nat_lab_matrix;
 mod nat_lab_types;

@@ -23,10 +23,11 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use switchboard_proto::SignalData;
+use switchboard_proto::{PeerId, SignalData};
 use web_time::Instant;
 
 use super::pacing::Pacing;
+use super::proof;
 use super::server_relay::{
     Carrier, Opened, RELAY_CONTROL, RELAY_FRAMING, RELAY_PROBE, ServerRelay, ServerRelaySetup, relay_chunk,
 };
@@ -36,6 +37,7 @@ use super::{DisconnectReason, LinkState, LinkStats, PathKind, Quality};
 use crate::channel::ChannelConfig;
 use crate::error::{ChannelError, SendError};
 use crate::framing::{Delivered, FrameError, OutMessage};
+use crate::identity::Identity;
 
 /// A session this young is the answer to the `restart` requests sent before
 /// it arrived: they do not make another one.
@@ -362,6 +364,10 @@ pub(crate) struct LinkCore<R> {
     ended: bool,
     /// Channels that closed (raw links): sends on them fail.
     closed: Vec<bool>,
+    /// This side signs its descriptions with it ([`proof`](super::proof)).
+    identity: Option<Identity>,
+    /// The peer the other side's descriptions must prove.
+    expected: Option<PeerId>,
     /// Channels opened at run time and not open yet, with the time by
     /// which they must be (the connect timeout after they were asked for).
     opening: Vec<(usize, Instant)>,
@@ -406,6 +412,8 @@ impl<R: Rtc> LinkCore<R> {
             consumed: 0,
             ended: false,
             closed: vec![false; cfg.channels.len()],
+            identity: None,
+            expected: None,
             opening: Vec::new(),
             out: VecDeque::new(),
             cfg,
@@ -549,6 +557,24 @@ impl<R: Rtc> LinkCore<R> {
         }
     }
 
+    /// Binds the link to identities: this side's descriptions carry a proof
+    /// by `identity` that their DTLS certificate is its; the other side's
+    /// must prove `expected` (when set), or the link ends
+    /// [unverified](DisconnectReason::Unverified) before it connects.
+    pub(crate) fn bind_identity(&mut self, identity: Identity, expected: Option<PeerId>) {
+        self.identity = Some(identity);
+        self.expected = expected;
+    }
+
+    /// Whether `sdp` from the other side proves the peer expected (always,
+    /// when none is).
+    pub(crate) fn check_description(&self, sdp: &str) -> Result<(), proof::ProofError> {
+        match self.expected {
+            Some(expected) => proof::verify(sdp, expected),
+            None => Ok(()),
+        }
+    }
+
     /// Lets the server relay carry this link when WebRTC cannot; `random`
     /// seeds the ephemeral key. Framed links only.
     pub(crate) fn enable_server_relay(&mut self, setup: ServerRelaySetup, random: [u8; 32]) {
@@ -604,16 +630,16 @@ impl<R: Rtc> LinkCore<R> {
             return Ok(());
         }
         let result = match signal {
-            SignalData::Offer { sdp, session } => {
-                self.note_remote_description(&sdp);
-                self.on_offer(&sdp, session)
-            }
+            SignalData::Offer { sdp, session } => match self.take_description(&sdp) {
+                Some(sdp) => self.on_offer(&sdp, session),
+                None => Ok(()),
+            },
             // An answer to an earlier session's offer is stale.
             SignalData::Answer { session, .. } if session != self.session => Ok(()),
-            SignalData::Answer { sdp, .. } => {
-                self.note_remote_description(&sdp);
-                self.on_answer(&sdp)
-            }
+            SignalData::Answer { sdp, .. } => match self.take_description(&sdp) {
+                Some(sdp) => self.on_answer(&sdp),
+                None => Ok(()),
+            },
             SignalData::Candidate { candidate, mid } => self.rtc.add_candidate(now, &candidate, mid.as_deref()),
             SignalData::EndOfCandidates => self.rtc.add_candidate(now, "", None),
             SignalData::Restart => {
@@ -640,6 +666,23 @@ impl<R: Rtc> LinkCore<R> {
 
     /// An offer (answering side): the first, a new session, or an ICE
     /// restart or repeat of the current one. Older sessions' offers are stale.
+    /// Checks the other side's description: what the WebRTC side is to
+    /// take, or `None` when it does not prove the expected peer (the link
+    /// then ends, and the other side is told why).
+    fn take_description(&mut self, sdp: &str) -> Option<String> {
+        if let Err(e) = self.check_description(sdp) {
+            tracing::warn!(error = %e, "a session description that does not prove the peer's identity");
+            let reason = DisconnectReason::Unverified(e.to_string());
+            // The other side learns why, unless whoever is in the middle keeps it.
+            self.out.push_back(LinkOutput::Signal(SignalData::Bye { reason: Some(reason.to_string()) }));
+            self.end(reason, false);
+            return None;
+        }
+        let sdp = proof::strip(sdp);
+        self.note_remote_description(&sdp);
+        Some(sdp)
+    }
+
     fn on_offer(&mut self, sdp: &str, session: u32) -> Result<(), RtcError> {
         if self.role != Role::Answerer {
             return Err(RtcError::State("the offering side takes no offer"));
@@ -861,7 +904,12 @@ impl<R: Rtc> LinkCore<R> {
 
     fn on_rtc(&mut self, event: RtcEvent) {
         match event {
-            RtcEvent::Signal(signal) => {
+            RtcEvent::Signal(mut signal) => {
+                if let (SignalData::Offer { sdp, .. } | SignalData::Answer { sdp, .. }, Some(identity)) =
+                    (&mut signal, &self.identity)
+                {
+                    *sdp = proof::sign(sdp, identity);
+                }
                 let description = matches!(signal, SignalData::Offer { .. } | SignalData::Answer { .. });
                 if let SignalData::Offer { .. } = &signal {
                     self.pending_offer = Some(signal.clone());

@@ -11,6 +11,7 @@
 pub(crate) mod control;
 mod core;
 mod pacing;
+pub(crate) mod proof;
 pub(crate) mod quality;
 #[cfg(test)]
 pub(crate) mod scripted;
@@ -75,6 +76,11 @@ pub enum DisconnectReason {
     /// The other side's messages (raw mode, which has no credit) waited
     /// unread past the limit, this many bytes: the application fell behind.
     Overrun(usize),
+    /// The other side did not prove it is the peer expected: its session
+    /// description's identity proof is missing, or does not hold for the
+    /// DTLS certificate it names (what a signaling server in the middle of
+    /// the link would show).
+    Unverified(String),
 }
 
 impl std::fmt::Display for DisconnectReason {
@@ -87,6 +93,7 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::PathLost => f.write_str("path lost"),
             DisconnectReason::Protocol(e) => write!(f, "protocol error: {e}"),
             DisconnectReason::Overrun(n) => write!(f, "{n} bytes of the peer's messages waited unread"),
+            DisconnectReason::Unverified(e) => write!(f, "the peer's identity is not proven: {e}"),
         }
     }
 }

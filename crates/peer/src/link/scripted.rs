@@ -131,7 +131,7 @@ impl Rtc for Scripted {
         self.described = true;
         self.remote = false;
         self.up = false;
-        let sdp = format!("offer {} {id}", self.id);
+        let sdp = format!("offer {} {id}\na=fingerprint:sha-256 {:02X}\n", self.id, self.id);
         self.events.push_back(RtcEvent::Signal(SignalData::Offer { sdp, session: id }));
         Ok(())
     }
@@ -145,7 +145,7 @@ impl Rtc for Scripted {
         self.session = Some(id);
         self.described = true;
         self.remote = true;
-        let answer = format!("answer {} {id}", self.id);
+        let answer = format!("answer {} {id}\na=fingerprint:sha-256 {:02X}\n", self.id, self.id);
         self.events.push_back(RtcEvent::Signal(SignalData::Answer { sdp: answer, session: id }));
         self.maybe_up();
         Ok(())
@@ -162,7 +162,7 @@ impl Rtc for Scripted {
     fn restart_ice(&mut self, _now: Instant) -> Result<(), RtcError> {
         self.ice_restarts += 1;
         let id = self.session.unwrap_or(0);
-        let sdp = format!("offer {} {id} restart", self.id);
+        let sdp = format!("offer {} {id} restart\na=fingerprint:sha-256 {:02X}\n", self.id, self.id);
         self.events.push_back(RtcEvent::Signal(SignalData::Offer { sdp, session: id }));
         Ok(())
     }

@@ -364,12 +364,21 @@ impl<P: Platform> NodeCore<P> {
     }
 
     /// A new link core (and its WebRTC side) in `role`, with the server
-    /// relay when the node has one; not yet installed.
-    fn new_link(&mut self, peer: PeerId, role: Role, relay: bool) -> Result<(u64, LinkCore<P::Rtc>), String> {
+    /// relay when the node has one; not yet installed. Its descriptions
+    /// carry this node's identity proof; the other side's must prove
+    /// `expected`.
+    fn new_link(
+        &mut self,
+        peer: PeerId,
+        role: Role,
+        relay: bool,
+        expected: Option<PeerId>,
+    ) -> Result<(u64, LinkCore<P::Rtc>), String> {
         let id = self.next_link;
         self.next_link += 1;
         let rtc = self.platform.new_rtc(self.now, id, &self.cfg.link)?;
         let mut core = LinkCore::new(self.now, role, self.cfg.link.clone(), rtc, relay);
+        core.bind_identity(self.identity.clone(), expected);
         if relay && let (Some(after), Some(limits)) = (self.cfg.server_relay, self.server.limits()) {
             let setup = ServerRelaySetup {
                 identity: self.identity.clone(),
@@ -421,7 +430,7 @@ impl<P: Platform> NodeCore<P> {
             tracing::warn!(%peer, "link limit reached; no link opened");
             return;
         }
-        let (id, mut core) = match self.new_link(peer, Role::Offerer, true) {
+        let (id, mut core) = match self.new_link(peer, Role::Offerer, true, Some(peer)) {
             Ok(made) => made,
             Err(e) => return tracing::warn!(%peer, error = %e, "cannot create a link"),
         };
@@ -439,7 +448,7 @@ impl<P: Platform> NodeCore<P> {
         if self.offers_to(peer) || peer == self.id || self.links.contains_key(&peer) || self.at_capacity() {
             return;
         }
-        match self.new_link(peer, Role::Answerer, true) {
+        match self.new_link(peer, Role::Answerer, true, Some(peer)) {
             Ok((id, core)) => self.install(peer, id, core, None, false),
             Err(e) => tracing::warn!(%peer, error = %e, "cannot create a link"),
         }
@@ -506,7 +515,7 @@ impl<P: Platform> NodeCore<P> {
             return;
         }
         if current.is_none() {
-            match self.new_link(from, Role::Answerer, true) {
+            match self.new_link(from, Role::Answerer, true, Some(from)) {
                 Ok((id, core)) => self.install(from, id, core, None, false),
                 Err(e) => return tracing::warn!(%from, error = %e, "cannot create a link"),
             }
@@ -822,11 +831,20 @@ impl<P: Platform> NodeCore<P> {
     /// A link for signals the application carries: `offer` starts it as
     /// the offering side, else it answers `answer_to`. Returns its local
     /// handle (used as its peer id).
-    pub(crate) fn byo_link(&mut self, now: Instant, answer_to: Option<&str>) -> Result<PeerId, SignalError> {
+    /// With `expected`, the other side's descriptions must prove that peer.
+    pub(crate) fn byo_link(
+        &mut self,
+        now: Instant,
+        answer_to: Option<&str>,
+        expected: Option<PeerId>,
+    ) -> Result<PeerId, SignalError> {
         self.advance(now);
         let peer = PeerId::from_bytes(self.rng.random());
         let role = if answer_to.is_some() { Role::Answerer } else { Role::Offerer };
-        let (id, mut core) = self.new_link(peer, role, false).map_err(SignalError::Rtc)?;
+        let (id, mut core) = self.new_link(peer, role, false, expected).map_err(SignalError::Rtc)?;
+        if let Some(sdp) = answer_to {
+            core.check_description(sdp).map_err(|e| SignalError::Unverified(e.to_string()))?;
+        }
         let started = match answer_to {
             None => core.start(now),
             Some(sdp) => core.handle_signal(now, SignalData::Offer { sdp: sdp.to_owned(), session: 0 }),
@@ -856,8 +874,17 @@ impl<P: Platform> NodeCore<P> {
     pub(crate) fn byo_signal(&mut self, now: Instant, peer: PeerId, signal: SignalData) -> Result<(), SignalError> {
         self.advance(now);
         let entry = self.links.get_mut(&peer).filter(|e| e.byo).ok_or(SignalError::UnknownLink(peer))?;
+        let unverified = match &signal {
+            SignalData::Offer { sdp, .. } | SignalData::Answer { sdp, .. } => entry.core.check_description(sdp).err(),
+            _ => None,
+        };
+        // An unproven description ends the link there (with the reason in
+        // its event) and is an error here too.
         let result = entry.core.handle_signal(now, signal);
         self.drain_link(peer);
+        if let Some(e) = unverified {
+            return Err(SignalError::Unverified(e.to_string()));
+        }
         result.map_err(|e| SignalError::Invalid(e.to_string()))
     }
 

@@ -519,16 +519,38 @@ impl Node {
     /// Starts a link with bring-your-own signaling: returns a local handle
     /// for the link (used as its peer id) and the offer for the other side,
     /// once the WebRTC stack made it.
+    ///
+    /// The offer carries this node's identity proof (an
+    /// `a=switchboard-identity` line that other stacks ignore); the answer
+    /// is not checked: to know who answers, use [`Node::create_offer_for`].
     pub async fn create_offer(&self) -> Result<(PeerId, String), SignalError> {
-        let peer = self.backend.with(|core, now| core.byo_link(now, None))?;
-        let sdp = poll_fn(|cx| self.backend.with(|core, _| core.poll_description(cx, peer))).await?;
-        Ok((peer, sdp))
+        self.byo(None, None).await
+    }
+
+    /// As [`Node::create_offer`], for a link to `peer` only: the answer must
+    /// prove that it comes from `peer`'s identity and names its DTLS
+    /// certificate, or [`Node::accept_answer`] fails with
+    /// [`SignalError::Unverified`] and the link ends. Whoever carries the
+    /// descriptions cannot then sit in the middle of the link.
+    pub async fn create_offer_for(&self, peer: PeerId) -> Result<(PeerId, String), SignalError> {
+        self.byo(None, Some(peer)).await
     }
 
     /// Answers an offer from the other side: returns the link's local
     /// handle and the answer.
     pub async fn accept_offer(&self, offer: &str) -> Result<(PeerId, String), SignalError> {
-        let peer = self.backend.with(|core, now| core.byo_link(now, Some(offer)))?;
+        self.byo(Some(offer), None).await
+    }
+
+    /// As [`Node::accept_offer`], for an offer that must come from `peer`
+    /// (a Switchboard node with that identity): one that does not prove it
+    /// is [`SignalError::Unverified`].
+    pub async fn accept_offer_from(&self, offer: &str, peer: PeerId) -> Result<(PeerId, String), SignalError> {
+        self.byo(Some(offer), Some(peer)).await
+    }
+
+    async fn byo(&self, offer: Option<&str>, expected: Option<PeerId>) -> Result<(PeerId, String), SignalError> {
+        let peer = self.backend.with(|core, now| core.byo_link(now, offer, expected))?;
         let sdp = poll_fn(|cx| self.backend.with(|core, _| core.poll_description(cx, peer))).await?;
         Ok((peer, sdp))
     }

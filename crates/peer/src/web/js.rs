@@ -361,21 +361,31 @@ impl SwitchboardNode {
 
     /// Starts a link by hand (bring your own signaling): resolves to
     /// `{ peer, sdp }`, the link's local handle and the offer to carry.
+    /// With `expected` (a peer id), the answer must prove that peer.
     #[wasm_bindgen(js_name = createOffer)]
-    pub fn create_offer(&self) -> Promise {
+    pub fn create_offer(&self, expected: Option<String>) -> Promise {
         let node = self.node.clone();
         future_to_promise(async move {
-            let (peer, sdp) = node.create_offer().await.map_err(err)?;
+            let made = match expected {
+                Some(p) => node.create_offer_for(peer_id(&p)?).await,
+                None => node.create_offer().await,
+            };
+            let (peer, sdp) = made.map_err(err)?;
             Ok(object(&[("peer", JsValue::from_str(&peer.to_string())), ("sdp", sdp.into())]))
         })
     }
 
-    /// Answers an offer carried by hand: resolves to `{ peer, sdp }`.
+    /// Answers an offer carried by hand: resolves to `{ peer, sdp }`. With
+    /// `expected` (a peer id), the offer must prove that peer.
     #[wasm_bindgen(js_name = acceptOffer)]
-    pub fn accept_offer(&self, offer: String) -> Promise {
+    pub fn accept_offer(&self, offer: String, expected: Option<String>) -> Promise {
         let node = self.node.clone();
         future_to_promise(async move {
-            let (peer, sdp) = node.accept_offer(&offer).await.map_err(err)?;
+            let made = match expected {
+                Some(p) => node.accept_offer_from(&offer, peer_id(&p)?).await,
+                None => node.accept_offer(&offer).await,
+            };
+            let (peer, sdp) = made.map_err(err)?;
             Ok(object(&[("peer", JsValue::from_str(&peer.to_string())), ("sdp", sdp.into())]))
         })
     }

@@ -1,8 +1,8 @@
 //! The JavaScript bindings: options are checked before connecting, with a
 //! message naming the option; an identity can be passed in, or kept in the
 //! page's IndexedDB under a name, and comes back the same on the next start;
-//! raw links made by hand open and close channels at run time, with text
-//! arriving as strings.
+//! raw links made by hand, to a peer named, open and close channels at run
+//! time, with text arriving as strings.
 
 use js_sys::{JSON, Reflect};
 use switchboard::SwitchboardNode;
@@ -84,8 +84,11 @@ async fn raw_links_made_by_hand_open_and_close_channels_from_javascript() {
     let options = r#"{"rawMessages": true, "channels": [{"label": "chat", "inBand": true}]}"#;
     let a = start_with(None, options).await.expect("a starts");
     let b = start_with(None, options).await.expect("b starts");
-    let offer = JsFuture::from(a.create_offer()).await.expect("offer");
-    let answer = JsFuture::from(b.accept_offer(text(&offer, "sdp"))).await.expect("answer");
+    // Each side names the peer the other's description must prove.
+    let offer = JsFuture::from(a.create_offer(Some(b.id()))).await.expect("offer");
+    let wrong = JsFuture::from(b.accept_offer(text(&offer, "sdp"), Some(b.id()))).await;
+    assert!(wrong.is_err(), "an offer that does not prove the peer named is refused");
+    let answer = JsFuture::from(b.accept_offer(text(&offer, "sdp"), Some(a.id()))).await.expect("answer");
     let (b_on_a, a_on_b) = (text(&offer, "peer"), text(&answer, "peer"));
     a.accept_answer(b_on_a.clone(), text(&answer, "sdp")).expect("answer taken");
     crate::harness::both(until(&a, &b, &a_on_b, "peer_connected"), until(&b, &a, &b_on_a, "peer_connected")).await;

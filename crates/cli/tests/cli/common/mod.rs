@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod chaos;
 pub mod interop;
+pub mod mitm;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};

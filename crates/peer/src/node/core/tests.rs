@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_proto::{
-    ClientMessage, JoinedRoom, Limits, PeerId, PeerInfo, RoomCode, ServerMessage, SignalPayload, Welcome,
+    ClientMessage, JoinedRoom, Limits, PeerId, PeerInfo, RoomCode, ServerMessage, SignalData, SignalPayload, Welcome,
 };
 use web_time::Instant;
 
@@ -56,6 +56,8 @@ struct World {
     /// Sessions the server still holds after a disconnect (resume).
     held: HashMap<usize, Vec<RoomCode>>,
     next_room: u32,
+    /// The server swaps the DTLS fingerprints of the descriptions it carries.
+    tamper: bool,
 }
 
 const HOP: Duration = Duration::from_millis(5);
@@ -88,6 +90,7 @@ impl World {
             server_up: true,
             held: HashMap::new(),
             next_room: 0,
+            tamper: false,
         };
         let welcomed = |w: &mut World| {
             let mut cx = Context::from_waker(waker());
@@ -171,7 +174,13 @@ impl World {
             }
             ClientMessage::Signal(s) => {
                 if let Some(to) = (0..self.peers.len()).find(|&k| self.id(k) == s.to) {
-                    let data = SignalPayload::new(&s.data.parse().expect("signal"));
+                    let mut signal = s.data.parse().expect("signal");
+                    if let (SignalData::Offer { sdp, .. } | SignalData::Answer { sdp, .. }, true) =
+                        (&mut signal, self.tamper)
+                    {
+                        *sdp = sdp.replace("a=fingerprint:sha-256 ", "a=fingerprint:sha-256 EE");
+                    }
+                    let data = SignalPayload::new(&signal);
                     self.to(to, ServerMessage::Signal { from: me, conn: s.conn, data });
                 }
             }
@@ -479,4 +488,36 @@ fn a_complete_description_holds_every_candidate_once_and_ends_them() {
     let full = super::complete_description(&two, &[]);
     assert!(full.contains("a=end-of-candidates\r\nm=application"), "{full}");
     assert_eq!(super::complete_description(&full, &[]), full, "completing twice changes nothing");
+}
+
+#[test]
+fn a_server_that_swaps_fingerprints_gets_no_link_and_both_sides_say_why() {
+    use crate::link::DisconnectReason;
+    let mut w = World::new(2, config);
+    w.tamper = true;
+    w.create_and_join(&[0, 1]);
+    let reasons = |w: &World, i: usize| -> Vec<DisconnectReason> {
+        w.peers[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PeerDisconnected { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(w.run(Duration::from_secs(5), |w| !reasons(w, 0).is_empty() && !reasons(w, 1).is_empty()));
+    let connected = |w: &World, i: usize| w.peers[i].events.iter().any(|e| matches!(e, Event::PeerConnected { .. }));
+    assert!(!connected(&w, 0) && !connected(&w, 1), "no link reached PeerConnected");
+    // The answering side refused the offer; the offering side was told why.
+    assert!(
+        matches!(&reasons(&w, 1)[0], DisconnectReason::Unverified(why) if why.contains("does not hold")),
+        "{:?}",
+        reasons(&w, 1)
+    );
+    assert!(
+        matches!(&reasons(&w, 0)[0], DisconnectReason::ClosedByPeer(Some(why)) if why.contains("not proven")),
+        "{:?}",
+        reasons(&w, 0)
+    );
 }

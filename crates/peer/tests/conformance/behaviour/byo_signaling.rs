@@ -8,7 +8,7 @@ use crate::harness::{Harness, both, within};
 
 /// Hands `node`'s candidates for `link` to `other` (its link `other_link`)
 /// until `node` reports the link connected.
-async fn trickle<H: Harness>(h: &H, node: &Node, other: &Node, other_link: PeerId) {
+pub async fn trickle<H: Harness>(h: &H, node: &Node, other: &Node, other_link: PeerId) {
     within(h, "link by hand", async {
         loop {
             match node.next_event().await.expect("node open") {

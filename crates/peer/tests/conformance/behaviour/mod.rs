@@ -3,6 +3,7 @@
 
 pub mod backpressure;
 pub mod bad_settings;
+pub mod byo_identity;
 pub mod byo_signaling;
 pub mod large_message;
 pub mod lost_path;
@@ -23,6 +24,7 @@ macro_rules! for_each_behaviour {
         $m!(
             backpressure,
             bad_settings,
+            byo_identity,
             byo_signaling,
             large_message,
             lost_path,
