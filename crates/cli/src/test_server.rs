@@ -2,7 +2,8 @@
 //! browser conformance tests, which a page cannot start or kill itself. It
 //! runs `serve` as a child process and answers, on a control address, the
 //! requests of the tests: `/restart` (kill -9 the server and start it again
-//! on the same address: every session and room is lost) and `/udp/block`,
+//! on the same address: every session and room is lost, stored mail is
+//! kept in a mailbox file of this process's own) and `/udp/block`,
 //! `/udp/unblock` (no UDP in this network namespace: no WebRTC path is left,
 //! the signaling connection goes on). Meant for a network namespace the
 //! tests made (it needs root for the UDP switch).
@@ -35,14 +36,17 @@ pub(crate) struct TestServerArgs {
 
 struct Supervised {
     bind: SocketAddr,
+    mailbox: std::path::PathBuf,
     child: Mutex<Child>,
 }
 
-/// Starts `serve` on `bind` and returns it once it listens.
-async fn spawn_serve(bind: SocketAddr) -> anyhow::Result<Child> {
+/// Starts `serve` on `bind` with its mail in `mailbox`, and returns it once it listens.
+async fn spawn_serve(bind: SocketAddr, mailbox: &std::path::Path) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find this program")?;
+    let mailbox = mailbox.to_str().context("the mailbox path is not UTF-8")?;
     let mut child = Command::new(exe)
-        .args(["serve", "--memory", "--bind", &bind.to_string(), "--turn-listen", "127.0.0.1:0", "--log", "warn"])
+        .args(["serve", "--mailbox", mailbox, "--bind", &bind.to_string(), "--turn-listen", "127.0.0.1:0"])
+        .args(["--log", "warn"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -69,7 +73,7 @@ async fn restart(State(s): State<Arc<Supervised>>) -> Response {
     let mut child = s.child.lock().await;
     let _ = child.start_kill();
     let _ = child.wait().await;
-    match spawn_serve(s.bind).await {
+    match spawn_serve(s.bind, &s.mailbox).await {
         Ok(fresh) => {
             *child = fresh;
             answer(StatusCode::OK, "restarted".into())
@@ -86,8 +90,17 @@ async fn udp(blocked: bool) -> Response {
 }
 
 pub(crate) async fn run(args: TestServerArgs) -> anyhow::Result<()> {
-    let child = spawn_serve(args.bind).await?;
-    let state = Arc::new(Supervised { bind: args.bind, child: Mutex::new(child) });
+    let dir = std::env::temp_dir().join(format!("switchboard-test-server-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
+    let result = supervise(args, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn supervise(args: TestServerArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let mailbox = dir.join("mailbox.db");
+    let child = spawn_serve(args.bind, &mailbox).await?;
+    let state = Arc::new(Supervised { bind: args.bind, mailbox, child: Mutex::new(child) });
     let app = Router::new()
         .route("/restart", get(restart))
         .route("/udp/block", get(|| udp(true)))

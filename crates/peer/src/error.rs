@@ -17,7 +17,8 @@ pub enum StartError {
     Config(String),
 }
 
-/// Why a room operation failed.
+/// Why a call to the signaling server failed: rooms, link requests,
+/// presence and mail.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RoomError {
@@ -27,6 +28,9 @@ pub enum RoomError {
     /// The server refused or the connection failed.
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// The value could not be encoded (a mail body).
+    #[error("cannot encode the value: {0}")]
+    Encode(String),
 }
 
 /// Why a message could not be sent.

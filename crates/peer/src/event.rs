@@ -90,9 +90,11 @@ pub enum Event {
         /// The channel's label.
         channel: String,
     },
-    /// A channel of a raw link closed: the other side closed it. Messages
-    /// queued on it are dropped and sends on it wait for a channel that
-    /// never opens again; the link itself stays up.
+    /// A channel of a raw link closed: either side closed it, or it did not
+    /// open within the connect timeout. Messages queued on it are dropped
+    /// and sends on it fail with
+    /// [`SendError::ChannelClosed`](crate::SendError::ChannelClosed); the
+    /// link itself stays up.
     ChannelClosed {
         /// The peer.
         peer: PeerId,
@@ -158,6 +160,51 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A watched peer ([`Node::watch`](crate::Node::watch)) is online (has
+    /// a session with the server) or not: at once for each peer watched,
+    /// then on every change. Presence is mutual: a peer shows online only
+    /// while it watches this node too (and has the same tenant).
+    Presence {
+        /// The peer.
+        peer: PeerId,
+        /// Whether it is online.
+        online: bool,
+    },
+    /// Mail for this node ([`Node::mail`](crate::Node::mail)), stored by the
+    /// server while this node was away or delivered at once. The server
+    /// sends it again on every connection until
+    /// [`Node::ack_mail`](crate::Node::ack_mail) acknowledges it; this node
+    /// reports each id once.
+    Mail(Mail),
+    /// A room's host changed: the host left, and `host` is now the oldest
+    /// member.
+    HostChanged {
+        /// The room.
+        room: RoomCode,
+        /// The new host.
+        host: PeerId,
+    },
+}
+
+/// Mail from a peer.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Mail {
+    /// Its id, to acknowledge with [`Node::ack_mail`](crate::Node::ack_mail).
+    pub id: u64,
+    /// The sender (proven to the server by its identity key).
+    pub from: PeerId,
+    /// The body, as sent.
+    pub body: Value,
+    /// When the server took it, Unix milliseconds.
+    pub sent_at: u64,
+}
+
+impl Mail {
+    /// Decodes the body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.body)
+    }
 }
 
 /// A message from a peer.

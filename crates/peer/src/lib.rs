@@ -55,6 +55,12 @@
 //!   ends as [`DisconnectReason::Unverified`] and never reaches
 //!   [`Event::PeerConnected`]. Links by hand get the same check with
 //!   [`Node::create_offer_for`] / [`Node::accept_offer_from`].
+//! - **Device services**: [`Node::watch`] follows peers' presence
+//!   ([`Event::Presence`]; mutual, so strangers cannot follow a peer);
+//!   [`Node::mail`] stores a JSON message on the server for a peer, online
+//!   or not, delivered as [`Event::Mail`] (once per id, until
+//!   [`Node::ack_mail`]), kept across server restarts when the server has
+//!   a mailbox file; [`Event::HostChanged`] says when a room's host left.
 //! - **Topology**: a full mesh by default; with [`Topology::OnRequest`] a link
 //!   opens only after [`Node::request_link`] is accepted
 //!   ([`Node::accept`] / [`Node::reject`] with a reason), and
@@ -263,7 +269,7 @@ pub use channel::{ChannelConfig, Compression};
 pub use error::{
     ChannelError, ConnectError, RequestError, RequestFailed, RoomError, SendError, SignalError, StartError,
 };
-pub use event::{Event, Incoming, Message, Request};
+pub use event::{Event, Incoming, Mail, Message, Request};
 pub use ice::{IcePolicy, IceServer};
 pub use identity::{Identity, IdentityError};
 pub use link::{DisconnectReason, InvalidTransition, LinkState, LinkStats, PathKind, Quality};

@@ -305,6 +305,40 @@ impl Node {
         self.call(|core, now| core.leave(now, room)).await.map(|_| ())
     }
 
+    /// Follows the presence of `peers` (at most 256 per call): an
+    /// [`Event::Presence`] for each at once, then one on every change. A
+    /// peer shows online only while it watches this node too; the node
+    /// watches them again after a server that lost its session.
+    pub async fn watch(&self, peers: &[PeerId]) -> Result<(), RoomError> {
+        let peers = peers.to_vec();
+        self.call(|core, now| core.watch(now, peers)).await.map(|_| ())
+    }
+
+    /// Stops following the presence of `peers`.
+    pub async fn unwatch(&self, peers: &[PeerId]) -> Result<(), RoomError> {
+        let peers = peers.to_vec();
+        self.call(|core, now| core.unwatch(now, peers)).await.map(|_| ())
+    }
+
+    /// Mails `body` (any JSON value, at most the server's `max_mail_bytes`
+    /// encoded) to `to`, online or not, sharing a room or not: returns once
+    /// the server stored it durably, with its id. `to` gets it as
+    /// [`Event::Mail`] when it is online, until it acknowledges it.
+    pub async fn mail<T: Serialize + ?Sized>(&self, to: PeerId, body: &T) -> Result<u64, RoomError> {
+        let body = serde_json::to_value(body).map_err(|e| RoomError::Encode(e.to_string()))?;
+        match self.call(|core, now| core.mail(now, to, body)).await? {
+            Answer::MailAccepted(id) => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Acknowledges mail this node received (at most 256 ids per call): the
+    /// server deletes it and delivers it no more.
+    pub async fn ack_mail(&self, ids: &[u64]) -> Result<(), RoomError> {
+        let ids = ids.to_vec();
+        self.call(|core, now| core.ack_mail(now, ids)).await.map(|_| ())
+    }
+
     /// Peers in a room, as far as this node knows.
     pub fn room_peers(&self, room: RoomCode) -> Vec<PeerId> {
         self.backend.with(|core, _| core.room_peers(room))

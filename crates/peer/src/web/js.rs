@@ -32,7 +32,9 @@
 //! `room`, `data`: a string for a text message, else a `Uint8Array`), `request` (`id` too; answer with
 //! `respond`), `link_requested` (`meta`), `link_rejected` (`reason`),
 //! `local_candidate` (`candidate`), `gathering_complete` (`description`), `channel_opened`, `channel_closed`, `quality`,
-//! `signaling_lost`, `signaling_restored`, `room_lost`, `signaling_closed`.
+//! `signaling_lost`, `signaling_restored`, `room_lost`, `signaling_closed`,
+//! `presence` (`online`), `mail` (`id`, `from`, `body`, `sent_at`; answer
+//! with `ackMail([id])`), `host_changed` (`room`, `host`).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -70,6 +72,17 @@ fn object(fields: &[(&str, JsValue)]) -> JsValue {
 
 fn peer_id(s: &str) -> Result<PeerId, JsValue> {
     s.parse().map_err(|e| err(format!("peer id {s:?}: {e}")))
+}
+
+/// An array of peer ids.
+fn peer_ids(a: &JsValue) -> Result<Vec<PeerId>, JsValue> {
+    Array::from(a).iter().map(|p| peer_id(&p.as_string().ok_or_else(|| err("a peer id must be a string"))?)).collect()
+}
+
+/// A JS value as JSON.
+fn to_json(v: &JsValue, what: &str) -> Result<serde_json::Value, JsValue> {
+    let text = js_sys::JSON::stringify(v).map(String::from).map_err(|_| err(format!("{what}: not JSON")))?;
+    serde_json::from_str(&text).map_err(|e| err(format!("{what}: {e}")))
 }
 
 fn room_code(s: &str) -> Result<RoomCode, JsValue> {
@@ -256,6 +269,19 @@ fn event_object(e: Event) -> JsValue {
             object(&[("type", "signaling_restored".into()), ("resumed", resumed.into())])
         }
         Event::SignalingClosed { reason } => object(&[("type", "signaling_closed".into()), ("reason", reason.into())]),
+        Event::Presence { peer, online } => {
+            object(&[("type", "presence".into()), ("peer", s(&peer)), ("online", online.into())])
+        }
+        Event::Mail(m) => object(&[
+            ("type", "mail".into()),
+            ("id", JsValue::from_f64(m.id as f64)),
+            ("from", s(&m.from)),
+            ("body", json_value(Some(&m.body))),
+            ("sent_at", JsValue::from_f64(m.sent_at as f64)),
+        ]),
+        Event::HostChanged { room, host } => {
+            object(&[("type", "host_changed".into()), ("room", s(&room)), ("host", s(&host))])
+        }
     }
 }
 
@@ -318,14 +344,54 @@ impl SwitchboardNode {
         future_to_promise(async move {
             let password = get(&options, "password").and_then(|p| p.as_string());
             let meta = match get(&options, "meta") {
-                Some(m) => Some(
-                    serde_json::from_str(&js_sys::JSON::stringify(&m).map(String::from).unwrap_or_default())
-                        .map_err(|e| err(format!("meta: {e}")))?,
-                ),
+                Some(m) => Some(to_json(&m, "meta")?),
                 None => None,
             };
             let joined = node.join_with(room_code(&room)?, password.as_deref(), meta).await.map_err(err)?;
             Ok(joined.peers.iter().map(|p| JsValue::from_str(&p.peer_id.to_string())).collect::<Array>().into())
+        })
+    }
+
+    /// Follows the presence of `peers` (an array of ids): `presence` events.
+    pub fn watch(&self, peers: JsValue) -> Promise {
+        let node = self.node.clone();
+        future_to_promise(async move {
+            node.watch(&peer_ids(&peers)?).await.map_err(err)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Stops following the presence of `peers`.
+    pub fn unwatch(&self, peers: JsValue) -> Promise {
+        let node = self.node.clone();
+        future_to_promise(async move {
+            node.unwatch(&peer_ids(&peers)?).await.map_err(err)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Mails `body` (any JSON value) to `to`: resolves to the mail's id once
+    /// the server stored it.
+    pub fn mail(&self, to: String, body: JsValue) -> Promise {
+        let node = self.node.clone();
+        future_to_promise(async move {
+            let id = node.mail(peer_id(&to)?, &to_json(&body, "body")?).await.map_err(err)?;
+            Ok(JsValue::from_f64(id as f64))
+        })
+    }
+
+    /// Acknowledges mail by id (an array of numbers): the server deletes it.
+    #[wasm_bindgen(js_name = ackMail)]
+    pub fn ack_mail(&self, ids: JsValue) -> Promise {
+        let node = self.node.clone();
+        future_to_promise(async move {
+            let ids = Array::from(&ids)
+                .iter()
+                .map(|v| v.as_f64().filter(|n| n.fract() == 0.0 && *n >= 0.0).map(|n| n as u64))
+                .collect::<Option<Vec<u64>>>()
+                .ok_or_else(|| err("mail ids must be whole numbers"))?;
+            node.ack_mail(&ids).await.map_err(err)?;
+            Ok(JsValue::UNDEFINED)
         })
     }
 

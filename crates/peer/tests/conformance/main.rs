@@ -21,7 +21,8 @@ use switchboard_server::{Server, ServerConfig, TurnConfig};
 use harness::Harness;
 
 /// A server on a runtime of its own, so that killing it drops every
-/// connection at once, with no goodbye, as `kill -9` would.
+/// connection at once, with no goodbye, as `kill -9` would; its mail is in
+/// a file, which a restart keeps.
 struct Killable {
     addr: SocketAddr,
     kill: std::sync::mpsc::Sender<()>,
@@ -29,7 +30,7 @@ struct Killable {
 }
 
 impl Killable {
-    fn start(bind: SocketAddr) -> Killable {
+    fn start(bind: SocketAddr, mailbox: std::path::PathBuf) -> Killable {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (kill, killed) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -38,7 +39,8 @@ impl Killable {
                 // With its embedded TURN server, as `switchboard test-server`
                 // for the browser runs.
                 let turn = TurnConfig { listen: "127.0.0.1:0".parse().expect("addr"), ..TurnConfig::default() };
-                let config = ServerConfig { bind, turn: Some(turn), ..ServerConfig::default() };
+                let config =
+                    ServerConfig { bind, turn: Some(turn), mailbox_path: Some(mailbox), ..ServerConfig::default() };
                 let server = Server::builder().config(config).bind().await.expect("the server binds");
                 let _ = ready_tx.send(server.local_addr());
                 tokio::spawn(server.serve(std::future::pending::<()>()));
@@ -59,6 +61,7 @@ impl Killable {
 
 struct Native {
     url: String,
+    mailbox: std::path::PathBuf,
     server: Mutex<Option<Killable>>,
 }
 
@@ -78,7 +81,8 @@ impl Harness for Native {
     async fn restart_server(&self) {
         let old = self.server.lock().expect("server").take().expect("a server runs");
         let addr = tokio::task::spawn_blocking(move || old.kill()).await.expect("killed");
-        let fresh = tokio::task::spawn_blocking(move || Killable::start(addr)).await.expect("started");
+        let mailbox = self.mailbox.clone();
+        let fresh = tokio::task::spawn_blocking(move || Killable::start(addr, mailbox)).await.expect("started");
         *self.server.lock().expect("server") = Some(fresh);
     }
 
@@ -100,11 +104,14 @@ fn run(body: impl for<'a> FnOnce(&'a Native) -> Pin<Box<dyn Future<Output = ()> 
     let lab = Lab::build(&LabSpec::new().site(NatKind::Open, 1)).expect("a one-site lab (root, ip, nft)");
     lab.peer(0, 0).netns().run(|| {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mailbox = dir.path().join("mailbox.db");
         rt.block_on(async {
-            let server = tokio::task::spawn_blocking(|| Killable::start("127.0.0.1:0".parse().expect("addr")))
+            let file = mailbox.clone();
+            let server = tokio::task::spawn_blocking(|| Killable::start("127.0.0.1:0".parse().expect("addr"), file))
                 .await
                 .expect("server");
-            let h = Native { url: format!("ws://{}/ws", server.addr), server: Mutex::new(Some(server)) };
+            let h = Native { url: format!("ws://{}/ws", server.addr), mailbox, server: Mutex::new(Some(server)) };
             body(&h).await;
             let server = h.server.lock().expect("server").take();
             if let Some(server) = server {

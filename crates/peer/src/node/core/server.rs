@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_proto::{
-    ClientMessage, ConnId, CreateRoom, ErrorCode, Hello, Join, JoinedRoom, Leave, PROTOCOL_VERSION, PeerId, Ping,
-    RelayFrame, RoomCode, ServerMessage, SignalData, SignalRequest, Welcome,
+    AckMail, ClientMessage, ConnId, CreateRoom, ErrorCode, Hello, Join, JoinedRoom, Leave, MailRequest,
+    PROTOCOL_VERSION, PeerId, Ping, RelayFrame, RoomCode, ServerMessage, SignalData, SignalRequest, Watch, Welcome,
 };
 use web_time::Instant;
 
 use super::{NodeCore, NodeOutput, Platform};
 use crate::error::{ConnectError, RequestError, RoomError};
-use crate::event::Event;
+use crate::event::{Event, Mail};
 use crate::link::server_relay::RELAY_CHANNEL;
 use crate::node::backoff::Backoff;
 use crate::node::config::NodeConfig;
@@ -33,6 +33,9 @@ const DEFERRED: usize = 256;
 const STALE_AFTER: Duration = Duration::from_millis(300);
 /// A failed credential refresh is tried again after this.
 const REFRESH_RETRY: Duration = Duration::from_secs(30);
+/// Mail ids remembered as reported, so that mail the server delivers
+/// again (until acknowledged) is reported once.
+const SEEN_MAIL: usize = 4096;
 
 /// A room's password and the meta this node joined it with.
 type JoinedWith = (Option<String>, Option<Value>);
@@ -48,6 +51,8 @@ pub(crate) enum Answer {
     Room(RoomCode),
     /// `join`: the room as the server sees it.
     Joined(JoinedRoom),
+    /// `mail`: the stored message's id.
+    MailAccepted(u64),
     /// Done (`leave`).
     Done,
 }
@@ -62,6 +67,8 @@ enum Asked {
     Rejoin(RoomCode),
     /// Fresh TURN credentials.
     IceServers,
+    /// Watches sent again to a server that lost the session.
+    Rewatch,
 }
 
 /// Where the connection stands.
@@ -117,6 +124,10 @@ pub(super) struct Server {
     rejoining: usize,
     /// When to fetch fresh TURN credentials.
     refresh_at: Option<Instant>,
+    /// Peers watched, to watch again on a server that lost the session.
+    watched: std::collections::BTreeSet<PeerId>,
+    /// Mail ids reported, oldest first ([`SEEN_MAIL`] at most).
+    seen_mail: VecDeque<u64>,
     /// A ping went out because the network came back: the connection is
     /// stale unless something arrives by then.
     answer_by: Option<Instant>,
@@ -145,6 +156,8 @@ impl Server {
             rejoining: 0,
             refresh_at: None,
             answer_by: None,
+            watched: std::collections::BTreeSet::new(),
+            seen_mail: VecDeque::new(),
         }
     }
 
@@ -411,6 +424,23 @@ impl<P: Platform> NodeCore<P> {
             ServerMessage::Error { code, message, .. } => {
                 tracing::debug!(?code, %message, "the server reports an error");
             }
+            ServerMessage::Presence { peer_id, online } if self.server.watched.contains(&peer_id) => {
+                self.emit(Event::Presence { peer: peer_id, online });
+            }
+            ServerMessage::Mail { mail_id, from, body, sent_at } => {
+                // Delivered again on each connection until acknowledged: reported once.
+                if self.server.seen_mail.contains(&mail_id) {
+                    return;
+                }
+                if self.server.seen_mail.len() >= SEEN_MAIL {
+                    self.server.seen_mail.pop_front();
+                }
+                self.server.seen_mail.push_back(mail_id);
+                self.emit(Event::Mail(Mail { id: mail_id, from, body, sent_at }));
+            }
+            ServerMessage::HostChanged { room, host } if self.server.joined.contains_key(&room) => {
+                self.emit(Event::HostChanged { room, host });
+            }
             _ => {}
         }
     }
@@ -430,6 +460,13 @@ impl<P: Platform> NodeCore<P> {
                 self.server.finish_call(call, Ok(Answer::Room(room)));
             }
             (Asked::App(call), ServerMessage::Ok { .. }) => self.server.finish_call(call, Ok(Answer::Done)),
+            (Asked::App(call), ServerMessage::MailAccepted { mail_id, .. }) => {
+                self.server.finish_call(call, Ok(Answer::MailAccepted(mail_id)));
+            }
+            (Asked::Rewatch, ServerMessage::Error { code, message, .. }) => {
+                tracing::warn!(?code, %message, "the server refused to watch peers again");
+            }
+            (Asked::Rewatch, _) => {}
             (Asked::App(call) | Asked::Join(call, ..), other) => {
                 let e = RoomError::Request(RequestError::Unexpected(format!("{other:?}")));
                 self.server.finish_call(call, Err(e));
@@ -525,6 +562,46 @@ impl<P: Platform> NodeCore<P> {
         // Links to peers shared with no other room close at once.
         self.room_gone(room);
         self.server.request(&mut self.out, ClientMessage::Leave(Leave { id: None, room }), Asked::App(call));
+        Ok(call)
+    }
+
+    /// Follows the presence of `peers` ([`Event::Presence`]).
+    pub(crate) fn watch(&mut self, now: Instant, peers: Vec<PeerId>) -> Result<Call, RoomError> {
+        self.advance(now);
+        self.server.usable()?;
+        let call = self.new_call();
+        self.server.watched.extend(peers.iter().copied());
+        self.server.request(&mut self.out, ClientMessage::Watch(Watch { id: None, peers }), Asked::App(call));
+        Ok(call)
+    }
+
+    /// Stops following the presence of `peers`.
+    pub(crate) fn unwatch(&mut self, now: Instant, peers: Vec<PeerId>) -> Result<Call, RoomError> {
+        self.advance(now);
+        self.server.usable()?;
+        let call = self.new_call();
+        for p in &peers {
+            self.server.watched.remove(p);
+        }
+        self.server.request(&mut self.out, ClientMessage::Unwatch(Watch { id: None, peers }), Asked::App(call));
+        Ok(call)
+    }
+
+    /// Stores mail for `to` on the server.
+    pub(crate) fn mail(&mut self, now: Instant, to: PeerId, body: Value) -> Result<Call, RoomError> {
+        self.advance(now);
+        self.server.usable()?;
+        let call = self.new_call();
+        self.server.request(&mut self.out, ClientMessage::Mail(MailRequest { id: None, to, body }), Asked::App(call));
+        Ok(call)
+    }
+
+    /// Acknowledges mail: the server deletes it.
+    pub(crate) fn ack_mail(&mut self, now: Instant, mail_ids: Vec<u64>) -> Result<Call, RoomError> {
+        self.advance(now);
+        self.server.usable()?;
+        let call = self.new_call();
+        self.server.request(&mut self.out, ClientMessage::AckMail(AckMail { id: None, mail_ids }), Asked::App(call));
         Ok(call)
     }
 
@@ -684,6 +761,12 @@ impl<P: Platform> NodeCore<P> {
             }
             self.restored_done(true);
         } else {
+            // A new session watches no one: watch again.
+            let watched: Vec<PeerId> = self.server.watched.iter().copied().collect();
+            for peers in watched.chunks(switchboard_proto::MAX_WATCH_PEERS) {
+                let msg = ClientMessage::Watch(Watch { id: None, peers: peers.to_vec() });
+                self.server.request(&mut self.out, msg, Asked::Rewatch);
+            }
             let rooms: Vec<(RoomCode, JoinedWith)> = self.server.joined.iter().map(|(r, w)| (*r, w.clone())).collect();
             self.server.rejoining = rooms.len();
             for (room, (password, meta)) in rooms {

@@ -5,9 +5,12 @@ pub mod backpressure;
 pub mod bad_settings;
 pub mod byo_identity;
 pub mod byo_signaling;
+pub mod host_change;
 pub mod large_message;
 pub mod lost_path;
+pub mod mail;
 pub mod non_trickle;
+pub mod presence;
 pub mod raw_channels;
 pub mod raw_messages;
 pub mod relay_first;
@@ -26,9 +29,12 @@ macro_rules! for_each_behaviour {
             bad_settings,
             byo_identity,
             byo_signaling,
+            host_change,
             large_message,
             lost_path,
+            mail,
             non_trickle,
+            presence,
             raw_channels,
             raw_messages,
             relay_first,
