@@ -15,6 +15,9 @@ pub enum StartError {
     /// The configuration is inconsistent.
     #[error("invalid node configuration: {0}")]
     Config(String),
+    /// The trust store could not be read.
+    #[error(transparent)]
+    TrustStore(#[from] crate::trust::TrustStoreError),
 }
 
 /// Why a call to the signaling server failed: rooms, link requests,

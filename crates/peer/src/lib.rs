@@ -61,6 +61,15 @@
 //!   or not, delivered as [`Event::Mail`] (once per id, until
 //!   [`Node::ack_mail`]), kept across server restarts when the server has
 //!   a mailbox file; [`Event::HostChanged`] says when a room's host left.
+//! - **Trusted devices**: [`Node::set_trust`] marks a peer [`Trust::Trusted`]
+//!   (watched, linked with as soon as both are online — no room needed —
+//!   and again after a failed link with backoff; its link requests are
+//!   accepted without the application) or [`Trust::Blocked`] (never
+//!   linked). Nothing is trusted silently. [`NodeBuilder::trust_store`]
+//!   keeps the book: a JSON file natively, IndexedDB in the browser. A link
+//!   request from a peer outside the node's rooms that it has no word on
+//!   reaches the application as [`Event::LinkRequested`] (64 may wait; more
+//!   are declined).
 //! - **Topology**: a full mesh by default; with [`Topology::OnRequest`] a link
 //!   opens only after [`Node::request_link`] is accepted
 //!   ([`Node::accept`] / [`Node::reject`] with a reason), and
@@ -262,6 +271,7 @@ mod native;
 mod node;
 #[cfg(not(target_arch = "wasm32"))]
 mod signaling;
+mod trust;
 #[cfg(target_arch = "wasm32")]
 mod web;
 
@@ -277,6 +287,7 @@ pub use node::{HostCandidates, Node, NodeBuilder, Topology};
 #[cfg(not(target_arch = "wasm32"))]
 pub use signaling::{ConnectOptions, SignalingClient};
 pub use switchboard_proto as proto;
+pub use trust::{MAX_TRUST_ENTRIES, Trust, TrustStoreError};
 #[cfg(target_arch = "wasm32")]
 pub use web::js::{Sha256Hasher, SwitchboardNode};
 #[cfg(target_arch = "wasm32")]

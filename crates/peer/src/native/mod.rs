@@ -12,6 +12,7 @@ mod driver;
 pub(crate) mod nat;
 pub(crate) mod net;
 pub(crate) mod rtc;
+mod trust_file;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -114,6 +115,8 @@ pub(crate) struct State {
     driver_at: Option<Instant>,
     /// The next time anything in the node wants time, as of the last flush.
     next_at: Option<Instant>,
+    /// Where the trust book is saved.
+    trust_file: Option<trust_file::TrustFile>,
 }
 
 impl State {
@@ -147,6 +150,11 @@ impl State {
                 NodeOutput::IceServers { servers, renew } => {
                     self.resolve.push((servers, renew));
                     wake = true;
+                }
+                NodeOutput::SaveTrust(text) => {
+                    if let Some(f) = &self.trust_file {
+                        f.save(text);
+                    }
                 }
                 NodeOutput::LinkGone(link) => {
                     // A raw link's close lingers on its sockets until the
@@ -421,7 +429,13 @@ impl Backend {
             bound: Vec::new(),
         };
         let (policy, own) = (cfg.ice_policy, cfg.ice_servers.clone());
-        let core = NodeCore::new(Instant::now(), cfg, identity, platform, rand::random());
+        let trust_path = cfg.trust_store.clone().map(std::path::PathBuf::from);
+        let book = match &trust_path {
+            Some(path) => trust_file::load(path.clone()).await?,
+            None => Default::default(),
+        };
+        let mut core = NodeCore::new(Instant::now(), cfg, identity, platform, rand::random());
+        core.load_trust(book);
         let state = State {
             core,
             sockets: HashMap::new(),
@@ -436,6 +450,7 @@ impl Backend {
             lingering: Vec::new(),
             driver_at: None,
             next_at: None,
+            trust_file: trust_path.map(trust_file::TrustFile::new),
         };
         let shared = Arc::new(NativeNode { state: Mutex::new(state), wake: Notify::new(), stopped: Notify::new() });
         let backend = Backend { shared: shared.clone() };

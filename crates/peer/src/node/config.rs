@@ -52,6 +52,9 @@ pub(crate) struct NodeConfig {
     pub(crate) reconnect_attempts: u32,
     pub(crate) hosts: HostCandidates,
     pub(crate) tls_roots: Vec<Vec<u8>>,
+    /// Where the trust book is kept: a file natively, an IndexedDB key in
+    /// the browser.
+    pub(crate) trust_store: Option<String>,
 }
 
 /// Default delay before relayed candidates join direct checks.
@@ -74,6 +77,7 @@ impl Default for NodeConfig {
             reconnect_attempts: u32::MAX,
             hosts: HostCandidates::All,
             tls_roots: Vec::new(),
+            trust_store: None,
         }
     }
 }

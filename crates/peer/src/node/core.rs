@@ -13,6 +13,7 @@
 //! out its [`NodeOutput`]s. Application calls enter it directly; their
 //! waits are wakers it keeps.
 
+mod devices;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -74,6 +75,9 @@ pub(crate) enum NodeOutput {
     },
     /// Link `link` ended: what the driver holds for it can go.
     LinkGone(u64),
+    /// The trust book changed: save this text in the node's trust store
+    /// (if it has one).
+    SaveTrust(String),
 }
 
 /// One link and what the node keeps with it.
@@ -124,6 +128,12 @@ pub(crate) struct NodeCore<P: Platform> {
     /// Peers with an agreed link (request topology).
     agreed: HashSet<PeerId>,
     links: HashMap<PeerId, LinkEntry<P::Rtc>>,
+    /// How far this node trusts peers.
+    trust: std::collections::BTreeMap<PeerId, crate::trust::Trust>,
+    /// Watched peers the server reports online.
+    present: HashSet<PeerId>,
+    /// Trusted peers to ask for a link again, after a failed one.
+    retries: HashMap<PeerId, devices::Retry>,
     /// Links that ended, until the driver has taken what they still had to
     /// send ([`NodeOutput::LinkGone`], [`NodeCore::take_gone`]).
     gone: Vec<(u64, LinkCore<P::Rtc>)>,
@@ -160,6 +170,9 @@ impl<P: Platform> NodeCore<P> {
             asking: HashSet::new(),
             agreed: HashSet::new(),
             links: HashMap::new(),
+            trust: std::collections::BTreeMap::new(),
+            present: HashSet::new(),
+            retries: HashMap::new(),
             gone: Vec::new(),
             by_id: HashMap::new(),
             next_link: 1,
@@ -353,10 +366,11 @@ impl<P: Platform> NodeCore<P> {
     }
 
     fn link_allowed(&self, peer: PeerId) -> bool {
-        match self.cfg.topology {
-            Topology::Mesh => self.shares_room(peer),
+        let wanted = match self.cfg.topology {
+            Topology::Mesh => self.shares_room(peer) || self.agreed.contains(&peer),
             Topology::OnRequest => self.agreed.contains(&peer),
-        }
+        };
+        wanted && !self.blocked(peer)
     }
 
     fn at_capacity(&self) -> bool {
@@ -423,7 +437,7 @@ impl<P: Platform> NodeCore<P> {
 
     /// Opens the link if this node is the offering side.
     fn open_if_offerer(&mut self, peer: PeerId) {
-        if !self.offers_to(peer) || self.links.contains_key(&peer) {
+        if !self.offers_to(peer) || self.links.contains_key(&peer) || self.blocked(peer) {
             return;
         }
         if self.at_capacity() {
@@ -445,7 +459,12 @@ impl<P: Platform> NodeCore<P> {
     /// On the answering side of a mesh link, starts the link before the
     /// offer arrives: its gathering then runs while the offer travels.
     fn prepare_answerer(&mut self, peer: PeerId) {
-        if self.offers_to(peer) || peer == self.id || self.links.contains_key(&peer) || self.at_capacity() {
+        if self.offers_to(peer)
+            || peer == self.id
+            || self.links.contains_key(&peer)
+            || self.at_capacity()
+            || self.blocked(peer)
+        {
             return;
         }
         match self.new_link(peer, Role::Answerer, true, Some(peer)) {
@@ -457,18 +476,7 @@ impl<P: Platform> NodeCore<P> {
     /// A signal from `from` through the server.
     fn on_signal(&mut self, from: PeerId, conn: ConnId, signal: SignalData) {
         match signal {
-            SignalData::Request { meta } => {
-                if !self.shares_room(from) {
-                    return;
-                }
-                if self.at_capacity() {
-                    let reason = Some("link limit reached".to_owned());
-                    self.server_signal(from, conn, SignalData::Reject { reason });
-                    return;
-                }
-                self.asking.insert(from);
-                self.emit(Event::LinkRequested { peer: from, meta });
-            }
+            SignalData::Request { meta } => self.on_link_request(from, meta),
             SignalData::Accept => {
                 if self.asked.remove(&from) {
                     self.agreed.insert(from);
@@ -610,7 +618,10 @@ impl<P: Platform> NodeCore<P> {
     fn link_event(&mut self, peer: PeerId, event: LinkEvent) {
         match event {
             LinkEvent::State(state) => self.emit(Event::LinkState { peer, state }),
-            LinkEvent::Connected { path, rtt } => self.emit(Event::PeerConnected { peer, path, rtt }),
+            LinkEvent::Connected { path, rtt } => {
+                self.link_connected(peer);
+                self.emit(Event::PeerConnected { peer, path, rtt });
+            }
             LinkEvent::PathChanged(path) => self.emit(Event::PathChanged { peer, path }),
             LinkEvent::Quality(quality) => self.emit(Event::QualityChanged { peer, quality }),
             LinkEvent::ChannelOpen { label, .. } => {
@@ -661,6 +672,7 @@ impl<P: Platform> NodeCore<P> {
                 for id in ids {
                     self.answered(peer, id, Err(RequestFailed::Closed));
                 }
+                self.link_ended(peer, &reason);
                 self.emit(Event::PeerDisconnected { peer, reason });
             }
         }
@@ -956,6 +968,7 @@ impl<P: Platform> NodeCore<P> {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         self.server_timeout();
+        self.retry_due();
         let expired: Vec<u64> = self.requests.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Some(w) = self.requests.get_mut(&id).and_then(|p| p.waker.take()) {
@@ -981,7 +994,7 @@ impl<P: Platform> NodeCore<P> {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let links = self.links.values().filter_map(|e| e.core.poll_timeout());
         let requests = self.requests.values().filter(|p| p.answer.is_none()).map(|p| p.deadline);
-        self.server.poll_timeout().into_iter().chain(links).chain(requests).min()
+        self.server.poll_timeout().into_iter().chain(links).chain(requests).chain(self.retry_timeout()).min()
     }
 
     /// Reads what the WebRTC side of link `link` reported (the driver fed it).

@@ -33,6 +33,7 @@ use crate::identity::Identity;
 use crate::link::{LinkState, LinkStats};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::native::{Backend, Core};
+use crate::trust::Trust;
 #[cfg(target_arch = "wasm32")]
 use crate::web::{Backend, Core};
 
@@ -194,6 +195,17 @@ impl NodeBuilder {
     /// paths; on loopback and LANs larger values cost CPU in the SCTP stack.
     pub fn sctp_send_buffer(mut self, bytes: usize) -> Self {
         self.cfg.link.sctp_buffer = bytes;
+        self
+    }
+
+    /// Keeps the node's trust book ([`Node::set_trust`]) in `location`:
+    /// natively a file (JSON, written whole and renamed into place, so a
+    /// crash leaves the old or the new book), in the browser an IndexedDB
+    /// entry of that name. Read at [`NodeBuilder::start`] (a store that
+    /// cannot be read is a start error), saved on every change. Without
+    /// one, the book lasts as long as the node.
+    pub fn trust_store(mut self, location: impl Into<String>) -> Self {
+        self.cfg.trust_store = Some(location.into());
         self
     }
 
@@ -538,6 +550,26 @@ impl Node {
     /// what was still queued on it is dropped. The link stays.
     pub fn close_channel(&self, peer: PeerId, channel: &str) -> Result<(), ChannelError> {
         self.backend.with(|core, now| core.close_channel(now, peer, channel))
+    }
+
+    /// Sets how far this node trusts `peer` (`None`: no word on it). A
+    /// trusted peer is watched, asked for a link when it comes online (and
+    /// again after a failed link, with backoff) and its requests accepted
+    /// without [`Event::LinkRequested`]; a blocked one never links (a link
+    /// to it closes now). The change is saved in the trust store. Nothing
+    /// is trusted unless the application says so.
+    pub fn set_trust(&self, peer: PeerId, trust: Option<Trust>) {
+        self.backend.with(|core, now| core.set_trust(now, peer, trust));
+    }
+
+    /// How far this node trusts `peer`.
+    pub fn trust(&self, peer: PeerId) -> Option<Trust> {
+        self.backend.with(|core, _| core.trust_book().get(&peer).copied())
+    }
+
+    /// Every peer this node has a word on, and the word.
+    pub fn trust_book(&self) -> Vec<(PeerId, Trust)> {
+        self.backend.with(|core, _| core.trust_book().iter().map(|(p, t)| (*p, *t)).collect())
     }
 
     /// Peers with a link (in any state).

@@ -15,6 +15,8 @@
 //! ```
 //!
 //! Options: `channels` (`label`, `reliable`, `ordered`, `inBand`),
+//! `trustStore` (a name: the trust book is kept in the page's IndexedDB
+//! under it; `setTrust` and `trust` change and read it),
 //! `rawMessages` (one message is one data-channel message, for other
 //! WebRTC stacks; channels open at run time with `openChannel`), `iceServers`,
 //! `icePolicy` (`"all"` or `"relay"`), `maxMessageSize`, `serverRelayMs`
@@ -46,7 +48,7 @@ use switchboard_proto::{PeerId, RoomCode};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::{ChannelConfig, Event, IcePolicy, IceServer, Identity, Node, NodeBuilder, Request, Topology};
+use crate::{ChannelConfig, Event, IcePolicy, IceServer, Identity, Node, NodeBuilder, Request, Topology, Trust};
 
 /// A Switchboard peer for JavaScript.
 #[wasm_bindgen]
@@ -134,6 +136,9 @@ fn configure(mut b: NodeBuilder, options: &JsValue) -> Result<NodeBuilder, JsVal
     }
     if let Some(raw) = get(options, "rawMessages").and_then(|v| v.as_bool()) {
         b = b.raw_messages(raw);
+    }
+    if let Some(name) = get(options, "trustStore") {
+        b = b.trust_store(name.as_string().ok_or_else(|| err("trustStore: expected a name"))?);
     }
     if let Some(servers) = get(options, "iceServers") {
         for s in Array::from(&servers).iter() {
@@ -392,6 +397,29 @@ impl SwitchboardNode {
                 .ok_or_else(|| err("mail ids must be whole numbers"))?;
             node.ack_mail(&ids).await.map_err(err)?;
             Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Sets how far this node trusts `peer`: `"trusted"`, `"blocked"`, or
+    /// `null` (no word).
+    #[wasm_bindgen(js_name = setTrust)]
+    pub fn set_trust(&self, peer: String, trust: Option<String>) -> Result<(), JsValue> {
+        let trust = match trust.as_deref() {
+            None => None,
+            Some("trusted") => Some(Trust::Trusted),
+            Some("blocked") => Some(Trust::Blocked),
+            Some(other) => return Err(err(format!("trust {other:?}: expected \"trusted\", \"blocked\" or null"))),
+        };
+        self.node.set_trust(peer_id(&peer)?, trust);
+        Ok(())
+    }
+
+    /// How far this node trusts `peer`: `"trusted"`, `"blocked"` or `null`.
+    pub fn trust(&self, peer: String) -> Result<JsValue, JsValue> {
+        Ok(match self.node.trust(peer_id(&peer)?) {
+            Some(Trust::Trusted) => "trusted".into(),
+            Some(Trust::Blocked) => "blocked".into(),
+            _ => JsValue::NULL,
         })
     }
 

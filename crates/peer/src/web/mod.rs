@@ -93,6 +93,36 @@ struct State {
     ws: Option<Socket>,
     /// The timer set for the core's next timeout, and when it fires.
     timer: Option<(i32, Instant)>,
+    /// Where the trust book is saved.
+    trust: Option<TrustSaver>,
+}
+
+/// Saves the trust book in IndexedDB, one write at a time, the newest last.
+struct TrustSaver {
+    name: Rc<str>,
+    /// The newest book not yet written.
+    pending: Rc<RefCell<Option<String>>>,
+    writing: Rc<std::cell::Cell<bool>>,
+}
+
+impl TrustSaver {
+    fn save(&self, text: String) {
+        *self.pending.borrow_mut() = Some(text);
+        if self.writing.replace(true) {
+            return;
+        }
+        let (name, pending, writing) = (self.name.clone(), self.pending.clone(), self.writing.clone());
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                let next = pending.borrow_mut().take();
+                let Some(text) = next else { break };
+                if let Err(e) = store::save_trust(&name, &text).await {
+                    tracing::warn!(error = %js_error(&e), "cannot save the trust store");
+                }
+            }
+            writing.set(false);
+        });
+    }
 }
 
 /// The browser node: its state, held by the page's callbacks (one thread, no lock).
@@ -172,6 +202,11 @@ impl WebNode {
                 }
                 // The browser's peer connection said goodbye itself.
                 NodeOutput::LinkGone(link) => drop(st.core.take_gone(link)),
+                NodeOutput::SaveTrust(text) => {
+                    if let Some(t) = &st.trust {
+                        t.save(text);
+                    }
+                }
             }
         }
         self.arm_timer(st);
@@ -220,9 +255,20 @@ impl Backend {
     /// Starts the node and, with a signaling server, waits for its welcome.
     pub(crate) async fn start(cfg: NodeConfig, identity: Identity) -> Result<Backend, StartError> {
         let (policy, own) = (cfg.ice_policy, cfg.ice_servers.clone());
+        let trust_name: Option<Rc<str>> = cfg.trust_store.as_deref().map(Rc::from);
+        let book = match &trust_name {
+            Some(name) => store::load_trust(name).await?,
+            None => Default::default(),
+        };
+        let trust = trust_name.map(|name| TrustSaver {
+            name,
+            pending: Rc::new(RefCell::new(None)),
+            writing: Rc::new(std::cell::Cell::new(false)),
+        });
         let shared = Rc::new_cyclic(|me: &Weak<WebNode>| {
             let platform = WebPlatform { me: me.clone(), own: own.clone(), ice_servers: own.clone(), policy };
-            let core = NodeCore::new(Instant::now(), cfg, identity, platform, rand::random());
+            let mut core = NodeCore::new(Instant::now(), cfg, identity, platform, rand::random());
+            core.load_trust(book);
             let timer_me = me.clone();
             let timer_cb = Closure::<dyn FnMut()>::new(move || {
                 if let Some(shared) = timer_me.upgrade() {
@@ -231,7 +277,7 @@ impl Backend {
                     shared.with(|core, now| core.handle_timeout(now));
                 }
             });
-            WebNode { me: me.clone(), state: RefCell::new(State { core, ws: None, timer: None }), timer_cb }
+            WebNode { me: me.clone(), state: RefCell::new(State { core, ws: None, timer: None, trust }), timer_cb }
         });
         let backend = Backend { shared };
         backend.with(|_, _| ());

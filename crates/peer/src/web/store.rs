@@ -1,6 +1,8 @@
-//! A page's identity kept in IndexedDB (database `switchboard`, object
-//! store `identities`, one base64url secret per name), the browser's
-//! counterpart of [`Identity::load_or_create`](crate::Identity::load_or_create).
+//! What a page keeps in IndexedDB (database `switchboard`): identities
+//! (object store `identities`, one base64url secret per name, the
+//! browser's counterpart of [`Identity::load_or_create`](crate::Identity::load_or_create))
+//! and trust books (object store `trust`, one per name, as a file holds it
+//! natively).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,15 +15,18 @@ use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransactionMode};
 use crate::Identity;
 
 const DATABASE: &str = "switchboard";
+/// Version 2 added the trust store.
+const VERSION: u32 = 2;
 const STORE: &str = "identities";
+const TRUST: &str = "trust";
 
-/// The identity stored under `name`, made and stored the first time.
-pub(crate) async fn identity(name: &str) -> Result<Identity, JsValue> {
+/// The database, with its object stores made when missing.
+async fn open() -> Result<IdbDatabase, JsValue> {
     let factory = web_sys::window()
         .ok_or_else(|| JsValue::from_str("no window"))?
         .indexed_db()?
         .ok_or_else(|| JsValue::from_str("IndexedDB is not available in this page"))?;
-    let open = factory.open_with_u32(DATABASE, 1)?;
+    let open = factory.open_with_u32(DATABASE, VERSION)?;
     let upgrade = Closure::once(move |e: web_sys::Event| {
         let db = e
             .target()
@@ -29,12 +34,48 @@ pub(crate) async fn identity(name: &str) -> Result<Identity, JsValue> {
             .and_then(|r| r.result().ok())
             .and_then(|d| d.dyn_into::<IdbDatabase>().ok());
         if let Some(db) = db {
-            let _ = db.create_object_store(STORE);
+            let names = db.object_store_names();
+            for store in [STORE, TRUST] {
+                if !names.contains(store) {
+                    let _ = db.create_object_store(store);
+                }
+            }
         }
     });
     open.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
-    let db: IdbDatabase = done(&open).await?.dyn_into()?;
+    let db = done(&open).await?.dyn_into();
     open.set_onupgradeneeded(None);
+    db
+}
+
+/// The trust book stored under `name` (empty when none is).
+pub(crate) async fn load_trust(
+    name: &str,
+) -> Result<std::collections::BTreeMap<switchboard_proto::PeerId, crate::Trust>, crate::TrustStoreError> {
+    let io = |e: JsValue| crate::TrustStoreError::Io(super::js_error(&e));
+    let db = open().await.map_err(io)?;
+    let store = db.transaction_with_str(TRUST).map_err(io)?.object_store(TRUST).map_err(io)?;
+    let found = done(&store.get(&JsValue::from_str(name)).map_err(io)?).await.map_err(io)?;
+    db.close();
+    match found.as_string() {
+        Some(text) => crate::trust::decode(&text),
+        None if found.is_undefined() || found.is_null() => Ok(Default::default()),
+        None => Err(crate::TrustStoreError::Format("not text".into())),
+    }
+}
+
+/// Stores `text` as the trust book under `name`.
+pub(crate) async fn save_trust(name: &str, text: &str) -> Result<(), JsValue> {
+    let db = open().await?;
+    let store = db.transaction_with_str_and_mode(TRUST, IdbTransactionMode::Readwrite)?.object_store(TRUST)?;
+    done(&store.put_with_key(&JsValue::from_str(text), &JsValue::from_str(name))?).await?;
+    db.close();
+    Ok(())
+}
+
+/// The identity stored under `name`, made and stored the first time.
+pub(crate) async fn identity(name: &str) -> Result<Identity, JsValue> {
+    let db = open().await?;
     let store = db.transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)?.object_store(STORE)?;
     let key = JsValue::from_str(name);
     let found = done(&store.get(&key)?).await?;

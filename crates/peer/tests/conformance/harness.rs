@@ -29,6 +29,9 @@ pub trait Harness {
     /// Blocks every UDP datagram between the nodes (no WebRTC path is
     /// left; the signaling server stays reachable), or lets UDP pass again.
     fn set_udp_blocked(&self, blocked: bool) -> impl Future<Output = ()>;
+    /// A trust store location of this test's own named `name` (natively a
+    /// file in a temporary directory, in the browser an IndexedDB key).
+    fn trust_store(&self, name: &str) -> String;
 }
 
 /// `fut`'s output, or a panic naming `what` after `limit`.

@@ -61,6 +61,8 @@ impl Killable {
 
 struct Native {
     url: String,
+    /// The test's temporary directory.
+    dir: std::path::PathBuf,
     mailbox: std::path::PathBuf,
     server: Mutex<Option<Killable>>,
 }
@@ -92,6 +94,10 @@ impl Harness for Native {
             .expect("nft ran")
             .expect("UDP switched (needs root)");
     }
+
+    fn trust_store(&self, name: &str) -> String {
+        self.dir.join(format!("{name}.trust.json")).to_string_lossy().into_owned()
+    }
 }
 
 /// Runs `body` in a network namespace of its own, with a fresh server.
@@ -111,7 +117,12 @@ fn run(body: impl for<'a> FnOnce(&'a Native) -> Pin<Box<dyn Future<Output = ()> 
             let server = tokio::task::spawn_blocking(|| Killable::start("127.0.0.1:0".parse().expect("addr"), file))
                 .await
                 .expect("server");
-            let h = Native { url: format!("ws://{}/ws", server.addr), mailbox, server: Mutex::new(Some(server)) };
+            let h = Native {
+                url: format!("ws://{}/ws", server.addr),
+                dir: dir.path().to_owned(),
+                mailbox,
+                server: Mutex::new(Some(server)),
+            };
             body(&h).await;
             let server = h.server.lock().expect("server").take();
             if let Some(server) = server {

@@ -86,6 +86,10 @@ impl Harness for Web {
     async fn set_udp_blocked(&self, blocked: bool) {
         ask(if blocked { "udp/block" } else { "udp/unblock" }).await;
     }
+
+    fn trust_store(&self, name: &str) -> String {
+        format!("test-{name}-{}", js_sys::Math::random())
+    }
 }
 
 macro_rules! browser {

@@ -166,6 +166,11 @@ impl Server {
         self.welcome.as_ref().map(|w| &w.limits)
     }
 
+    /// Watches `peer` once the session is open.
+    pub(super) fn watch_later(&mut self, peer: PeerId) {
+        self.watched.insert(peer);
+    }
+
     /// Whether calls that need the server can go now.
     pub(super) fn usable(&self) -> Result<(), RoomError> {
         match self.ws {
@@ -378,6 +383,8 @@ impl<P: Platform> NodeCore<P> {
                 self.server.welcome = Some(*welcome);
                 if first {
                     self.server.set_started(Ok(()));
+                    // Trusted peers from the store.
+                    self.rewatch();
                 } else {
                     self.restored();
                 }
@@ -425,7 +432,7 @@ impl<P: Platform> NodeCore<P> {
                 tracing::debug!(?code, %message, "the server reports an error");
             }
             ServerMessage::Presence { peer_id, online } if self.server.watched.contains(&peer_id) => {
-                self.emit(Event::Presence { peer: peer_id, online });
+                self.on_presence(peer_id, online);
             }
             ServerMessage::Mail { mail_id, from, body, sent_at } => {
                 // Delivered again on each connection until acknowledged: reported once.
@@ -563,6 +570,24 @@ impl<P: Platform> NodeCore<P> {
         self.room_gone(room);
         self.server.request(&mut self.out, ClientMessage::Leave(Leave { id: None, room }), Asked::App(call));
         Ok(call)
+    }
+
+    /// Sends `watch` for every peer watched (a new session watches no one).
+    fn rewatch(&mut self) {
+        let watched: Vec<PeerId> = self.server.watched.iter().copied().collect();
+        for peers in watched.chunks(switchboard_proto::MAX_WATCH_PEERS) {
+            let msg = ClientMessage::Watch(Watch { id: None, peers: peers.to_vec() });
+            self.server.request(&mut self.out, msg, Asked::Rewatch);
+        }
+    }
+
+    /// Watches `peer` (a trusted one), now if the server is there, else
+    /// once it is.
+    pub(super) fn watch_now(&mut self, peer: PeerId) {
+        if self.server.watched.insert(peer) && self.server.usable().is_ok() {
+            let msg = ClientMessage::Watch(Watch { id: None, peers: vec![peer] });
+            self.server.request(&mut self.out, msg, Asked::Rewatch);
+        }
     }
 
     /// Follows the presence of `peers` ([`Event::Presence`]).
@@ -762,11 +787,7 @@ impl<P: Platform> NodeCore<P> {
             self.restored_done(true);
         } else {
             // A new session watches no one: watch again.
-            let watched: Vec<PeerId> = self.server.watched.iter().copied().collect();
-            for peers in watched.chunks(switchboard_proto::MAX_WATCH_PEERS) {
-                let msg = ClientMessage::Watch(Watch { id: None, peers: peers.to_vec() });
-                self.server.request(&mut self.out, msg, Asked::Rewatch);
-            }
+            self.rewatch();
             let rooms: Vec<(RoomCode, JoinedWith)> = self.server.joined.iter().map(|(r, w)| (*r, w.clone())).collect();
             self.server.rejoining = rooms.len();
             for (room, (password, meta)) in rooms {

@@ -58,6 +58,8 @@ struct World {
     next_room: u32,
     /// The server swaps the DTLS fingerprints of the descriptions it carries.
     tamper: bool,
+    /// The links' scripted network.
+    net: Net,
 }
 
 const HOP: Duration = Duration::from_millis(5);
@@ -91,6 +93,7 @@ impl World {
             held: HashMap::new(),
             next_room: 0,
             tamper: false,
+            net,
         };
         let welcomed = |w: &mut World| {
             let mut cx = Context::from_waker(waker());
@@ -520,4 +523,38 @@ fn a_server_that_swaps_fingerprints_gets_no_link_and_both_sides_say_why() {
         "{:?}",
         reasons(&w, 0)
     );
+}
+
+#[test]
+fn a_trusted_peer_is_linked_without_a_room_and_asked_again_with_backoff_after_a_failed_link() {
+    use crate::trust::Trust;
+    let cfg = || NodeConfig { server_relay: None, ..NodeConfig::default() };
+    let mut w = World::new(2, cfg);
+    let (a, b) = (w.id(0), w.id(1));
+    let now = w.now;
+    w.peers[0].core.set_trust(now, b, Some(Trust::Trusted));
+    w.peers[1].core.set_trust(now, a, Some(Trust::Trusted));
+    // No path at first: every link attempt fails.
+    w.net.set_cut(true);
+    // The server reports each online to the other.
+    w.peers[0].core.on_presence(b, true);
+    w.peers[1].core.on_presence(a, true);
+    let failures = |w: &World| {
+        w.peers[0].events.iter().filter(|e| matches!(e, Event::PeerDisconnected { peer, .. } if *peer == b)).count()
+    };
+    assert!(w.run(Duration::from_secs(60), |w| failures(w) >= 2), "asked again after the first failure");
+    assert!(!w.connected(0, b));
+    assert!(w.peers[0].core.retries.contains_key(&b) || w.peers[1].core.retries.contains_key(&a));
+    w.net.set_cut(false);
+    assert!(w.run(Duration::from_secs(90), |w| w.connected(0, b) && w.connected(1, a)), "linked once a path is there");
+    assert!(w.peers[0].core.retries.is_empty() && w.peers[1].core.retries.is_empty(), "backoff over");
+    assert!(
+        !w.peers.iter().any(|p| p.events.iter().any(|e| matches!(e, Event::LinkRequested { .. }))),
+        "trusted peers are not asked about"
+    );
+    // A peer that goes offline is not asked again.
+    let now = w.now;
+    w.peers[0].core.on_presence(b, false);
+    w.peers[0].core.set_trust(now, b, Some(Trust::Blocked));
+    assert!(w.run(Duration::from_secs(2), |w| !w.peers[0].core.links.contains_key(&b)), "a blocked peer's link closes");
 }

@@ -17,6 +17,7 @@ pub mod relay_first;
 pub mod request_response;
 pub mod request_topology;
 pub mod server_restart;
+pub mod trusted_devices;
 pub mod two_nodes;
 
 /// Calls `$m!` with the name of every behaviour, so that each harness
@@ -41,6 +42,7 @@ macro_rules! for_each_behaviour {
             request_response,
             request_topology,
             server_restart,
+            trusted_devices,
             two_nodes
         );
     };

@@ -1,0 +1,73 @@
+//! The trust book in a file: read at start, written whole to a temporary
+//! file beside it and renamed over it on every change, off the async
+//! threads, the newest last.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use switchboard_proto::PeerId;
+
+use crate::trust::{self, MAX_TRUST_BYTES, Trust, TrustStoreError};
+
+/// Reads the book at `path` (empty when there is no file yet).
+pub(crate) async fn load(path: PathBuf) -> Result<BTreeMap<PeerId, Trust>, TrustStoreError> {
+    let read = tokio::task::spawn_blocking(move || {
+        let io = |e: std::io::Error| TrustStoreError::Io(format!("{}: {e}", path.display()));
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(io(e)),
+            Ok(m) if m.len() > MAX_TRUST_BYTES as u64 => return Err(TrustStoreError::TooLarge),
+            Ok(_) => {}
+        }
+        trust::decode(&std::fs::read_to_string(&path).map_err(io)?)
+    });
+    read.await.map_err(|e| TrustStoreError::Io(e.to_string()))?
+}
+
+/// Writes the book at its path.
+#[derive(Debug)]
+pub(crate) struct TrustFile {
+    path: PathBuf,
+    /// The last change handed to [`TrustFile::save`].
+    made: AtomicU64,
+    /// The last change written.
+    written: Arc<Mutex<u64>>,
+}
+
+impl TrustFile {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        TrustFile { path, made: AtomicU64::new(0), written: Arc::new(Mutex::new(0)) }
+    }
+
+    /// Saves `text` in the background; a later save is never overwritten
+    /// by an earlier one.
+    pub(crate) fn save(&self, text: String) {
+        let change = self.made.fetch_add(1, Ordering::Relaxed) + 1;
+        let (path, written) = (self.path.clone(), self.written.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut last = written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *last > change {
+                return;
+            }
+            match write_whole(&path, text.as_bytes()) {
+                Ok(()) => *last = change,
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot save the trust store"),
+            }
+        });
+    }
+}
+
+/// Writes `data` to a temporary file beside `path`, syncs it and renames
+/// it over `path`.
+fn write_whole(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
