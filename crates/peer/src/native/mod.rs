@@ -491,6 +491,11 @@ impl Backend {
             was
         });
         self.shared.wake.notify_one();
+        // Trust changes made so far are on disk when `close` returns.
+        let trust = self.shared.lock().trust_file.clone();
+        if let Some(f) = trust {
+            f.flushed().await;
+        }
         if !already {
             let _ = tokio::time::timeout(Duration::from_secs(2), stopped).await;
         }

@@ -27,36 +27,58 @@ pub(crate) async fn load(path: PathBuf) -> Result<BTreeMap<PeerId, Trust>, Trust
     read.await.map_err(|e| TrustStoreError::Io(e.to_string()))?
 }
 
-/// Writes the book at its path.
-#[derive(Debug)]
+/// Writes the book at its path; clones share the writes.
+#[derive(Clone, Debug)]
 pub(crate) struct TrustFile {
     path: PathBuf,
     /// The last change handed to [`TrustFile::save`].
-    made: AtomicU64,
-    /// The last change written.
+    made: Arc<AtomicU64>,
+    /// The last change written (or given up on).
     written: Arc<Mutex<u64>>,
+    /// Told when a write ends.
+    done: Arc<tokio::sync::Notify>,
 }
 
 impl TrustFile {
     pub(crate) fn new(path: PathBuf) -> Self {
-        TrustFile { path, made: AtomicU64::new(0), written: Arc::new(Mutex::new(0)) }
+        TrustFile {
+            path,
+            made: Arc::new(AtomicU64::new(0)),
+            written: Arc::new(Mutex::new(0)),
+            done: Arc::new(tokio::sync::Notify::new()),
+        }
     }
 
     /// Saves `text` in the background; a later save is never overwritten
     /// by an earlier one.
     pub(crate) fn save(&self, text: String) {
         let change = self.made.fetch_add(1, Ordering::Relaxed) + 1;
-        let (path, written) = (self.path.clone(), self.written.clone());
+        let (path, written, done) = (self.path.clone(), self.written.clone(), self.done.clone());
         tokio::task::spawn_blocking(move || {
             let mut last = written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if *last > change {
+            if *last < change {
+                if let Err(e) = write_whole(&path, text.as_bytes()) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot save the trust store");
+                }
+                *last = change;
+            }
+            drop(last);
+            done.notify_waiters();
+        });
+    }
+
+    /// Waits until every change saved so far is on disk (or failed).
+    pub(crate) async fn flushed(&self) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            let written = *self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if written >= self.made.load(Ordering::Relaxed) {
                 return;
             }
-            match write_whole(&path, text.as_bytes()) {
-                Ok(()) => *last = change,
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot save the trust store"),
-            }
-        });
+            done.await;
+        }
     }
 }
 

@@ -202,8 +202,9 @@ impl NodeBuilder {
     /// natively a file (JSON, written whole and renamed into place, so a
     /// crash leaves the old or the new book), in the browser an IndexedDB
     /// entry of that name. Read at [`NodeBuilder::start`] (a store that
-    /// cannot be read is a start error), saved on every change. Without
-    /// one, the book lasts as long as the node.
+    /// cannot be read is a start error), saved on every change in the
+    /// background; [`Node::close`] returns once every change is stored.
+    /// Without one, the book lasts as long as the node.
     pub fn trust_store(mut self, location: impl Into<String>) -> Self {
         self.cfg.trust_store = Some(location.into());
         self

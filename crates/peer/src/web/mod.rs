@@ -98,11 +98,14 @@ struct State {
 }
 
 /// Saves the trust book in IndexedDB, one write at a time, the newest last.
+#[derive(Clone)]
 struct TrustSaver {
     name: Rc<str>,
     /// The newest book not yet written.
     pending: Rc<RefCell<Option<String>>>,
     writing: Rc<std::cell::Cell<bool>>,
+    /// Woken when the writes are done.
+    idle: Rc<RefCell<Vec<std::task::Waker>>>,
 }
 
 impl TrustSaver {
@@ -111,7 +114,8 @@ impl TrustSaver {
         if self.writing.replace(true) {
             return;
         }
-        let (name, pending, writing) = (self.name.clone(), self.pending.clone(), self.writing.clone());
+        let (name, pending, writing, idle) =
+            (self.name.clone(), self.pending.clone(), self.writing.clone(), self.idle.clone());
         wasm_bindgen_futures::spawn_local(async move {
             loop {
                 let next = pending.borrow_mut().take();
@@ -121,7 +125,23 @@ impl TrustSaver {
                 }
             }
             writing.set(false);
+            for w in idle.borrow_mut().drain(..) {
+                w.wake();
+            }
         });
+    }
+
+    /// Waits until every change saved so far is written (or failed).
+    async fn flushed(&self) {
+        std::future::poll_fn(|cx| {
+            if self.writing.get() {
+                self.idle.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
     }
 }
 
@@ -264,6 +284,7 @@ impl Backend {
             name,
             pending: Rc::new(RefCell::new(None)),
             writing: Rc::new(std::cell::Cell::new(false)),
+            idle: Rc::default(),
         });
         let shared = Rc::new_cyclic(|me: &Weak<WebNode>| {
             let platform = WebPlatform { me: me.clone(), own: own.clone(), ice_servers: own.clone(), policy };
@@ -299,6 +320,11 @@ impl Backend {
     /// Closes every link and the signaling connection.
     pub(crate) async fn close(&self) {
         self.with(|core, now| core.close(now));
+        // Trust changes made so far are stored when `close` returns.
+        let trust = self.shared.state.borrow().trust.clone();
+        if let Some(t) = trust {
+            t.flushed().await;
+        }
     }
 }
 
