@@ -99,6 +99,13 @@ pub(crate) struct ServeArgs {
     /// [default: target/web/pkg when it exists].
     #[arg(long, env = "SWITCHBOARD_WEB_PKG")]
     web_pkg: Option<PathBuf>,
+    /// PEM certificate chain: serve https and wss (with --tls-key). Read
+    /// again on SIGHUP and when the file changes.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log filter when RUST_LOG is unset (a `tracing` filter such as
     /// `info` or `switchboard=debug`) [default: Switchboard's info lines,
     /// nothing from dependencies; see -v].
@@ -115,6 +122,10 @@ impl ServeArgs {
         };
         if let Some(bind) = self.bind {
             c.bind = bind;
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            c.tls_cert = Some(cert.clone());
+            c.tls_key = Some(key.clone());
         }
         if let Some(path) = &self.mailbox {
             c.mailbox_path = Some(path.clone());
@@ -241,6 +252,20 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = writeln!(out, "STUN/TURN on udp {udp}, tcp {tcp}");
     }
     let _ = out.flush();
+    #[cfg(unix)]
+    if let Some(tls) = server.tls_reload() {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: cannot reload the TLS certificate; keeping the one in use")
+                    }
+                }
+            }
+        });
+    }
     server.serve(shutdown_signal()).await?;
     Ok(())
 }

@@ -9,10 +9,8 @@ use switchboard_proto::{
     ClientMessage, ConnId, CreateRoom, Hello, Join, JoinedRoom, PROTOCOL_VERSION, PeerId, RelayFrame, RoomCode,
     ServerMessage, SignalData, SignalRequest, Welcome,
 };
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::{ConnectError, Identity, Incoming, RequestError};
 
@@ -24,6 +22,8 @@ pub struct ConnectOptions {
     pub resume_token: Option<String>,
     /// Auth token, for servers that require one.
     pub auth_token: Option<String>,
+    /// Root certificates (DER) trusted for `wss://` besides the web's.
+    pub root_certificates: Vec<Vec<u8>>,
 }
 
 impl ConnectOptions {
@@ -38,11 +38,17 @@ impl ConnectOptions {
         self.auth_token = Some(token.into());
         self
     }
+
+    /// Trusts `der` as a root certificate for `wss://` (a private CA).
+    pub fn root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(der.into());
+        self
+    }
 }
 
 /// A live, authenticated connection to a signaling server.
 pub struct SignalingClient {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: crate::native::ws::Ws,
     welcome: Welcome,
     next_id: u64,
     backlog: VecDeque<Incoming>,
@@ -65,9 +71,9 @@ impl SignalingClient {
     pub async fn connect(url: &str, identity: &Identity, options: ConnectOptions) -> Result<Self, ConnectError> {
         let started = std::time::Instant::now();
         let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-            .await
-            .map_err(|e| ConnectError::Transport(transport(e)))?;
+        let tls = crate::ice::tls::client_config(&options.root_certificates)
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        let ws = crate::native::ws::connect(url, tls, config).await.map_err(ConnectError::Transport)?;
         let mut client = Self {
             ws,
             welcome: placeholder_welcome(identity.peer_id()),

@@ -59,6 +59,12 @@ pub struct ServerConfig {
     /// (`switchboard.js`, `switchboard_bg.wasm`, made by `scripts/web-build`),
     /// served under `/pkg/` for the page at `/`.
     pub web_pkg: Option<PathBuf>,
+    /// PEM certificate chain for https and wss on `bind` (with
+    /// `tls_key`); `None` serves plain http and ws. Read again when the
+    /// file changes, or on [`TlsReload::reload`](crate::TlsReload::reload).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// The names clients dial this server by, `host` (any port) or
     /// `host:port`, lower case: a `hello` proof signed for another name is
     /// refused, so a rogue server cannot pass this server's nonce to a
@@ -192,6 +198,8 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 7600)),
             mailbox_path: None,
             web_pkg: None,
+            tls_cert: None,
+            tls_key: None,
             server_names: Vec::new(),
             max_connections: 10_000,
             max_connections_per_origin: 256,
@@ -262,6 +270,9 @@ impl ServerConfig {
     /// Checks values that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, reason: &str| Err(ConfigError::Invalid { field, reason: reason.into() });
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return invalid("tls_cert", "tls_cert and tls_key go together");
+        }
         let l = &self.limits;
         if l.max_frame_bytes < 1024 {
             return invalid("limits.max_frame_bytes", "must be at least 1024");

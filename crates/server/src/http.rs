@@ -29,6 +29,7 @@ use crate::shared::Shared;
 /// At shutdown, connections still reading a request finish it and close.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
@@ -54,32 +55,55 @@ pub(crate) async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let router = router.clone();
-        let mut stopped = stopped.clone();
+        let stopped = stopped.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(addr));
-                router.clone().call(req.map(axum::body::Body::new))
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, %addr, "HTTP connection ended");
-                    }
-                    return;
-                }
-                _ = stopped.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-            }
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %addr, "HTTP connection ended");
+            match tls {
+                None => serve_connection(tcp, addr, router, header_timeout, stopped).await,
+                // The handshake counts against the header deadline.
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, addr, router, header_timeout, stopped).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, %addr, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                },
             }
         });
     };
     let _ = stop.send(true);
     result
+}
+
+/// Serves one connection (plain or TLS) over HTTP/1.1 until it ends or the
+/// server stops.
+async fn serve_connection<I>(
+    io: I,
+    addr: SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(addr));
+        router.clone().call(req.map(axum::body::Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %addr, "HTTP connection ended");
+            }
+            return;
+        }
+        _ = stopped.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, %addr, "HTTP connection ended");
+    }
 }
 
 /// Bytes tungstenite reads from the socket at once: small, because an idle

@@ -37,6 +37,7 @@ mod shared;
 pub mod store;
 pub mod stun;
 mod throttle;
+mod tls;
 mod turn;
 
 use std::future::Future;
@@ -54,6 +55,7 @@ pub use ice::turn_credential;
 use shared::Shared;
 use store::{MailStore, SqliteStore, StoreError};
 pub use throttle::JoinThrottle;
+pub use tls::{TlsError, TlsReload};
 use turn::EmbeddedTurn;
 pub use turn::TurnStartError;
 
@@ -102,6 +104,9 @@ pub enum BindError {
     /// The embedded STUN/TURN server did not start.
     #[error(transparent)]
     Turn(#[from] TurnStartError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Why the server stopped with an error.
@@ -136,6 +141,10 @@ impl ServerBuilder {
     /// Validates the configuration, opens storage and binds the listener.
     pub async fn bind(self) -> Result<BoundServer, BindError> {
         self.config.validate()?;
+        let tls = match (&self.config.tls_cert, &self.config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::Certs::load(cert, key)?),
+            _ => None,
+        };
         let store: Arc<dyn MailStore> = match (self.store, &self.config.mailbox_path) {
             (Some(store), _) => store,
             (None, Some(path)) => Arc::new(SqliteStore::open(path)?),
@@ -167,7 +176,7 @@ impl ServerBuilder {
                 state.upgrade().is_some_and(|s| s.with_hub(|hub| hub.has_session(peer)))
             }));
         }
-        Ok(BoundServer { listener, local_addr, shared, shutdown_tx, turn })
+        Ok(BoundServer { listener, local_addr, shared, shutdown_tx, turn, tls })
     }
 }
 
@@ -178,7 +187,11 @@ pub struct BoundServer {
     shared: Arc<Shared>,
     shutdown_tx: watch::Sender<bool>,
     turn: Option<EmbeddedTurn>,
+    tls: Option<Arc<tls::Certs>>,
 }
+
+/// How often the certificate files are looked at for a change.
+const TLS_WATCH: Duration = Duration::from_secs(2);
 
 /// A TURN REST secret for a server that was given none: 32 random bytes, hex.
 fn random_secret() -> Secret {
@@ -208,25 +221,47 @@ impl BoundServer {
         self.turn.as_ref().and_then(EmbeddedTurn::tcp_addr)
     }
 
-    /// The WebSocket URL clients connect to.
+    /// The WebSocket URL clients connect to (`wss://` with TLS).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.local_addr)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.local_addr)
+    }
+
+    /// Reloads the TLS certificate while serving (`None` without TLS).
+    pub fn tls_reload(&self) -> Option<TlsReload> {
+        self.tls.clone().map(TlsReload)
     }
 
     /// Serves until `shutdown` resolves, then closes every connection with a
     /// reason (waiting up to 5 s for them to go).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-        let Self { listener, shared, shutdown_tx, local_addr, turn } = self;
-        tracing::info!(%local_addr, "serving");
+        let Self { listener, shared, shutdown_tx, local_addr, turn, tls } = self;
+        tracing::info!(%local_addr, tls = tls.is_some(), "serving");
         let timers = tokio::spawn(shared.clone().run_timers());
         let purge = tokio::spawn(shared.clone().run_mail_purge());
+        let acceptor = match &tls {
+            Some(certs) => Some(certs.acceptor().map_err(|e| ServeError::Io(std::io::Error::other(e)))?),
+            None => None,
+        };
+        let watch_tls = tls.map(|certs| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(TLS_WATCH);
+                loop {
+                    tick.tick().await;
+                    certs.reload_if_changed();
+                }
+            })
+        });
         let header_timeout = Duration::from_secs(shared.config.header_read_timeout_secs);
         let tx = shutdown_tx.clone();
         let shutdown = async move {
             shutdown.await;
             let _ = tx.send(true);
         };
-        let result = http::serve(listener, http::router(shared.clone()), header_timeout, shutdown).await;
+        let result = http::serve(listener, acceptor, http::router(shared.clone()), header_timeout, shutdown).await;
+        if let Some(w) = watch_tls {
+            w.abort();
+        }
         let _ = shutdown_tx.send(true);
         shared.close_all();
         let drained = async {

@@ -29,3 +29,4 @@ mod nat_command;
 mod nat_lab_matrix;
 mod nat_lab_types;
 mod server_kill9_room_survives;
+mod tls_serve;

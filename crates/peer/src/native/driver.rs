@@ -12,18 +12,17 @@ use std::task::Poll;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use web_time::Instant;
 
 use super::NativeNode;
 use crate::ice::gather::Connect;
 use crate::link::{LinkState, PathKind};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use super::ws::Ws;
 type Connecting = Pin<Box<dyn Future<Output = Result<Ws, String>> + Send>>;
 
 /// Datagrams taken between two drains of the core: fewer drains save SCTP
@@ -191,7 +190,7 @@ pub(super) async fn run(shared: Arc<NativeNode>, tls: Arc<rustls::ClientConfig>)
             if let Some(url) = state.connect.take() {
                 state.ws_out = None;
                 reader = None;
-                connecting = Some(Box::pin(connect(url)));
+                connecting = Some(Box::pin(connect(url, tls.clone())));
             }
             for (servers, renew) in std::mem::take(&mut state.resolve) {
                 let own = state.core.config().ice_servers.clone();
@@ -254,12 +253,9 @@ pub(super) async fn run(shared: Arc<NativeNode>, tls: Arc<rustls::ClientConfig>)
 }
 
 /// Opens the WebSocket.
-async fn connect(url: String) -> Result<Ws, String> {
+async fn connect(url: String, tls: Arc<rustls::ClientConfig>) -> Result<Ws, String> {
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
-        .await
-        .map(|(ws, _)| ws)
-        .map_err(|e| e.to_string())
+    super::ws::connect(&url, tls, config).await
 }
 
 /// The next frame of the open WebSocket (pending without one).

@@ -13,6 +13,7 @@ pub(crate) mod nat;
 pub(crate) mod net;
 pub(crate) mod rtc;
 mod trust_file;
+pub(crate) mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -117,8 +117,16 @@ impl NodeBuilder {
         self
     }
 
-    /// Trusts this certificate (DER) for `turns:` servers, besides the
-    /// built-in Mozilla roots: for TURN servers with a private CA (native nodes).
+    /// Trusts this certificate (DER) as a root for TLS, besides the
+    /// built-in Mozilla roots: a private CA for a `wss://` signaling server
+    /// and for `turns:` servers (native nodes; a browser trusts its own).
+    pub fn root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.cfg.tls_roots.push(der.into());
+        self
+    }
+
+    /// The same as [`NodeBuilder::root_certificate`] (its first name, from
+    /// when it was for TURN over TLS only).
     pub fn turns_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
         self.cfg.tls_roots.push(der.into());
         self

@@ -92,8 +92,14 @@ impl Driver {
 
     /// A new headless Chromium session.
     pub async fn browser(&self) -> Client {
+        self.browser_with(&[]).await
+    }
+
+    /// A new headless Chromium session with `extra` flags.
+    pub async fn browser_with(&self, extra: &[String]) -> Client {
+        let args: Vec<String> = FLAGS.iter().map(|f| (*f).to_owned()).chain(extra.iter().cloned()).collect();
         let caps = json!({
-            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": FLAGS },
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
         });
         let Value::Object(caps) = caps else { unreachable!() };
         ClientBuilder::new(HttpConnector::new())
@@ -129,7 +135,7 @@ impl Drop for DriverProcess {
 
 /// The page's address on `serve` (whose `url` is its WebSocket).
 pub fn page_url(ws_url: &str, query: &str) -> String {
-    let base = ws_url.replacen("ws://", "http://", 1);
+    let base = ws_url.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1);
     let base = base.trim_end_matches("/ws");
     format!("{base}/{query}")
 }
