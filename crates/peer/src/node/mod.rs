@@ -365,8 +365,10 @@ impl Node {
         self.backend.with(|core, _| core.room_peers(room))
     }
 
-    /// Asks `peer` for a link (request topology). It gets
-    /// [`Event::LinkRequested`]; its answer opens the link or comes back as
+    /// Asks `peer` for a link: in the request topology, or to any peer id
+    /// outside this node's rooms (a device it knows). It gets
+    /// [`Event::LinkRequested`] (or accepts at once if it trusts this node,
+    /// see [`Node::set_trust`]); its answer opens the link or comes back as
     /// [`Event::LinkRejected`].
     pub fn request_link(&self, peer: PeerId, meta: Option<Value>) -> Result<(), RoomError> {
         self.backend.with(|core, now| core.request_link(now, peer, meta))
